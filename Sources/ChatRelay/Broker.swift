@@ -1,0 +1,62 @@
+/// Where messages are stored and how they reach every node: the seam between the embedded
+/// single-node default and the Redis cluster.
+///
+/// The contract both implementations keep:
+/// - `publish` returns only once the message is durable in the room's history *and* has been sent
+///   on the live channel; its id is assigned by the broker and increases per room.
+/// - Live events of every room reach this node through one subscription, delivered to the
+///   `LiveEventSink` the broker was made with, in id order per room. A node's own messages come
+///   back through it too, and only through it (so they are delivered once).
+/// - History is read by range after an id.
+public protocol Broker: Sendable {
+    /// `"embedded"` or `"redis"`: shown by `/health/ready`.
+    var kind: String { get }
+
+    /// True when this node can both publish and receive now.
+    var isReady: Bool { get }
+
+    /// Stores the message and publishes it live. With an idempotency key already used for the same
+    /// room within ``IdempotencyCache/window``, stores nothing and returns the first message instead.
+    /// - Throws: ``BrokerError/unavailable(_:)`` when the message was not accepted.
+    func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome
+
+    /// The retained messages after `id` and whether some were already lost (the `reset` case).
+    func replay(room: RoomName, after id: MessageID) async throws -> Replay
+
+    /// Up to `limit` messages: after `id` (oldest first) or, with no id, the newest `limit`.
+    func history(room: RoomName, after id: MessageID?, limit: Int) async throws -> [StoredMessage]
+
+    /// Runs the broker's connections until the task is cancelled; returns (does not throw) when cancelled.
+    func run() async throws
+}
+
+/// What `publish` did.
+public enum PublishOutcome: Sendable {
+    /// Stored now: `201 Created`.
+    case created(StoredMessage)
+    /// The idempotency key was used before: nothing stored, `200 OK` with the first message.
+    case duplicate(StoredMessage)
+
+    public var message: StoredMessage {
+        switch self {
+        case .created(let message), .duplicate(let message): message
+        }
+    }
+}
+
+/// Receives every live event of every room, in order per room (the node's hub).
+public protocol LiveEventSink: Sendable {
+    func deliver(_ message: StoredMessage)
+}
+
+/// A broker failure that a client can retry.
+public enum BrokerError: Error, Sendable, CustomStringConvertible {
+    /// The broker cannot take or serve the request now; nothing was stored.
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .unavailable(let reason): "broker unavailable: \(reason)"
+        }
+    }
+}

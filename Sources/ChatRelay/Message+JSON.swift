@@ -1,0 +1,86 @@
+import NIOCore
+
+extension Message {
+    /// Writes the message as one line of JSON, in the spec's field order:
+    /// `{"id":"…","room":"…","user":"…","text":"…","time":"2026-11-24T15:00:00.000Z"}`.
+    ///
+    /// Hand-written rather than `JSONEncoder`: it runs once per message on the publish path, and
+    /// the escaping must guarantee a single line (no raw CR, LF, U+2028 or U+2029) whatever the text.
+    public func writeJSON(into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("{\"id\":\"")
+        buffer.writeString(id.description)
+        buffer.writeStaticString("\",\"room\":\"")
+        buffer.writeString(room.value)
+        buffer.writeStaticString("\",\"user\":")
+        JSONString.write(user, into: &buffer)
+        buffer.writeStaticString(",\"text\":")
+        JSONString.write(text, into: &buffer)
+        buffer.writeStaticString(",\"time\":\"")
+        Timestamp.writeRFC3339(milliseconds: timeMs, into: &buffer)
+        buffer.writeStaticString("\"}")
+    }
+
+    /// The message as one line of JSON.
+    public func json(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 96 + user.utf8.count + text.utf8.count * 2)
+        writeJSON(into: &buffer)
+        return buffer
+    }
+}
+
+/// JSON string literals, escaped so the result is always one line of ASCII-safe JSON.
+public enum JSONString {
+    /// Writes `string` as a quoted JSON string: `"` and `\` escaped, control characters as `\n`, `\t`
+    /// or `\u00XX`, and U+2028 / U+2029 as `\u2028` / `\u2029` so no parser sees a line break.
+    public static func write(_ string: String, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(ascii: "\""))
+        var string = string
+        // Native Swift strings are contiguous UTF-8 already; this copies only bridged ones.
+        string.withUTF8 { writeEscaped($0, into: &buffer) }
+        buffer.writeInteger(UInt8(ascii: "\""))
+    }
+
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, into buffer: inout ByteBuffer) {
+        var runStart = 0
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            let byte = bytes[index]
+            var escape: StaticString? = nil
+            var skip = 1
+            switch byte {
+            case UInt8(ascii: "\""): escape = "\\\""
+            case UInt8(ascii: "\\"): escape = "\\\\"
+            case UInt8(ascii: "\n"): escape = "\\n"
+            case UInt8(ascii: "\r"): escape = "\\r"
+            case UInt8(ascii: "\t"): escape = "\\t"
+            case 0xE2 where index + 2 < count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9):
+                escape = bytes[index + 2] == 0xA8 ? "\\u2028" : "\\u2029"
+                skip = 3
+            case 0..<0x20, 0x7F:
+                buffer.writeBytes(UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                buffer.writeStaticString("\\u00")
+                buffer.writeInteger(hexDigit(byte >> 4))
+                buffer.writeInteger(hexDigit(byte & 0x0F))
+                index += 1
+                runStart = index
+                continue
+            default:
+                break
+            }
+            if let escape {
+                buffer.writeBytes(UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                buffer.writeStaticString(escape)
+                index += skip
+                runStart = index
+            } else {
+                index += 1
+            }
+        }
+        buffer.writeBytes(UnsafeBufferPointer(rebasing: bytes[runStart..<count]))
+    }
+
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
+    }
+}

@@ -1,0 +1,41 @@
+import Metrics
+
+/// The relay's metrics, created on a given factory so that each node (and each test) has its own
+/// registry instead of one process-wide bootstrap.
+public struct RelayMetrics: Sendable {
+    /// Open SSE streams on this node.
+    public let openStreams: Meter
+    /// Messages this node accepted (201).
+    public let messagesPublished: Counter
+    /// Events handed to local subscribers (one per subscriber per message).
+    public let eventsDelivered: Counter
+    /// Subscribers this node disconnected because their buffer was full.
+    public let droppedSlow: Counter
+    /// Streams this node ended while draining.
+    public let droppedDraining: Counter
+    /// Requests refused: over the rate limit, at the connection limit.
+    public let rateLimited: Counter
+    public let connectionLimited: Counter
+    /// 1 when the broker connection and subscription are up.
+    public let brokerUp: Gauge
+    /// Broker reconnections after a loss.
+    public let brokerReconnects: Counter
+    /// Time from POST accepted to broker confirmation.
+    public let publishLatency: Timer
+
+    public init(factory: any MetricsFactory) {
+        openStreams = Meter(label: "chat_relay_open_streams", factory: factory)
+        messagesPublished = Counter(label: "chat_relay_messages_published_total", factory: factory)
+        eventsDelivered = Counter(label: "chat_relay_events_delivered_total", factory: factory)
+        droppedSlow = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "slow")], factory: factory)
+        droppedDraining = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "draining")], factory: factory)
+        rateLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "rate_limited")], factory: factory)
+        connectionLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_connections")], factory: factory)
+        brokerUp = Gauge(label: "chat_relay_broker_up", factory: factory)
+        brokerReconnects = Counter(label: "chat_relay_broker_reconnects_total", factory: factory)
+        publishLatency = Timer(label: "chat_relay_publish_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
+    }
+
+    /// Metrics that go nowhere, for tests that do not look at them.
+    public static var discarding: RelayMetrics { RelayMetrics(factory: NOOPMetricsHandler.instance) }
+}

@@ -1,0 +1,77 @@
+import Hummingbird
+import NIOCore
+import ChatRelay
+
+/// An error response of the spec: `{"error": "<code>", "message": "<for a person>"}` with its status,
+/// and `Retry-After` where the client should come back later.
+public struct APIError: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+    /// Seconds for `Retry-After`, if any.
+    public var retryAfter: Int?
+
+    public init(_ status: HTTPResponse.Status, code: String, message: String, retryAfter: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryAfter = retryAfter
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var body = ByteBuffer()
+        body.writeStaticString("{\"error\":")
+        JSONString.write(code, into: &body)
+        body.writeStaticString(",\"message\":")
+        JSONString.write(message, into: &body)
+        body.writeStaticString("}")
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
+    }
+}
+
+extension APIError {
+    static func invalidBody(_ message: String) -> APIError {
+        APIError(.badRequest, code: "invalid_body", message: message)
+    }
+
+    static func invalidField(_ message: String) -> APIError {
+        APIError(.badRequest, code: "invalid_field", message: message)
+    }
+
+    static func invalidRoom(_ name: String) -> APIError {
+        APIError(.badRequest, code: "invalid_room", message: "A room name is 1 to 64 letters, digits, '_' or '-'; got \(name.debugDescription.prefix(80)).")
+    }
+
+    static func tooLarge(limit: Int) -> APIError {
+        APIError(.contentTooLarge, code: "too_large", message: "The request body is over this node's limit of \(limit) bytes.")
+    }
+
+    static let unsupportedMediaType = APIError(
+        .unsupportedMediaType, code: "unsupported_media_type",
+        message: "Send the message as application/json or application/x-www-form-urlencoded.")
+
+    static func rateLimited(retryAfter: Int) -> APIError {
+        APIError(.tooManyRequests, code: "rate_limited", message: "Too many messages from this client; retry in \(retryAfter) s.", retryAfter: retryAfter)
+    }
+
+    static func unavailable(_ message: String, retryAfter: Int = 1) -> APIError {
+        APIError(.serviceUnavailable, code: "unavailable", message: message, retryAfter: retryAfter)
+    }
+
+    /// The code for a status Hummingbird itself produced (unknown path, wrong method, …).
+    static func code(for status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 400: "bad_request"
+        case 404: "not_found"
+        case 405: "method_not_allowed"
+        case 408: "request_timeout"
+        case 413: "too_large"
+        case 415: "unsupported_media_type"
+        case 500: "internal"
+        case 503: "unavailable"
+        default: status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import ChatRelay
+import Hummingbird
+import NIOCore
+
+extension RelayNode {
+    /// `GET /rooms/{room}/events` and `GET /events` (lobby).
+    func addStreamRoutes(to router: Router<RelayRequestContext>) {
+        router.get("/rooms/:room/events") { request, context in
+            try await self.subscribe(room: try Self.room(context), request: request, context: context)
+        }
+        router.get("/events") { request, context in
+            try await self.subscribe(room: .lobby, request: request, context: context)
+        }
+    }
+
+    /// Opens a stream: registers with the hub first (so live messages queue up), replays what the
+    /// client missed after its `Last-Event-ID`, then goes live with everything at or below the last
+    /// replayed id dropped: no gap and no duplicate between replay and live.
+    func subscribe(room: RoomName, request: Request, context: RelayRequestContext) async throws -> Response {
+        let lastEventID = try Self.lastEventID(request)
+        let channel = context.channel
+        let subscription: Subscription
+        do {
+            subscription = try hub.subscribe(room: room) { channel.close(promise: nil) }
+        } catch .draining {
+            throw APIError.unavailable("This node is draining; connect to another node.", retryAfter: 1)
+        } catch .atCapacity {
+            metrics.connectionLimited.increment()
+            throw APIError.unavailable("This node is at its connection limit; retry shortly or use another node.", retryAfter: 2)
+        }
+
+        var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
+        var lastReplayed = lastEventID
+        if let lastEventID {
+            let replay: Replay
+            do {
+                replay = try await broker.replay(room: room, after: lastEventID)
+            } catch {
+                hub.unsubscribe(subscription)
+                throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
+            }
+            if replay.messagesLost {
+                opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained))
+            }
+            for message in replay.messages {
+                opening.writeImmutableBuffer(message.frame)
+            }
+            if let last = replay.messages.last { lastReplayed = last.id }
+        }
+        subscription.goLive(after: lastReplayed)
+
+        let hub = self.hub
+        let firstBytes = opening
+        let headers: HTTPFields = [
+            .contentType: "text/event-stream",
+            .cacheControl: "no-cache",
+            .xAccelBuffering: "no",
+        ]
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            defer { hub.unsubscribe(subscription) }
+            try await writer.write(firstBytes)
+            streaming: while true {
+                switch await subscription.next() {
+                case .messages(let batch):
+                    try await writer.write(contentsOf: batch.lazy.map(\.frame))
+                case .heartbeat:
+                    try await writer.write(SSE.heartbeat)
+                case .closed(.draining(let retry)):
+                    try await writer.write(SSE.retry(milliseconds: retry))
+                    break streaming
+                case .closed:
+                    break streaming
+                }
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// The id to resume after: the `Last-Event-ID` header, else the `lastEventId` query parameter.
+    static func lastEventID(_ request: Request) throws -> MessageID? {
+        let text = request.headers[.lastEventID] ?? request.uri.queryParameters.get("lastEventId")
+        guard let text, !text.isEmpty else { return nil }
+        guard let id = MessageID(text) else {
+            throw APIError.invalidField("Last-Event-ID: must be a message id of the form <ms>-<seq>")
+        }
+        return id
+    }
+}

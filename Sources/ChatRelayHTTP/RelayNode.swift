@@ -1,0 +1,99 @@
+import ChatRelay
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+
+/// One relay node: its hub, broker, limits and metrics, and the HTTP application serving them.
+public final class RelayNode: Sendable {
+    public let configuration: RelayConfiguration
+    public let hub: Hub
+    public let broker: any Broker
+    public let metrics: RelayMetrics
+    public let registry: PrometheusCollectorRegistry
+    public let rateLimiter: RateLimiter
+    let logger: Logger
+    let startedAt = MonotonicClock.nanoseconds()
+
+    /// - Parameter makeBroker: builds the broker around the node's hub (its live-event sink).
+    public init(
+        configuration: RelayConfiguration,
+        logger: Logger,
+        makeBroker: (Hub, RelayMetrics) -> any Broker
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
+        ]
+        self.registry = registry
+        let metrics = RelayMetrics(factory: factory)
+        self.metrics = metrics
+        let hub = Hub(subscriberBuffer: configuration.subscriberBuffer, maxConnections: configuration.maxConnections, metrics: metrics)
+        self.hub = hub
+        self.broker = makeBroker(hub, metrics)
+        self.rateLimiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
+        metrics.openStreams.set(0)
+    }
+
+    /// The node with the embedded in-process broker.
+    public convenience init(configuration: RelayConfiguration, logger: Logger) {
+        self.init(configuration: configuration, logger: logger) { hub, _ in
+            EmbeddedBroker(history: configuration.history, sink: hub)
+        }
+    }
+
+    /// The router with every route and middleware of the API.
+    public func makeRouter() -> Router<RelayRequestContext> {
+        let router = Router(context: RelayRequestContext.self)
+        router.add(middleware: NodeHeaderMiddleware(nodeID: configuration.nodeID))
+        if !configuration.allowOrigins.isEmpty {
+            router.add(middleware: CORSPolicyMiddleware(allowOrigins: configuration.allowOrigins))
+        }
+        router.add(middleware: JSONErrorMiddleware(logger: logger))
+        addMessageRoutes(to: router)
+        addStreamRoutes(to: router)
+        addHealthRoutes(to: router)
+        addPageRoute(to: router)
+        return router
+    }
+
+    /// The HTTP application on `host:port`, with the broker and heartbeats as its services.
+    public func makeApplication(host: String, port: Int) -> some ApplicationProtocol {
+        Application(
+            router: makeRouter(),
+            configuration: .init(address: .hostname(host, port: port), serverName: nil, reuseAddress: true),
+            services: [BrokerService(broker: broker, metrics: metrics), HeartbeatService(hub: hub, interval: configuration.heartbeat)],
+            logger: logger
+        )
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains: readiness turns 503 at once, new streams are
+    /// refused, open streams end spread over a few seconds, in-flight requests finish, and the
+    /// function returns within the drain timeout.
+    public func run(host: String, port: Int) async throws {
+        let application = makeApplication(host: host, port: port)
+        // Graceful shutdown runs in reverse order: the drain first (the server still answers, so
+        // POSTs finish and readiness says 503), then the application closes its listener.
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: application),
+                .init(service: DrainService(hub: hub, configuration: configuration, logger: logger)),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        )
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
+        groupConfiguration.maximumCancellationDuration = .seconds(2)
+        try await ServiceGroup(configuration: groupConfiguration).run()
+    }
+
+    /// True when this node can publish and receive and is not draining.
+    public var isReady: Bool { broker.isReady && !hub.isDraining }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import ChatRelay
+import ChatRelayHTTP
+import Foundation
+import Logging
+
+/// `chat-relay serve`: one relay node.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve one relay node (the default when no subcommand is given).",
+        discussion: "SIGTERM or SIGINT drains the node: readiness turns 503, streams end spread over a few seconds, then it exits 0."
+    )
+
+    @Option(help: "Address to listen on. (env: HOST, default: 0.0.0.0)")
+    var host: String?
+
+    @Option(help: "Port to listen on. (env: PORT, default: 8080)")
+    var port: Int?
+
+    @Option(name: .customLong("node-id"), help: "This node's name in X-Relay-Node, logs and health. (env: NODE_ID, default: the host name)")
+    var nodeID: String?
+
+    @Option(help: "Messages kept per room by the embedded broker. (env: HISTORY, default: 1000)")
+    var history: Int?
+
+    @Option(help: "Seconds between heartbeat comments on an idle stream. (env: HEARTBEAT, default: 15)")
+    var heartbeat: Double?
+
+    @Option(name: .customLong("retry-ms"), help: "The retry: (ms) every stream opens with: how soon a client reconnects. (env: RETRY_MS, default: 2000)")
+    var retryMilliseconds: Int?
+
+    @Option(name: .customLong("max-connections"), help: "Most open streams; beyond it 503 with Retry-After. (env: MAX_CONNECTIONS, default: 10000)")
+    var maxConnections: Int?
+
+    @Option(name: .customLong("max-body-bytes"), help: "Most bytes of a POST body; beyond it 413. (env: MAX_BODY_BYTES, default: 16384)")
+    var maxBodyBytes: Int?
+
+    @Option(name: .customLong("max-message-bytes"), help: "Most UTF-8 bytes of a message's text; beyond it 400. (env: MAX_MESSAGE_BYTES, default: 4096)")
+    var maxMessageBytes: Int?
+
+    @Option(name: .customLong("rate-limit"), help: "POSTs per second per client, a token bucket; 0 turns the limit off. Beyond it 429 with Retry-After. (env: RATE_LIMIT, default: 20)")
+    var rateLimit: Double?
+
+    @Option(name: .customLong("rate-burst"), help: "POSTs a client may send at once before --rate-limit applies. (env: RATE_BURST, default: 40)")
+    var rateBurst: Double?
+
+    @Flag(name: .customLong("trust-forwarded-for"), help: "Rate-limit by the first X-Forwarded-For address (only behind a proxy you trust). (env: TRUST_FORWARDED_FOR=1)")
+    var trustForwardedFor = false
+
+    @Option(name: .customLong("subscriber-buffer"), help: "Messages that may wait for one slow subscriber before it is disconnected. (env: SUBSCRIBER_BUFFER, default: 1024)")
+    var subscriberBuffer: Int?
+
+    @Option(name: .customLong("drain-timeout"), help: "Seconds from SIGTERM to exit: streams end spread over half of it (at most 5 s). (env: DRAIN_TIMEOUT, default: 10)")
+    var drainTimeout: Double?
+
+    @Option(name: .customLong("allow-origin"), help: "An origin allowed to use the API from a browser (CORS); repeat it, or give *. (env: ALLOW_ORIGIN, comma-separated; default: none)")
+    var allowOrigin: [String] = []
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. (env: LOG_LEVEL, default: info)")
+    var logLevel: String?
+
+    @Option(name: .customLong("log-format"), help: "text or json (one object a line). (env: LOG_FORMAT, default: text)")
+    var logFormat: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let settings = try Settings(command: self, environment: environment)
+        LoggingSystem.bootstrap(settings.logHandlerFactory, metadataProvider: .init { ["node": .string(settings.relay.nodeID)] })
+        var logger = Logger(label: "chat-relay")
+        logger.logLevel = settings.logLevel
+
+        let node = RelayNode(configuration: settings.relay, logger: logger)
+        logger.info("serving", metadata: [
+            "address": "\(settings.host):\(settings.port)",
+            "broker": "\(node.broker.kind)",
+            "history": "\(settings.relay.history)",
+        ])
+        try await node.run(host: settings.host, port: settings.port)
+        logger.info("stopped")
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import ChatRelay
+import ChatRelayHTTP
+import Foundation
+import Logging
+
+/// The node's settings: each flag, else its environment variable, else the default; checked once
+/// at start-up so a mistake is reported before the node listens.
+struct Settings {
+    var host: String
+    var port: Int
+    var relay: RelayConfiguration
+    var logLevel: Logger.Level
+    var logFormat: LogFormat
+
+    init(command: ServeCommand, environment: [String: String]) throws {
+        func value<T>(_ flag: T?, _ name: String, _ parse: (String) -> T?) throws -> T? {
+            if let flag { return flag }
+            guard let text = environment[name], !text.isEmpty else { return nil }
+            guard let parsed = parse(text) else {
+                throw ValidationError("The environment variable \(name)=\(text.debugDescription) is not a valid value.")
+            }
+            return parsed
+        }
+        host = try value(command.host, "HOST", { $0 }) ?? "0.0.0.0"
+        port = try value(command.port, "PORT", Int.init) ?? 8080
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535, got \(port).") }
+
+        let nodeID = try value(command.nodeID, "NODE_ID", { $0 }) ?? ProcessInfo.processInfo.hostName
+        var relay = RelayConfiguration(nodeID: nodeID)
+        relay.history = try value(command.history, "HISTORY", Int.init) ?? relay.history
+        if let seconds = try value(command.heartbeat, "HEARTBEAT", Double.init) { relay.heartbeat = .milliseconds(Int64(seconds * 1000)) }
+        relay.retryMilliseconds = try value(command.retryMilliseconds, "RETRY_MS", Int.init) ?? relay.retryMilliseconds
+        relay.maxConnections = try value(command.maxConnections, "MAX_CONNECTIONS", Int.init) ?? relay.maxConnections
+        relay.maxBodyBytes = try value(command.maxBodyBytes, "MAX_BODY_BYTES", Int.init) ?? relay.maxBodyBytes
+        relay.maxMessageBytes = try value(command.maxMessageBytes, "MAX_MESSAGE_BYTES", Int.init) ?? relay.maxMessageBytes
+        relay.rateLimit = try value(command.rateLimit, "RATE_LIMIT", Double.init) ?? relay.rateLimit
+        relay.rateBurst = try value(command.rateBurst, "RATE_BURST", Double.init) ?? relay.rateBurst
+        relay.trustForwardedFor = command.trustForwardedFor || ["1", "true", "yes"].contains(environment["TRUST_FORWARDED_FOR"]?.lowercased() ?? "")
+        relay.subscriberBuffer = try value(command.subscriberBuffer, "SUBSCRIBER_BUFFER", Int.init) ?? relay.subscriberBuffer
+        if let seconds = try value(command.drainTimeout, "DRAIN_TIMEOUT", Double.init) { relay.drainTimeout = .milliseconds(Int64(seconds * 1000)) }
+        relay.allowOrigins = command.allowOrigin.isEmpty
+            ? (environment["ALLOW_ORIGIN"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            : command.allowOrigin
+
+        guard relay.history >= 1 else { throw ValidationError("--history must be at least 1.") }
+        guard relay.heartbeat >= .milliseconds(100) else { throw ValidationError("--heartbeat must be at least 0.1 seconds.") }
+        guard relay.retryMilliseconds >= 0 else { throw ValidationError("--retry-ms must not be negative.") }
+        guard relay.maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1.") }
+        guard relay.maxBodyBytes >= 64 else { throw ValidationError("--max-body-bytes must be at least 64.") }
+        guard relay.maxMessageBytes >= 1 else { throw ValidationError("--max-message-bytes must be at least 1.") }
+        guard relay.rateLimit >= 0, relay.rateBurst >= 1 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst at least 1.") }
+        guard relay.subscriberBuffer >= 1 else { throw ValidationError("--subscriber-buffer must be at least 1.") }
+        guard relay.drainTimeout > .zero else { throw ValidationError("--drain-timeout must be more than 0 seconds.") }
+        self.relay = relay
+
+        let levelText = try value(command.logLevel, "LOG_LEVEL", { $0 }) ?? "info"
+        guard let level = Logger.Level(rawValue: levelText.lowercased()) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(levelText.debugDescription).")
+        }
+        logLevel = level
+        let formatText = try value(command.logFormat, "LOG_FORMAT", { $0 }) ?? "text"
+        guard let format = LogFormat(rawValue: formatText.lowercased()) else {
+            throw ValidationError("--log-format must be text or json; got \(formatText.debugDescription).")
+        }
+        logFormat = format
+    }
+
+    /// Makes the log handler of the chosen format, at the chosen level, on standard error.
+    var logHandlerFactory: @Sendable (String, Logger.MetadataProvider?) -> any LogHandler {
+        let level = logLevel
+        let format = logFormat
+        return { label, provider in
+            var handler: any LogHandler
+            switch format {
+            case .text: handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+            case .json: handler = JSONLogHandler(label: label, metadataProvider: provider)
+            }
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+enum LogFormat: String {
+    case text
+    case json
+}
