@@ -31,7 +31,8 @@ extension Message {
 /// JSON string literals, escaped so the result is always one line of ASCII-safe JSON.
 public enum JSONString {
     /// Writes `string` as a quoted JSON string: `"` and `\` escaped, control characters as `\n`, `\t`
-    /// or `\u00XX`, and U+2028 / U+2029 as `\u2028` / `\u2029` so no parser sees a line break.
+    /// or `\u00XX`, U+2028 / U+2029 as `\u2028` / `\u2029` so no parser sees a line break, and U+FEFF
+    /// as `\ufeff` so no decoder mistakes it for a byte-order mark.
     public static func write(_ string: String, into buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt8(ascii: "\""))
         var string = string
@@ -56,6 +57,10 @@ public enum JSONString {
             case UInt8(ascii: "\t"): escape = "\\t"
             case 0xE2 where index + 2 < count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9):
                 escape = bytes[index + 2] == 0xA8 ? "\\u2028" : "\\u2029"
+                skip = 3
+            case 0xEF where index + 2 < count && bytes[index + 1] == 0xBB && bytes[index + 2] == 0xBF:
+                // U+FEFF: some decoders drop it as a byte-order mark, so it travels escaped.
+                escape = "\\ufeff"
                 skip = 3
             case 0..<0x20, 0x7F:
                 buffer.writeBytes(UnsafeBufferPointer(rebasing: bytes[runStart..<index]))

@@ -29,7 +29,7 @@ public final class Subscription: Sendable {
 
     private struct State {
         var pending: [StoredMessage] = []
-        /// Messages at or below this id were already sent (by replay): dropped, so none is sent twice.
+        /// Messages at or below this id were already queued or replayed: dropped, so none is sent twice.
         var floor: MessageID?
         /// While false, messages queue up but the writer is not woken (the replay is being written).
         var live = false
@@ -72,6 +72,8 @@ public final class Subscription: Sendable {
                 return .overflow(state.waiter.take())
             }
             state.pending.append(message)
+            // Live messages of a room arrive in id order, so anything at or below this is a repeat.
+            state.floor = message.id
             guard state.live, let waiter = state.waiter.take() else { return .none }
             let batch = state.pending
             state.pending.removeAll(keepingCapacity: true)

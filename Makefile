@@ -1,0 +1,42 @@
+# chat-relay: `make run` serves one node on http://localhost:8080, `make test` runs every test.
+# Both install what is missing first (Debian packages via apt-get; you need root or sudo).
+
+# Swift lives in /opt/swift on these machines; keep it on PATH for non-login shells (CI).
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+SWIFT      ?= swift
+HOST       ?= 0.0.0.0
+PORT       ?= 8080
+BIN_DIR     = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
+
+# Debian packages the tests need: real servers and a real browser.
+TEST_PACKAGES = chromium chromium-driver curl
+RUN_PACKAGES  = curl
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test build build-tests deps deps-test release clean
+
+run: deps build
+	$(BIN_DIR)/chat-relay serve --host $(HOST) --port $(PORT)
+
+test: deps-test build-tests
+	$(SWIFT) test --skip-build
+
+build:
+	$(SWIFT) build --product chat-relay
+
+build-tests:
+	$(SWIFT) build --build-tests
+
+release:
+	$(SWIFT) build -c release --product chat-relay
+
+deps:
+	@scripts/install-packages.sh $(RUN_PACKAGES)
+
+deps-test:
+	@scripts/install-packages.sh $(TEST_PACKAGES)
+
+clean:
+	rm -rf .build

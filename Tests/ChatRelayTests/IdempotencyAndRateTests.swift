@@ -1,0 +1,63 @@
+import ChatRelay
+import Testing
+
+@Suite struct IdempotencyCacheTests {
+    @Test func remembersAKeyPerRoomForTenMinutes() {
+        var cache = IdempotencyCache()
+        let first = stored(100)
+        cache.record(room: .lobby, key: "k1", message: first, now: 1000)
+        #expect(cache.lookup(room: .lobby, key: "k1", now: 2000)?.id == first.id)
+        #expect(cache.lookup(room: RoomName("other")!, key: "k1", now: 2000) == nil)
+        #expect(cache.lookup(room: .lobby, key: "k2", now: 2000) == nil)
+        #expect(cache.lookup(room: .lobby, key: "k1", now: 1000 + IdempotencyCache.window - 1) != nil)
+        #expect(cache.lookup(room: .lobby, key: "k1", now: 1000 + IdempotencyCache.window) == nil)
+        #expect(cache.count == 0)
+    }
+
+    @Test func staysWithinItsBound() {
+        var cache = IdempotencyCache(maxEntries: 100)
+        for index in 0..<5000 {
+            cache.record(room: .lobby, key: "k\(index)", message: stored(UInt64(index)), now: 0)
+        }
+        #expect(cache.count == 100)
+        #expect(cache.lookup(room: .lobby, key: "k4999", now: 1) != nil)
+        #expect(cache.lookup(room: .lobby, key: "k0", now: 1) == nil)
+    }
+}
+
+@Suite struct RateLimiterTests {
+    let second: UInt64 = 1_000_000_000
+
+    @Test func allowsTheBurstThenRefusesWithTheWait() {
+        var bucket = TokenBucket(rate: 2, burst: 3, now: 0)
+        #expect(bucket.take(now: 0) == nil)
+        #expect(bucket.take(now: 0) == nil)
+        #expect(bucket.take(now: 0) == nil)
+        let wait = bucket.take(now: 0)
+        #expect(wait == .milliseconds(500))
+        // Half a second later one token is back.
+        #expect(bucket.take(now: second / 2) == nil)
+        #expect(bucket.take(now: second / 2) != nil)
+    }
+
+    @Test func limitsEachClientOnItsOwn() {
+        let limiter = RateLimiter(rate: 1, burst: 2)
+        #expect(limiter.admit("a", now: 0) == nil)
+        #expect(limiter.admit("a", now: 0) == nil)
+        #expect(limiter.admit("a", now: 0) != nil)
+        #expect(limiter.admit("b", now: 0) == nil)
+        #expect(limiter.admit("a", now: second) == nil)
+    }
+
+    @Test func zeroRateMeansNoLimit() {
+        let limiter = RateLimiter(rate: 0, burst: 1)
+        for _ in 0..<1000 { #expect(limiter.admit("a", now: 0) == nil) }
+        #expect(limiter.trackedClients == 0)
+    }
+
+    @Test func forgetsClientsToStayBounded() {
+        let limiter = RateLimiter(rate: 1, burst: 1, maxClients: 100)
+        for index in 0..<10_000 { _ = limiter.admit("client-\(index)", now: 0) }
+        #expect(limiter.trackedClients <= 100)
+    }
+}

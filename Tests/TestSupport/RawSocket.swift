@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A bare TCP connection to 127.0.0.1: for a client that sends a request and then never reads,
+/// which no HTTP client library will play.
+public final class RawSocket: @unchecked Sendable {
+    // @unchecked: `fd` never changes after init; the socket is used from one test task at a time.
+    public let fd: Int32
+
+    /// Connects with a small receive buffer, so the server's writes back up quickly.
+    public init(port: Int, receiveBuffer: Int32 = 4096) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw RawSocketError.failed("socket") }
+        var size = receiveBuffer
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            close(fd)
+            throw RawSocketError.failed("connect")
+        }
+    }
+
+    public func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent == bytes.count else { throw RawSocketError.failed("send") }
+    }
+
+    /// True when the peer has closed the connection (a read returns 0 or a reset), without blocking.
+    /// Reads and discards what is pending to find out, so only call it when the data no longer matters.
+    public func peerClosed() -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if n == 0 { return true }
+            if n < 0 { return errno != EAGAIN && errno != EWOULDBLOCK }
+        }
+    }
+
+    deinit {
+        close(fd)
+    }
+}
+
+public enum RawSocketError: Error {
+    case failed(String)
+}
