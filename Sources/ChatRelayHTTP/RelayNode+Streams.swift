@@ -29,6 +29,11 @@ extension RelayNode {
             throw APIError.unavailable("This node is at its connection limit; retry shortly or use another node.", retryAfter: 2)
         }
 
+        // A client that leaves is noticed at once, not at the next heartbeat write: its place
+        // (and the connection limit slot) is freed as soon as the connection closes.
+        let hub = self.hub
+        channel.closeFuture.whenComplete { _ in hub.unsubscribe(subscription) }
+
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
         var lastReplayed = lastEventID
         if let lastEventID {
@@ -49,7 +54,6 @@ extension RelayNode {
         }
         subscription.goLive(after: lastReplayed)
 
-        let hub = self.hub
         let firstBytes = opening
         let headers: HTTPFields = [
             .contentType: "text/event-stream",

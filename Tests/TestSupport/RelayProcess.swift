@@ -52,7 +52,7 @@ public final class RelayProcess: @unchecked Sendable {
 
     /// Sends a signal (SIGTERM, SIGKILL, …).
     public func signal(_ signal: Int32) {
-        kill(process.processIdentifier, signal)
+        Foundation.kill(process.processIdentifier, signal)
     }
 
     /// Waits for the process to exit and returns its status, or nil after `timeout`.
@@ -75,6 +75,11 @@ public final class RelayProcess: @unchecked Sendable {
         }
     }
 
+    /// Kills the node at once (SIGKILL), without waiting: for `defer` at the end of a test.
+    public func kill() {
+        if process.isRunning { signal(SIGKILL) }
+    }
+
     /// The node's log so far.
     public func log() -> String {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
@@ -91,7 +96,7 @@ public final class RelayProcess: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
     }
 }
 

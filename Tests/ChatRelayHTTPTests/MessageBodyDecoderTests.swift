@@ -1,0 +1,53 @@
+import ChatRelayHTTP
+import NIOCore
+import Testing
+
+@Suite struct MessageBodyDecoderTests {
+    func decode(_ body: [UInt8], _ type: MessageBodyDecoder.MediaType) throws -> (user: String, text: String) {
+        try MessageBodyDecoder.decode(ByteBuffer(bytes: body), as: type)
+    }
+
+    func errorCode(_ body: [UInt8], _ type: MessageBodyDecoder.MediaType) -> String? {
+        do {
+            _ = try decode(body, type)
+            return nil
+        } catch let error as APIError {
+            return error.code
+        } catch {
+            return "unexpected \(error)"
+        }
+    }
+
+    @Test func mediaTypes() {
+        #expect(MessageBodyDecoder.MediaType(contentType: "application/json") == .json)
+        #expect(MessageBodyDecoder.MediaType(contentType: "Application/JSON; charset=UTF-8") == .json)
+        #expect(MessageBodyDecoder.MediaType(contentType: "application/x-www-form-urlencoded;charset=utf-8") == .form)
+        #expect(MessageBodyDecoder.MediaType(contentType: "text/plain") == nil)
+        #expect(MessageBodyDecoder.MediaType(contentType: "multipart/form-data; boundary=x") == nil)
+        #expect(MessageBodyDecoder.MediaType(contentType: "application/json; charset=latin1") == nil)
+        #expect(MessageBodyDecoder.MediaType(contentType: nil) == nil)
+    }
+
+    @Test func json() throws {
+        let fields = try decode(Array(#"{"user":"al\u00e9","text":"a\nb","extra":1}"#.utf8), .json)
+        #expect(fields.user == "alé")
+        #expect(fields.text == "a\nb")
+        #expect(try decode(Array(#"{"user":"a"}"#.utf8), .json).text == "")
+    }
+
+    @Test func badJSON() {
+        #expect(errorCode(Array("{".utf8), .json) == "invalid_body")
+        #expect(errorCode(Array("[1]".utf8), .json) == "invalid_body")
+        #expect(errorCode(Array("\"x\"".utf8), .json) == "invalid_body")
+        #expect(errorCode([0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D], .json) == "invalid_body")  // {"\xFF":1}
+        #expect(errorCode(Array(#"{"user":5,"text":"t"}"#.utf8), .json) == "invalid_field")
+    }
+
+    @Test func form() throws {
+        let fields = try decode(Array("user=bob+b&text=hello%20w%C3%B6rld%0Aline&x=1".utf8), .form)
+        #expect(fields.user == "bob b")
+        #expect(fields.text == "hello wörld\nline")
+        #expect(errorCode(Array("user=a&text=%FF".utf8), .form) == "invalid_body")
+        #expect(errorCode(Array("user=a&text=%G1".utf8), .form) == "invalid_body")
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Slow subscribers, draining, health, metrics and CORS on a real node.
+@Suite struct NodeLifecycleTests {
+    @Test func aSubscriberThatNeverReadsIsDisconnectedAndMemoryStaysBounded() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--subscriber-buffer", "64"])
+        defer { node.kill() }
+        let reader = try await SSEClient(node.baseURL + "/rooms/flood/events")
+        let stalled = try RawSocket(port: node.port, receiveBuffer: 2048)
+        try stalled.send("GET /rooms/flood/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(200))
+        let before = try #require(node.residentBytes())
+
+        let text = String(repeating: "y", count: 4000)
+        let count = 1500  // about 6 MB of events: far beyond the socket buffers and the 64-event queue
+        await withTaskGroup(of: Void.self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    for index in stride(from: worker, to: count, by: 4) {
+                        _ = try? await HTTP.postMessage(node.baseURL + "/rooms/flood/messages", user: "p", text: "\(index) \(text)")
+                    }
+                }
+            }
+        }
+        #expect(await reader.waitForMessages(count, timeout: .seconds(30)), "the reading subscriber keeps receiving")
+        let metrics = try await HTTP.get(node.baseURL + "/metrics").body
+        #expect(metrics.contains("chat_relay_subscribers_dropped_total{reason=\"slow\"} 1"), "\(metrics)")
+        var closed = false
+        for _ in 0..<100 where !closed {
+            closed = stalled.peerClosed()
+            if !closed { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(closed, "the node closed the stalled connection")
+        let after = try #require(node.residentBytes())
+        #expect(after - before < 48 << 20, "resident memory grew by \((after - before) >> 20) MiB")
+        #expect(try await HTTP.get(node.baseURL + "/health/ready").json["connections"] as? Int == 1)
+    }
+
+    @Test func sigtermDrainsStreamsAndExitsZero() async throws {
+        let node = try await RelayProcess(arguments: ["--drain-timeout", "4", "--retry-ms", "1000"])
+        defer { node.kill() }
+        var streams: [SSEClient] = []
+        for _ in 0..<6 { streams.append(try await SSEClient(node.baseURL + "/rooms/d/events")) }
+        #expect(try await HTTP.get(node.baseURL + "/health/ready").status == 200)
+
+        let signalled = ContinuousClock.now
+        node.signal(SIGTERM)
+        // Readiness turns 503 at once, new streams are refused, POSTs still work while draining.
+        try await Task.sleep(for: .milliseconds(100))
+        let ready = try await HTTP.get(node.baseURL + "/health/ready")
+        #expect(ready.status == 503)
+        #expect(ready.json["status"] as? String == "unavailable")
+        #expect(ready.json["draining"] as? Bool == true)
+        #expect(try await HTTP.get(node.baseURL + "/health/live").status == 200)
+        #expect(try await HTTP.get(node.baseURL + "/rooms/d/events").status == 503)
+        #expect(try await HTTP.postMessage(node.baseURL + "/rooms/d/messages", user: "a", text: "during drain").status == 201)
+
+        let status = await node.waitForExit(timeout: .seconds(6))
+        let took = ContinuousClock.now - signalled
+        #expect(status == 0, "exit status; log:\n\(node.log())")
+        #expect(took < .seconds(4.5), "exited after \(took)")
+        for stream in streams {
+            #expect(await stream.wait(timeout: .seconds(2)) { $0.ended })
+            // Each stream got the message sent while draining or ended first; each ended with its own retry delay.
+            #expect((500...2000).contains(stream.retry ?? -1), "retry \(String(describing: stream.retry))")
+        }
+        let retries = Set(streams.compactMap(\.retry))
+        #expect(retries.count > 1, "reconnect delays are spread out")
+    }
+
+    @Test func healthAndMetrics() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0"])
+        defer { node.kill() }
+        let live = try await HTTP.get(node.baseURL + "/health/live")
+        #expect(live.status == 200)
+        #expect(live.body == "{\"status\":\"ok\"}")
+        for path in ["/health/ready", "/health"] {
+            let ready = try await HTTP.get(node.baseURL + path)
+            #expect(ready.status == 200)
+            #expect(ready.json["status"] as? String == "ready")
+            #expect(ready.json["node"] as? String == node.nodeID)
+            #expect(ready.json["broker"] as? String == "embedded")
+            #expect(ready.json["connections"] as? Int == 0)
+        }
+        let stream = try await SSEClient(node.baseURL + "/rooms/m/events")
+        for _ in 0..<3 { _ = try await HTTP.postMessage(node.baseURL + "/rooms/m/messages", user: "a", text: "t") }
+        #expect(await stream.waitForMessages(3))
+        let metrics = try await HTTP.get(node.baseURL + "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.header("Content-Type")?.hasPrefix("text/plain") == true)
+        for line in [
+            "chat_relay_open_streams 1", "chat_relay_messages_published_total 3", "chat_relay_events_delivered_total 3",
+            "chat_relay_subscribers_dropped_total{reason=\"slow\"} 0", "chat_relay_broker_up 1",
+            "chat_relay_broker_reconnects_total 0", "chat_relay_publish_duration_seconds_count 3",
+        ] {
+            #expect(metrics.body.contains(line), "missing \(line) in\n\(metrics.body)")
+        }
+    }
+
+    @Test func corsOnlyForAllowedOrigins() async throws {
+        let open = try await RelayProcess(arguments: ["--allow-origin", "http://chat.example.test"])
+        defer { open.kill() }
+        let preflight = try await HTTP.request("OPTIONS", open.baseURL + "/rooms/r/messages", headers: [
+            ("Origin", "http://chat.example.test"), ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type, idempotency-key"),
+        ])
+        #expect(preflight.status == 204)
+        #expect(preflight.header("Access-Control-Allow-Origin") == "http://chat.example.test")
+        #expect(preflight.header("Access-Control-Allow-Methods")?.contains("POST") == true)
+        #expect(preflight.header("Access-Control-Allow-Headers")?.contains("Idempotency-Key") == true)
+        #expect(preflight.header("X-Relay-Node") == open.nodeID)
+        let allowed = try await HTTP.get(open.baseURL + "/rooms/r/messages", headers: [("Origin", "http://chat.example.test")])
+        #expect(allowed.header("Access-Control-Allow-Origin") == "http://chat.example.test")
+        let other = try await HTTP.get(open.baseURL + "/rooms/r/messages", headers: [("Origin", "http://evil.example.test")])
+        #expect(other.header("Access-Control-Allow-Origin") == nil)
+
+        let closed = try await RelayProcess()
+        defer { closed.kill() }
+        let none = try await HTTP.get(closed.baseURL + "/rooms/r/messages", headers: [("Origin", "http://chat.example.test")])
+        #expect(none.header("Access-Control-Allow-Origin") == nil)
+    }
+
+    @Test func thePageIsServed() async throws {
+        let node = try await RelayProcess()
+        defer { node.kill() }
+        let page = try await HTTP.get(node.baseURL + "/")
+        #expect(page.status == 200)
+        #expect(page.header("Content-Type")?.hasPrefix("text/html") == true)
+        #expect(page.body.contains("EventSource"))
+        #expect(!page.body.contains("innerHTML"), "user text is never parsed as HTML")
+    }
+}
