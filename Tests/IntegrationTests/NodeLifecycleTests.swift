@@ -8,8 +8,7 @@ import Testing
         let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--subscriber-buffer", "64"])
         defer { node.kill() }
         let reader = try await SSEClient(node.baseURL + "/rooms/flood/events")
-        let stalled = try RawSocket(port: node.port, receiveBuffer: 2048)
-        try stalled.send("GET /rooms/flood/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        let stalled = try RawSocket(port: node.port, get: "/rooms/flood/events", receiveBuffer: 2048)
         try await Task.sleep(for: .milliseconds(200))
         let before = try #require(node.residentBytes())
 

@@ -5,8 +5,14 @@ import Glibc
 /// A bare TCP connection to 127.0.0.1: for a client that sends a request and then never reads,
 /// which no HTTP client library will play.
 public final class RawSocket: @unchecked Sendable {
-    // @unchecked: `fd` never changes after init; the socket is used from one test task at a time.
-    public let fd: Int32
+    // @unchecked: the socket is used from one test task at a time.
+    public private(set) var fd: Int32
+
+    /// Connects and sends a plain HTTP/1.1 GET for `path` (for example a stream that is never read).
+    public convenience init(port: Int, get path: String, receiveBuffer: Int32 = 4096) throws {
+        try self.init(port: port, receiveBuffer: receiveBuffer)
+        try send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+    }
 
     /// Connects with a small receive buffer, so the server's writes back up quickly.
     public init(port: Int, receiveBuffer: Int32 = 4096) throws {
@@ -22,7 +28,7 @@ public final class RawSocket: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else {
-            close(fd)
+            Glibc.close(fd)
             throw RawSocketError.failed("connect")
         }
     }
@@ -44,8 +50,14 @@ public final class RawSocket: @unchecked Sendable {
         }
     }
 
+    /// Closes the connection (the peer sees end of stream).
+    public func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
     deinit {
-        close(fd)
+        close()
     }
 }
 
