@@ -9,15 +9,17 @@ HOST       ?= 0.0.0.0
 PORT       ?= 8080
 BIN_DIR     = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-# Debian packages the tests need: real servers and a real browser.
-TEST_PACKAGES = chromium chromium-driver curl
-RUN_PACKAGES  = curl
+# Debian packages: hiredis to build; for the tests, real servers and a real browser.
+BUILD_PACKAGES = libhiredis-dev pkg-config
+RUN_PACKAGES   = $(BUILD_PACKAGES) curl
+TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server chromium chromium-driver curl
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test build build-tests deps deps-test release clean
 
 run: deps build
+	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
 	$(BIN_DIR)/chat-relay serve --host $(HOST) --port $(PORT)
 
 test: deps-test build-tests

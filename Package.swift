@@ -24,10 +24,24 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
+        // hiredis from the system (Debian: libhiredis-dev, 0.14): a module map and a one-line shim.
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // A small Redis client on hiredis: argv commands, replies as an enum, pipelining, a
+        // subscriber connection; every hiredis call on a dedicated thread, never on an event loop.
+        .target(
+            name: "RedisClient",
+            dependencies: ["CHiredis"],
+            swiftSettings: swiftSettings
+        ),
         // The relay core: messages, validation, brokers, the hub, SSE encoding. No HTTP, no Redis.
         .target(
             name: "ChatRelay",
             dependencies: [
+                "RedisClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -53,6 +67,7 @@ let package = Package(
             name: "chat-relay",
             dependencies: [
                 "ChatRelay",
+                "RedisClient",
                 "ChatRelayHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -65,6 +80,11 @@ let package = Package(
         .testTarget(
             name: "ChatRelayTests",
             dependencies: ["ChatRelay", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: ["RedisClient", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

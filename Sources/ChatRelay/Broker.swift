@@ -23,6 +23,10 @@ public protocol Broker: Sendable {
     /// The retained messages after `id` and whether some were already lost (the `reset` case).
     func replay(room: RoomName, after id: MessageID) async throws -> Replay
 
+    /// The newest message id of the room, if it has any: where a new subscriber without
+    /// `Last-Event-ID` starts, so that it too has a position to resume from after an outage.
+    func latestID(room: RoomName) async throws -> MessageID?
+
     /// Up to `limit` messages: after `id` (oldest first) or, with no id, the newest `limit`.
     func history(room: RoomName, after id: MessageID?, limit: Int) async throws -> [StoredMessage]
 
@@ -47,6 +51,10 @@ public enum PublishOutcome: Sendable {
 /// Receives every live event of every room, in order per room (the node's hub).
 public protocol LiveEventSink: Sendable {
     func deliver(_ message: StoredMessage)
+
+    /// For every room with local subscribers, the id after which the least advanced of them still
+    /// needs messages: where a broker that lost its live channel reads history to fill the gap.
+    func resumePositions() -> [RoomName: MessageID]
 }
 
 /// A broker failure that a client can retry.

@@ -54,6 +54,10 @@ public final class EmbeddedBroker: Broker {
         }
     }
 
+    public func latestID(room: RoomName) async throws -> MessageID? {
+        state.withLock { $0.rooms[room]?.newest }
+    }
+
     public func history(room: RoomName, after id: MessageID?, limit: Int) async throws -> [StoredMessage] {
         state.withLock { state in
             guard let ring = state.rooms[room] else { return [] }

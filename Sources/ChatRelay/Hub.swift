@@ -41,9 +41,11 @@ public final class Hub: LiveEventSink {
 
     /// Registers a subscriber of `room`. It queues live messages at once, but wakes its writer only
     /// after `goLive(after:)`, so the caller can write a replay first and lose nothing in between.
-    /// - Parameter abort: closes the subscriber's connection (used when it is too slow).
-    public func subscribe(room: RoomName, abort: @escaping @Sendable () -> Void) throws(SubscribeRefusal) -> Subscription {
-        let subscription = Subscription(room: room, capacity: subscriberBuffer, now: MonotonicClock.nanoseconds(), abort: abort)
+    /// - Parameters:
+    ///   - after: the id the subscriber already has: nothing at or below it is queued.
+    ///   - abort: closes the subscriber's connection (used when it is too slow).
+    public func subscribe(room: RoomName, after: MessageID? = nil, abort: @escaping @Sendable () -> Void) throws(SubscribeRefusal) -> Subscription {
+        let subscription = Subscription(room: room, after: after, capacity: subscriberBuffer, now: MonotonicClock.nanoseconds(), abort: abort)
         try state.withLock { (state) throws(SubscribeRefusal) in
             if state.draining { throw .draining }
             if state.count >= maxConnections { throw .atCapacity }
@@ -87,6 +89,17 @@ public final class Hub: LiveEventSink {
             metrics.openStreams.decrement()
             metrics.droppedSlow.increment()
         }
+    }
+
+    public func resumePositions() -> [RoomName: MessageID] {
+        let rooms = state.withLock { $0.rooms }
+        var positions: [RoomName: MessageID] = [:]
+        for (room, subscribers) in rooms {
+            if let oldest = subscribers.values.compactMap(\.position).min() {
+                positions[room] = oldest
+            }
+        }
+        return positions
     }
 
     /// Marks a heartbeat due on every subscriber that has written nothing for `interval`.

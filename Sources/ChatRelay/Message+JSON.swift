@@ -9,6 +9,14 @@ extension Message {
     public func writeJSON(into buffer: inout ByteBuffer) {
         buffer.writeStaticString("{\"id\":\"")
         buffer.writeString(id.description)
+        Self.writeJSONTail(room: room, user: user, text: text, timeMs: timeMs, into: &buffer)
+    }
+
+    /// Everything of the JSON after the id: `","room":"…","user":…,"text":…,"time":"…"}`.
+    ///
+    /// The Redis broker stores this tail and lets Redis put the id it assigns in front of it
+    /// (`{"id":"` + id + tail), so a message is encoded once, on the node that accepted it.
+    public static func writeJSONTail(room: RoomName, user: String, text: String, timeMs: UInt64, into buffer: inout ByteBuffer) {
         buffer.writeStaticString("\",\"room\":\"")
         buffer.writeString(room.value)
         buffer.writeStaticString("\",\"user\":")

@@ -22,6 +22,8 @@ public struct RelayMetrics: Sendable {
     public let brokerReconnects: Counter
     /// Time from POST accepted to broker confirmation.
     public let publishLatency: Timer
+    /// Messages read from history after a lost subscription came back, to fill the gap.
+    public let gapFillMessages: Counter
 
     public init(factory: any MetricsFactory) {
         openStreams = Meter(label: "chat_relay_open_streams", factory: factory)
@@ -33,6 +35,7 @@ public struct RelayMetrics: Sendable {
         connectionLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_connections")], factory: factory)
         brokerUp = Gauge(label: "chat_relay_broker_up", factory: factory)
         brokerReconnects = Counter(label: "chat_relay_broker_reconnects_total", factory: factory)
+        gapFillMessages = Counter(label: "chat_relay_gap_fill_messages_total", factory: factory)
         publishLatency = Timer(label: "chat_relay_publish_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
     }
 

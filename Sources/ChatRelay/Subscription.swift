@@ -47,12 +47,15 @@ public final class Subscription: Sendable {
     /// Closes the connection underneath, so a writer blocked on a full socket fails and returns.
     private let abort: @Sendable () -> Void
 
-    init(room: RoomName, capacity: Int, now: UInt64, abort: @escaping @Sendable () -> Void) {
+    init(room: RoomName, after floor: MessageID?, capacity: Int, now: UInt64, abort: @escaping @Sendable () -> Void) {
         self.room = room
         self.capacity = capacity
         self.abort = abort
-        self.state = Mutex(State(lastActivity: now))
+        self.state = Mutex(State(floor: floor, lastActivity: now))
     }
+
+    /// The newest id this subscriber has (or has queued): it needs only what comes after.
+    public var position: MessageID? { state.withLock { $0.floor } }
 
     /// Queues a message for the writer. Returns false when the buffer is full: the subscription is
     /// then closed as `.slow`, and the hub forgets it and aborts its connection. Messages at or below

@@ -18,10 +18,26 @@ extension RelayNode {
     /// replayed id dropped: no gap and no duplicate between replay and live.
     func subscribe(room: RoomName, request: Request, context: RelayRequestContext) async throws -> Response {
         let lastEventID = try Self.lastEventID(request)
+        guard !hub.isDraining else {
+            throw APIError.unavailable("This node is draining; connect to another node.", retryAfter: 1)
+        }
+        // Every stream has a position, even without Last-Event-ID: the room's newest id, read
+        // before registering, so what is published in between is replayed rather than lost.
+        let resumeAfter: MessageID
+        if let lastEventID {
+            resumeAfter = lastEventID
+        } else {
+            do {
+                resumeAfter = try await broker.latestID(room: room) ?? .zero
+            } catch {
+                logger.warning("cannot open stream", metadata: ["room": "\(room)", "error": "\(error)"])
+                throw APIError.unavailable("The room cannot be read now; retry shortly.")
+            }
+        }
         let channel = context.channel
         let subscription: Subscription
         do {
-            subscription = try hub.subscribe(room: room) { channel.close(promise: nil) }
+            subscription = try hub.subscribe(room: room, after: resumeAfter) { channel.close(promise: nil) }
         } catch .draining {
             throw APIError.unavailable("This node is draining; connect to another node.", retryAfter: 1)
         } catch .atCapacity {
@@ -35,23 +51,22 @@ extension RelayNode {
         channel.closeFuture.whenComplete { _ in hub.unsubscribe(subscription) }
 
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
-        var lastReplayed = lastEventID
-        if let lastEventID {
-            let replay: Replay
-            do {
-                replay = try await broker.replay(room: room, after: lastEventID)
-            } catch {
-                hub.unsubscribe(subscription)
-                throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
-            }
-            if replay.messagesLost {
-                opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained))
-            }
-            for message in replay.messages {
-                opening.writeImmutableBuffer(message.frame)
-            }
-            if let last = replay.messages.last { lastReplayed = last.id }
+        var lastReplayed = resumeAfter
+        let replay: Replay
+        do {
+            replay = try await broker.replay(room: room, after: resumeAfter)
+        } catch {
+            hub.unsubscribe(subscription)
+            logger.warning("cannot replay", metadata: ["room": "\(room)", "error": "\(error)"])
+            throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
         }
+        if lastEventID != nil, replay.messagesLost {
+            opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained))
+        }
+        for message in replay.messages {
+            opening.writeImmutableBuffer(message.frame)
+        }
+        if let last = replay.messages.last { lastReplayed = last.id }
         subscription.goLive(after: lastReplayed)
 
         let firstBytes = opening

@@ -3,6 +3,7 @@ import ChatRelay
 import ChatRelayHTTP
 import Foundation
 import Logging
+import RedisClient
 
 /// `chat-relay serve`: one relay node.
 struct ServeCommand: AsyncParsableCommand {
@@ -21,7 +22,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("node-id"), help: "This node's name in X-Relay-Node, logs and health. (env: NODE_ID, default: the host name)")
     var nodeID: String?
 
-    @Option(help: "Messages kept per room by the embedded broker. (env: HISTORY, default: 1000)")
+    @Option(name: .customLong("redis-url"), help: "Run in cluster mode on this Redis: redis://[[user]:password@]host[:port][/db]. Without it the node runs alone on the embedded broker. (env: REDIS_URL)")
+    var redisURL: String?
+
+    @Option(name: .customLong("redis-prefix"), help: "Prefix of every Redis key and channel, so deployments can share a Redis. (env: REDIS_PREFIX, default: chat-relay)")
+    var redisPrefix: String?
+
+    @Option(help: "Messages kept per room (in memory, or in the room's Redis stream). (env: HISTORY, default: 1000)")
     var history: Int?
 
     @Option(help: "Seconds between heartbeat comments on an idle stream. (env: HEARTBEAT, default: 15)")
@@ -70,10 +77,18 @@ struct ServeCommand: AsyncParsableCommand {
         var logger = Logger(label: "chat-relay")
         logger.logLevel = settings.logLevel
 
-        let node = RelayNode(configuration: settings.relay, logger: logger)
+        let node: RelayNode
+        if let redis = settings.redis {
+            node = RelayNode(configuration: settings.relay, logger: logger) { hub, metrics in
+                RedisBroker(url: redis, prefix: settings.redisPrefix, history: settings.relay.history, sink: hub, metrics: metrics, logger: logger)
+            }
+        } else {
+            node = RelayNode(configuration: settings.relay, logger: logger)
+        }
         logger.info("serving", metadata: [
             "address": "\(settings.host):\(settings.port)",
             "broker": "\(node.broker.kind)",
+            "redis": "\(settings.redis.map { "\($0)" } ?? "-")",
             "history": "\(settings.relay.history)",
         ])
         try await node.run(host: settings.host, port: settings.port)

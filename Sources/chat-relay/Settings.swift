@@ -3,6 +3,7 @@ import ChatRelay
 import ChatRelayHTTP
 import Foundation
 import Logging
+import RedisClient
 
 /// The node's settings: each flag, else its environment variable, else the default; checked once
 /// at start-up so a mistake is reported before the node listens.
@@ -10,6 +11,9 @@ struct Settings {
     var host: String
     var port: Int
     var relay: RelayConfiguration
+    /// Cluster mode's Redis, or nil for the embedded broker.
+    var redis: RedisURL?
+    var redisPrefix: String
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -25,6 +29,20 @@ struct Settings {
         host = try value(command.host, "HOST", { $0 }) ?? "0.0.0.0"
         port = try value(command.port, "PORT", Int.init) ?? 8080
         guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535, got \(port).") }
+
+        if let text = try value(command.redisURL, "REDIS_URL", { $0 }) {
+            do {
+                redis = try RedisURL(text)
+            } catch {
+                throw ValidationError("--redis-url: \(error)")
+            }
+        } else {
+            redis = nil
+        }
+        redisPrefix = try value(command.redisPrefix, "REDIS_PREFIX", { $0 }) ?? "chat-relay"
+        guard !redisPrefix.isEmpty, !redisPrefix.contains(where: \.isWhitespace) else {
+            throw ValidationError("--redis-prefix must be non-empty without spaces.")
+        }
 
         let nodeID = try value(command.nodeID, "NODE_ID", { $0 }) ?? ProcessInfo.processInfo.hostName
         var relay = RelayConfiguration(nodeID: nodeID)

@@ -39,6 +39,24 @@ public final class RawSocket: @unchecked Sendable {
         guard sent == bytes.count else { throw RawSocketError.failed("send") }
     }
 
+    /// What arrives within `timeout` (until the peer pauses after sending something), as text.
+    public func receive(timeout: Duration) -> String {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let wait = received.isEmpty ? 50 : 10
+            guard poll(&descriptor, 1, Int32(wait)) > 0 else {
+                if received.isEmpty { continue } else { break }
+            }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            received.append(contentsOf: buffer[0..<n])
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
     /// True when the peer has closed the connection (a read returns 0 or a reset), without blocking.
     /// Reads and discards what is pending to find out, so only call it when the data no longer matters.
     public func peerClosed() -> Bool {

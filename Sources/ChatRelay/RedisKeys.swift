@@ -1,0 +1,20 @@
+/// Where the Redis broker keeps things, all under one prefix (`--redis-prefix`), so several
+/// deployments can share a Redis.
+///
+/// - `<prefix>:room:<room>`: the room's history, a stream; each entry holds the message JSON after
+///   its id in field `m`.
+/// - `<prefix>:trimmed:<room>`: the newest id trimmed from that stream (for the `reset` event).
+/// - `<prefix>:idem:<room>:<key>`: the message an `Idempotency-Key` stored (`<id> <json>`), for 10 minutes.
+/// - `<prefix>:events`: the pub/sub channel every node subscribes to; a payload is `<room> <id> <json>`.
+public struct RedisKeys: Sendable {
+    public let prefix: String
+
+    public init(prefix: String) {
+        self.prefix = prefix
+    }
+
+    public func stream(_ room: RoomName) -> String { "\(prefix):room:\(room.value)" }
+    public func trimmed(_ room: RoomName) -> String { "\(prefix):trimmed:\(room.value)" }
+    public func idempotency(_ room: RoomName, _ key: String) -> String { "\(prefix):idem:\(room.value):\(key)" }
+    public var channel: String { "\(prefix):events" }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import Synchronization
+import RedisClient
+import TestSupport
+import Testing
+
+/// The hiredis wrapper against a real redis-server on a free port.
+@Suite struct RedisClientTests {
+    func client(_ server: RedisServer, path: String = "") throws -> RedisClient {
+        let client = RedisClient(configuration: .init(url: try RedisURL(server.url + path)))
+        client.start()
+        return client
+    }
+
+    @Test func argvCarriesBinaryAndUTF8Exactly() async throws {
+        let server = try await RedisServer(appendOnly: false)
+        defer { Task { await server.stop() } }
+        let client = try client(server)
+        defer { client.stop() }
+        let binary: [UInt8] = [0, 1, 2, 13, 10, 0xFF, 0xFE, 32, 0x24, 0x2A]  // NUL, CR LF, invalid UTF-8, "$", "*"
+        let text = "héllo wörld 😀 \u{2028} \"quoted\" with spaces"
+        let replies = try await client.pipeline([
+            ["SET", "bin", RedisArgument(binary)],
+            ["GET", "bin"],
+            ["SET", RedisArgument("ключ 🔑"), RedisArgument(text)],
+            ["GET", RedisArgument("ключ 🔑")],
+            ["SET", "empty", ""],
+            ["GET", "empty"],
+        ])
+        #expect(replies[0] == .status("OK"))
+        #expect(replies[1] == .bulk(binary))
+        #expect(replies[3].string == text)
+        #expect(replies[5] == .bulk([]))
+    }
+
+    @Test func everyReplyType() async throws {
+        let server = try await RedisServer(appendOnly: false)
+        defer { Task { await server.stop() } }
+        let client = try client(server)
+        defer { client.stop() }
+        #expect(try await client.command(["PING"]) == .status("PONG"))
+        #expect(try await client.command(["INCRBY", "counter", "41"]) == .integer(41))
+        #expect(try await client.command(["GET", "missing"]) == .null)
+        _ = try await client.command(["RPUSH", "list", "a", "b"])
+        #expect(try await client.command(["LRANGE", "list", "0", "-1"]) == .array([.bulk(Array("a".utf8)), .bulk(Array("b".utf8))]))
+        #expect(try await client.command(["LRANGE", "nothing", "0", "-1"]) == .array([]))
+        // Nested arrays: XRANGE entries are [id, [field, value]].
+        _ = try await client.command(["XADD", "s", "1-1", "f", "v"])
+        #expect(try await client.command(["XRANGE", "s", "-", "+"]) == .array([.array([.bulk(Array("1-1".utf8)), .array([.bulk(Array("f".utf8)), .bulk(Array("v".utf8))])])]))
+        // An error reply is a value, and the connection stays usable.
+        let error = try await client.command(["INCR", "list"])
+        guard case .error(let message) = error else {
+            Issue.record("expected an error reply, got \(error)")
+            return
+        }
+        #expect(message.hasPrefix("WRONGTYPE"))
+        #expect(try await client.command(["NOSUCHCOMMAND"]).string == nil)
+        #expect(try await client.command(["PING"]) == .status("PONG"))
+    }
+
+    @Test func pipelinesKeepOrderAcrossConcurrentCallers() async throws {
+        let server = try await RedisServer(appendOnly: false)
+        defer { Task { await server.stop() } }
+        let client = try client(server)
+        defer { client.stop() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for caller in 0..<20 {
+                group.addTask {
+                    for round in 0..<50 {
+                        let replies = try await client.pipeline([
+                            ["RPUSH", RedisArgument("order-\(caller)"), RedisArgument(round)],
+                            ["ECHO", RedisArgument("\(caller)/\(round)")],
+                        ])
+                        #expect(replies[0] == .integer(Int64(round + 1)))
+                        #expect(replies[1].string == "\(caller)/\(round)")
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let list = try await client.command(["LRANGE", "order-7", "0", "-1"])
+        #expect(list.array?.compactMap(\.string) == (0..<50).map(String.init))
+    }
+
+    @Test func reconnectsAfterTheServerRestarts() async throws {
+        let server = try await RedisServer(appendOnly: true)
+        defer { Task { await server.stop() } }
+        let client = try client(server)
+        defer { client.stop() }
+        #expect(try await client.command(["SET", "k", "before"]) == .status("OK"))
+        await server.kill()
+        // Down: calls fail fast with a clear error instead of hanging.
+        var failures = 0
+        for _ in 0..<5 {
+            do {
+                _ = try await client.command(["GET", "k"])
+            } catch let error as RedisError {
+                failures += 1
+                #expect(error.description.contains("Redis"))
+            }
+        }
+        #expect(failures == 5)
+        #expect(!client.isConnected)
+        try await server.start()
+        var value: RedisReply? = nil
+        for _ in 0..<100 where value == nil {
+            value = try? await client.command(["GET", "k"])
+            if value == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(value?.string == "before", "the append-only file kept the write, and the client came back")
+        #expect(client.isConnected)
+    }
+
+    @Test func authAndSelectFromTheURL() async throws {
+        let server = try await RedisServer(appendOnly: false, arguments: ["--requirepass", "s3cr:t"])
+        defer { Task { await server.stop() } }
+        let client = RedisClient(configuration: .init(url: try RedisURL("redis://:s3cr%3At@127.0.0.1:\(server.port)/3")))
+        client.start()
+        defer { client.stop() }
+        #expect(try await client.command(["SET", "where", "db3"]) == .status("OK"))
+        #expect(try await client.command(["CLIENT", "INFO"]).string?.contains("db=3") == true)
+        let wrong = RedisClient(configuration: .init(url: try RedisURL("redis://:nope@127.0.0.1:\(server.port)")))
+        wrong.start()
+        defer { wrong.stop() }
+        await #expect(throws: RedisError.self) { try await wrong.command(["PING"]) }
+    }
+
+    @Test func urls() throws {
+        #expect(try RedisURL("redis://localhost") == RedisURL(host: "localhost"))
+        #expect(try RedisURL("redis://h:6380/2") == RedisURL(host: "h", port: 6380, database: 2))
+        #expect(try RedisURL("redis://:pw@h:1") == RedisURL(host: "h", port: 1, password: "pw"))
+        #expect(try RedisURL("redis://user:p%40ss@h") == RedisURL(host: "h", user: "user", password: "p@ss"))
+        #expect(try RedisURL("redis://[::1]:7000") == RedisURL(host: "::1", port: 7000))
+        #expect(try RedisURL("redis://:pw@h:1").description == "redis://:***@h:1/0")
+        for bad in ["http://h", "redis://", "redis://h:0", "redis://h:x", "redis://h/x"] {
+            #expect(throws: RedisError.self) { try RedisURL(bad) }
+        }
+    }
+
+    @Test func subscriberDeliversInOrderAndComesBackAfterARestart() async throws {
+        let server = try await RedisServer(appendOnly: false)
+        defer { Task { await server.stop() } }
+        let received = Received()
+        let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { event in
+            received.record(event)
+            return .proceed
+        }
+        subscriber.start()
+        defer { subscriber.stop() }
+        #expect(await received.wait { $0.subscribed == 1 })
+        let client = try client(server)
+        defer { client.stop() }
+        for index in 0..<100 { _ = try await client.command(["PUBLISH", "ch", RedisArgument("m\(index)")]) }
+        #expect(await received.wait { $0.messages.count == 100 })
+        #expect(received.snapshot.messages == (0..<100).map { "m\($0)" })
+
+        let downAt = ContinuousClock.now
+        await server.kill()
+        #expect(await received.wait { $0.downs >= 1 })
+        #expect(ContinuousClock.now - downAt < .seconds(2), "a lost server is noticed within 2 s")
+        #expect(!subscriber.isSubscribed)
+        try await server.start()
+        #expect(await received.wait { $0.reconnections == 1 })
+        #expect(subscriber.isSubscribed)
+    }
+}
+
+/// What a subscriber reported, for the test to wait on.
+final class Received: Sendable {
+    struct Snapshot {
+        var subscribed = 0
+        var reconnections = 0
+        var downs = 0
+        var messages: [String] = []
+    }
+
+    private let state = Mutex(Snapshot())
+
+    func record(_ event: RedisSubscriber.Event) {
+        state.withLock { state in
+            switch event {
+            case .subscribed(let reconnected):
+                state.subscribed += 1
+                if reconnected { state.reconnections += 1 }
+            case .message(_, let payload): state.messages.append(String(decoding: payload, as: UTF8.self))
+            case .down: state.downs += 1
+            }
+        }
+    }
+
+    var snapshot: Snapshot { state.withLock { $0 } }
+
+    func wait(timeout: Duration = .seconds(10), until condition: (Snapshot) -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition(snapshot) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition(snapshot)
+    }
+}
+
+

@@ -1,0 +1,67 @@
+import Foundation
+
+/// A real `redis-server` on a free loopback port, with its own data directory, started for one
+/// test and stopped by pid. It can be killed and started again on the same port and data.
+public final class RedisServer: @unchecked Sendable {
+    // @unchecked: `process` is replaced only by start()/kill(), which a test calls from one task.
+    public let port: Int
+    public let directory: String
+    public let extraArguments: [String]
+    private var process: Process?
+
+    public var url: String { "redis://127.0.0.1:\(port)" }
+
+    /// - Parameter appendOnly: keep an fsync-always append-only file, so a restart keeps every
+    ///   acknowledged write (what a deployment that promises no loss runs).
+    public init(appendOnly: Bool = true, arguments: [String] = []) async throws {
+        port = freeLoopbackPort()
+        directory = NSTemporaryDirectory() + "chat-relay-redis-\(port)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        extraArguments = (appendOnly ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]) + arguments
+        try await start()
+    }
+
+    /// Starts the server (again) and waits until it answers PING.
+    public func start() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--save", "", "--daemonize", "no",
+                             "--logfile", directory + "/redis.log"] + extraArguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if try await ping() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw RelayProcessError.notReady(log: (try? String(contentsOfFile: directory + "/redis.log", encoding: .utf8)) ?? "")
+    }
+
+    /// True if the server answers PING (a raw RESP exchange, independent of the client under test).
+    public func ping() async throws -> Bool {
+        guard let socket = try? RawSocket(port: port, receiveBuffer: 65536) else { return false }
+        try socket.send("*1\r\n$4\r\nPING\r\n")
+        let reply = socket.receive(timeout: .seconds(1))
+        return reply.hasPrefix("+PONG") || reply.hasPrefix("-NOAUTH")
+    }
+
+    /// Kills the server at once (SIGKILL) and waits until it is gone.
+    public func kill() async {
+        guard let process, process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+    }
+
+    /// Stops the server and removes its data.
+    public func stop() async {
+        await kill()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    deinit {
+        if let process, process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
