@@ -14,7 +14,7 @@ import Testing
 
     @Test func argvCarriesBinaryAndUTF8Exactly() async throws {
         let server = try await RedisServer(appendOnly: false)
-        defer { Task { await server.stop() } }
+        defer { server.killNow() }
         let client = try client(server)
         defer { client.stop() }
         let binary: [UInt8] = [0, 1, 2, 13, 10, 0xFF, 0xFE, 32, 0x24, 0x2A]  // NUL, CR LF, invalid UTF-8, "$", "*"
@@ -35,7 +35,7 @@ import Testing
 
     @Test func everyReplyType() async throws {
         let server = try await RedisServer(appendOnly: false)
-        defer { Task { await server.stop() } }
+        defer { server.killNow() }
         let client = try client(server)
         defer { client.stop() }
         #expect(try await client.command(["PING"]) == .status("PONG"))
@@ -60,7 +60,7 @@ import Testing
 
     @Test func pipelinesKeepOrderAcrossConcurrentCallers() async throws {
         let server = try await RedisServer(appendOnly: false)
-        defer { Task { await server.stop() } }
+        defer { server.killNow() }
         let client = try client(server)
         defer { client.stop() }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -84,7 +84,7 @@ import Testing
 
     @Test func reconnectsAfterTheServerRestarts() async throws {
         let server = try await RedisServer(appendOnly: true)
-        defer { Task { await server.stop() } }
+        defer { server.killNow() }
         let client = try client(server)
         defer { client.stop() }
         #expect(try await client.command(["SET", "k", "before"]) == .status("OK"))
@@ -113,7 +113,7 @@ import Testing
 
     @Test func authAndSelectFromTheURL() async throws {
         let server = try await RedisServer(appendOnly: false, arguments: ["--requirepass", "s3cr:t"])
-        defer { Task { await server.stop() } }
+        defer { server.killNow() }
         let client = RedisClient(configuration: .init(url: try RedisURL("redis://:s3cr%3At@127.0.0.1:\(server.port)/3")))
         client.start()
         defer { client.stop() }
@@ -139,7 +139,7 @@ import Testing
 
     @Test func subscriberDeliversInOrderAndComesBackAfterARestart() async throws {
         let server = try await RedisServer(appendOnly: false)
-        defer { Task { await server.stop() } }
+        defer { server.killNow() }
         let received = Received()
         let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { event in
             received.record(event)

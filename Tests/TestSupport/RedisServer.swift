@@ -49,9 +49,9 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Kills the server at once (SIGKILL) and waits until it is gone.
     public func kill() async {
-        guard let process, process.isRunning else { return }
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        guard let process else { return }
+        self.process = nil
+        await ChildProcess.kill(process.processIdentifier)
     }
 
     /// Stops the server and removes its data.
@@ -60,8 +60,13 @@ public final class RedisServer: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// Kills the server without waiting: for `defer` at the end of a test.
+    public func killNow() {
+        if let process { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+
     deinit {
-        if let process, process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        killNow()
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -18,7 +18,7 @@ public final class RelayProcess: @unchecked Sendable {
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { !ChildProcess.hasExited(process.processIdentifier) && process.isRunning }
 
     /// Starts the node and waits until `/health/live` answers.
     /// - Parameter arguments: flags after `serve --host 127.0.0.1 --port P --node-id N`.
@@ -43,7 +43,7 @@ public final class RelayProcess: @unchecked Sendable {
     private func waitUntilServing() async throws {
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            guard process.isRunning else { throw RelayProcessError.exited(status: process.terminationStatus, log: log()) }
+            guard isRunning else { throw RelayProcessError.exited(status: -1, log: log()) }
             if (try? await HTTP.get("\(baseURL)/health/live", timeout: .seconds(1)))?.status == 200 { return }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -55,19 +55,29 @@ public final class RelayProcess: @unchecked Sendable {
         Foundation.kill(process.processIdentifier, signal)
     }
 
-    /// Waits for the process to exit and returns its status, or nil after `timeout`.
+    /// Waits for the process to exit and returns its exit status (128 + signal if a signal ended
+    /// it), or nil after `timeout`. Reaps the child itself rather than trusting Foundation to.
     public func waitForExit(timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now >= deadline { return nil }
+        while ContinuousClock.now < deadline {
+            var status: Int32 = 0
+            let result = waitpid(process.processIdentifier, &status, WNOHANG)
+            if result == process.processIdentifier {
+                let signal = status & 0x7F
+                return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+            }
+            if result == -1 {
+                // Foundation reaped it first: its status is then known there.
+                return process.isRunning ? nil : process.terminationStatus
+            }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        return process.terminationStatus
+        return nil
     }
 
     /// Stops the node (SIGKILL if it does not exit after SIGTERM) and waits for it.
     public func stop() async {
-        guard process.isRunning else { return }
+        guard isRunning else { return }
         signal(SIGTERM)
         if await waitForExit(timeout: .seconds(15)) == nil {
             signal(SIGKILL)
@@ -77,7 +87,7 @@ public final class RelayProcess: @unchecked Sendable {
 
     /// Kills the node at once (SIGKILL), without waiting: for `defer` at the end of a test.
     public func kill() {
-        if process.isRunning { signal(SIGKILL) }
+        signal(SIGKILL)
     }
 
     /// The node's log so far.
@@ -96,7 +106,7 @@ public final class RelayProcess: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        Foundation.kill(process.processIdentifier, SIGKILL)
     }
 }
 
