@@ -19,64 +19,46 @@ public final class RedisBroker: Broker {
     public let kind = "redis"
     public let keys: RedisKeys
     public let historyCapacity: Int
+    private let url: RedisURL
     private let client: RedisClient
-    private let subscriber: RedisSubscriber
+    private let state = ConnectionState()
     private let scriptSHA = Mutex<String?>(nil)
+    private let sink: any LiveEventSink
+    private let metrics: RelayMetrics
     private let logger: Logger
 
     /// - Parameters:
     ///   - history: messages kept per room (the stream's length).
     ///   - sink: the node's hub.
     public init(url: RedisURL, prefix: String, history: Int, sink: any LiveEventSink, metrics: RelayMetrics, logger: Logger) {
+        self.url = url
         self.keys = RedisKeys(prefix: prefix)
         self.historyCapacity = max(1, history)
+        self.sink = sink
+        self.metrics = metrics
         self.logger = logger
-        // Shared by both connections' callbacks: the broker is up when both are.
-        let state = BrokerState()
+        let state = self.state
         self.client = RedisClient(configuration: .init(url: url)) { connected, error in
-            state.setCommandUp(connected, metrics: metrics)
+            state.update(metrics) { $0.command = connected }
             if connected {
                 logger.info("redis connected", metadata: ["url": "\(url)"])
             } else if let error {
                 logger.warning("redis command connection down", metadata: ["error": "\(error)"])
             }
+        } onRoundTrip: { requests, _ in
+            metrics.redisRoundTrips.increment()
+            metrics.redisRequests.increment(by: Int64(requests))
         }
-        let keys = self.keys
-        let gapFiller = GapFiller()
-        self.subscriber = RedisSubscriber(configuration: .init(url: url, channels: [keys.channel])) { event in
-            switch event {
-            case .subscribed(let reconnected):
-                state.setSubscriberUp(true, metrics: metrics)
-                if reconnected { metrics.brokerReconnects.increment() }
-                logger.info("redis subscribed", metadata: ["channel": "\(keys.channel)", "reconnected": "\(reconnected)"])
-                // Live messages wait in the socket until the gap is filled, so they come after it.
-                return gapFiller.fill() ? .proceed : .resubscribe
-            case .message(_, let payload):
-                if let message = Self.parseEvent(payload) {
-                    sink.deliver(message)
-                } else {
-                    logger.warning("ignored a malformed event on \(keys.channel)", metadata: ["bytes": "\(payload.count)"])
-                }
-                return .proceed
-            case .down(let error):
-                state.setSubscriberUp(false, metrics: metrics)
-                logger.warning("redis subscription down", metadata: ["error": "\(error)"])
-                return .proceed
-            }
-        }
-        self.state = state
-        self.sink = sink
-        self.metrics = metrics
-        gapFiller.broker.withLock { $0 = self }
     }
 
-    private let state: BrokerState
-    private let sink: any LiveEventSink
-    private let metrics: RelayMetrics
+    /// Up when both the command connection and the subscription are.
+    public var isReady: Bool { state.isUp }
 
-    public var isReady: Bool { client.isConnected && subscriber.isSubscribed }
-
+    /// Runs the command connection and the subscriber, each on its own thread, until cancelled.
     public func run() async throws {
+        let subscriber = RedisSubscriber(configuration: .init(url: url, channels: [keys.channel])) { [self] event in
+            handle(event)
+        }
         client.start()
         subscriber.start()
         while !Task.isCancelled {
@@ -84,11 +66,34 @@ public final class RedisBroker: Broker {
         }
         // stop() joins the threads (up to a poll interval): not on a cooperative thread.
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread { [client, subscriber] in
+            Thread { [client] in
                 subscriber.stop()
                 client.stop()
                 continuation.resume()
             }.start()
+        }
+    }
+
+    /// The subscriber's events, on its thread.
+    private func handle(_ event: RedisSubscriber.Event) -> RedisSubscriber.Disposition {
+        switch event {
+        case .subscribed(let reconnected):
+            state.update(metrics) { $0.subscriber = true }
+            if reconnected { metrics.brokerReconnects.increment() }
+            logger.info("redis subscribed", metadata: ["channel": "\(keys.channel)", "reconnected": "\(reconnected)"])
+            // Live messages wait in the socket until the gap is filled, so they come after it.
+            return fillGaps() ? .proceed : .resubscribe
+        case .message(_, let payload):
+            if let message = Self.parseEvent(payload) {
+                sink.deliver(message)
+            } else {
+                logger.warning("ignored a malformed event", metadata: ["channel": "\(keys.channel)", "bytes": "\(payload.count)"])
+            }
+            return .proceed
+        case .down(let error):
+            state.update(metrics) { $0.subscriber = false }
+            logger.warning("redis subscription down", metadata: ["error": "\(error)"])
+            return .proceed
         }
     }
 
@@ -192,30 +197,39 @@ public final class RedisBroker: Broker {
         for (room, position) in positions {
             var after = position
             while true {
-                let from = after
-                var page: [StoredMessage]? = nil
-                let deadline = ContinuousClock.now + .seconds(3)
-                while page == nil {
-                    do {
-                        page = try blocking { try await self.history(room: room, after: from, limit: 500) }
-                    } catch {
-                        guard ContinuousClock.now < deadline else {
-                            logger.warning("gap fill failed; subscribing again", metadata: ["room": "\(room)", "error": "\(error)"])
-                            metrics.gapFillMessages.increment(by: Int64(filled))
-                            return false
-                        }
-                        Thread.sleep(forTimeInterval: 0.05)
-                    }
+                let page: [StoredMessage]
+                do {
+                    page = try readRetrying(room: room, after: after)
+                } catch {
+                    logger.warning("gap fill failed; subscribing again", metadata: ["room": "\(room)", "error": "\(error)"])
+                    metrics.gapFillMessages.increment(by: Int64(filled))
+                    return false
                 }
-                for message in page! { sink.deliver(message) }
-                filled += page!.count
-                guard page!.count == 500, let last = page!.last else { break }
+                for message in page { sink.deliver(message) }
+                filled += page.count
+                guard page.count == Self.gapFillPage, let last = page.last else { break }
                 after = last.id
             }
         }
         metrics.gapFillMessages.increment(by: Int64(filled))
         logger.info("gap filled", metadata: ["rooms": "\(positions.count)", "messages": "\(filled)"])
         return true
+    }
+
+    static let gapFillPage = 500
+
+    /// One page of history after `id`, retried for up to 3 s while the command connection is still
+    /// coming back (blocking: only on the subscriber's thread).
+    private func readRetrying(room: RoomName, after id: MessageID) throws -> [StoredMessage] {
+        let deadline = ContinuousClock.now + .seconds(3)
+        while true {
+            do {
+                return try blocking { try await self.history(room: room, after: id, limit: Self.gapFillPage) }
+            } catch {
+                guard ContinuousClock.now < deadline else { throw error }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
     }
 
     // MARK: Helpers
@@ -281,31 +295,16 @@ private func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -
 }
 
 /// Whether each of the broker's two connections is up; the broker is up when both are.
-private final class BrokerState: Sendable {
+private final class ConnectionState: Sendable {
     private let flags = Mutex<(command: Bool, subscriber: Bool)>((false, false))
 
-    func setCommandUp(_ up: Bool, metrics: RelayMetrics) {
-        update(metrics) { $0.command = up }
-    }
+    var isUp: Bool { flags.withLock { $0.command && $0.subscriber } }
 
-    func setSubscriberUp(_ up: Bool, metrics: RelayMetrics) {
-        update(metrics) { $0.subscriber = up }
-    }
-
-    private func update(_ metrics: RelayMetrics, _ change: (inout (command: Bool, subscriber: Bool)) -> Void) {
-        let both = flags.withLock { flags in
+    func update(_ metrics: RelayMetrics, _ change: (inout (command: Bool, subscriber: Bool)) -> Void) {
+        let up = flags.withLock { flags in
             change(&flags)
             return flags.command && flags.subscriber
         }
-        metrics.brokerUp.record(both ? 1 : 0)
-    }
-}
-
-/// Lets the subscriber's callback, made before the broker exists, reach it.
-private final class GapFiller: Sendable {
-    let broker = Mutex<RedisBroker?>(nil)
-
-    func fill() -> Bool {
-        broker.withLock { $0 }?.fillGaps() ?? true
+        metrics.brokerUp.record(up ? 1 : 0)
     }
 }

@@ -24,6 +24,10 @@ public struct RelayMetrics: Sendable {
     public let publishLatency: Timer
     /// Messages read from history after a lost subscription came back, to fill the gap.
     public let gapFillMessages: Counter
+    /// Round trips on the Redis command connection, and the callers' requests they carried
+    /// (requests / round trips = how many POSTs share a round trip).
+    public let redisRoundTrips: Counter
+    public let redisRequests: Counter
 
     public init(factory: any MetricsFactory) {
         openStreams = Meter(label: "chat_relay_open_streams", factory: factory)
@@ -36,6 +40,8 @@ public struct RelayMetrics: Sendable {
         brokerUp = Gauge(label: "chat_relay_broker_up", factory: factory)
         brokerReconnects = Counter(label: "chat_relay_broker_reconnects_total", factory: factory)
         gapFillMessages = Counter(label: "chat_relay_gap_fill_messages_total", factory: factory)
+        redisRoundTrips = Counter(label: "chat_relay_redis_round_trips_total", factory: factory)
+        redisRequests = Counter(label: "chat_relay_redis_requests_total", factory: factory)
         publishLatency = Timer(label: "chat_relay_publish_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
     }
 

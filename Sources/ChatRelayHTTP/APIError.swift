@@ -60,6 +60,8 @@ extension APIError {
         APIError(.serviceUnavailable, code: "unavailable", message: message, retryAfter: retryAfter)
     }
 
+    static let draining = APIError.unavailable("This node is draining; connect to another node.", retryAfter: 1)
+
     /// The code for a status Hummingbird itself produced (unknown path, wrong method, …).
     static func code(for status: HTTPResponse.Status) -> String {
         switch status.code {

@@ -18,9 +18,8 @@ extension RelayNode {
     /// replayed id dropped: no gap and no duplicate between replay and live.
     func subscribe(room: RoomName, request: Request, context: RelayRequestContext) async throws -> Response {
         let lastEventID = try Self.lastEventID(request)
-        guard !hub.isDraining else {
-            throw APIError.unavailable("This node is draining; connect to another node.", retryAfter: 1)
-        }
+        // Checked before the broker round trip below; the hub checks again when registering.
+        guard !hub.isDraining else { throw APIError.draining }
         // Every stream has a position, even without Last-Event-ID: the room's newest id, read
         // before registering, so what is published in between is replayed rather than lost.
         let resumeAfter: MessageID
@@ -39,7 +38,7 @@ extension RelayNode {
         do {
             subscription = try hub.subscribe(room: room, after: resumeAfter) { channel.close(promise: nil) }
         } catch .draining {
-            throw APIError.unavailable("This node is draining; connect to another node.", retryAfter: 1)
+            throw APIError.draining
         } catch .atCapacity {
             metrics.connectionLimited.increment()
             throw APIError.unavailable("This node is at its connection limit; retry shortly or use another node.", retryAfter: 2)

@@ -39,11 +39,20 @@ public final class RedisClient: Sendable {
     private let connected = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let onStateChange: @Sendable (_ connected: Bool, _ error: RedisError?) -> Void
+    private let onRoundTrip: @Sendable (_ requests: Int, _ commands: Int) -> Void
 
-    /// - Parameter onStateChange: called on the client's thread when the connection comes up or goes down.
-    public init(configuration: Configuration, onStateChange: @escaping @Sendable (_ connected: Bool, _ error: RedisError?) -> Void = { _, _ in }) {
+    /// - Parameters:
+    ///   - onStateChange: called on the client's thread when the connection comes up or goes down.
+    ///   - onRoundTrip: called on the client's thread after each round trip with how many callers'
+    ///     requests (and commands) it carried: the measure of the pipelining.
+    public init(
+        configuration: Configuration,
+        onStateChange: @escaping @Sendable (_ connected: Bool, _ error: RedisError?) -> Void = { _, _ in },
+        onRoundTrip: @escaping @Sendable (_ requests: Int, _ commands: Int) -> Void = { _, _ in }
+    ) {
         self.configuration = configuration
         self.onStateChange = onStateChange
+        self.onRoundTrip = onRoundTrip
     }
 
     /// True while the connection is up (as of the last round trip or ping).
@@ -153,6 +162,7 @@ public final class RedisClient: Sendable {
             do {
                 let replies = try live.pipeline(batch.flatMap(\.commands))
                 lastActivity = ContinuousClock.now
+                onRoundTrip(batch.count, replies.count)
                 var offset = 0
                 for request in batch {
                     let count = request.commands.count
