@@ -10,12 +10,7 @@ struct NodeHeaderMiddleware: RouterMiddleware {
     let nodeID: String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        var response: Response
-        do {
-            response = try await next(request, context)
-        } catch let error as any HTTPResponseError {
-            response = try error.response(from: request, context: context)
-        }
+        var response = try await responseOrError(request, context, next)
         response.headers[.xRelayNode] = nodeID
         return response
     }
@@ -74,16 +69,23 @@ struct CORSPolicyMiddleware: RouterMiddleware {
             if !allowAny { response.headers[.vary] = "Origin" }
             return response
         }
-        var response: Response
-        do {
-            response = try await next(request, context)
-        } catch let error as any HTTPResponseError {
-            response = try error.response(from: request, context: context)
-        }
+        var response = try await responseOrError(request, context, next)
         response.headers[.accessControlAllowOrigin] = allowed
         response.headers[.accessControlExposeHeaders] = "X-Relay-Node, Retry-After"
         if !allowAny { response.headers[.vary] = "Origin" }
         return response
+    }
+}
+
+/// The response of the rest of the chain, with an error that has its own response turned into it,
+/// so a middleware can add headers to error responses too.
+private func responseOrError(
+    _ request: Request, _ context: RelayRequestContext, _ next: (Request, RelayRequestContext) async throws -> Response
+) async throws -> Response {
+    do {
+        return try await next(request, context)
+    } catch let error as any HTTPResponseError {
+        return try error.response(from: request, context: context)
     }
 }
 

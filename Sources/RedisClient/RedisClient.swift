@@ -37,7 +37,7 @@ public final class RedisClient: Sendable {
     /// Signalled when a request is queued or the client stops; the worker waits on it.
     private let wakeup = NSCondition()
     private let connected = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
+    private let thread = Mutex<DedicatedThread?>(nil)
     private let onStateChange: @Sendable (_ connected: Bool, _ error: RedisError?) -> Void
     private let onRoundTrip: @Sendable (_ requests: Int, _ commands: Int) -> Void
 
@@ -60,12 +60,8 @@ public final class RedisClient: Sendable {
 
     /// Starts the client's thread; it connects at once.
     public func start() {
-        let thread = Thread { [self] in
-            self.work()
-            self.finished.signal()
-        }
-        thread.name = "redis-client"
-        thread.start()
+        let thread = DedicatedThread(name: "redis-client") { [self] in work() }
+        self.thread.withLock { $0 = thread }
     }
 
     /// Stops the thread (failing what is queued) and waits for it to end.
@@ -78,7 +74,7 @@ public final class RedisClient: Sendable {
         wakeup.lock()
         wakeup.signal()
         wakeup.unlock()
-        finished.wait()
+        thread.withLock { $0 }?.join()
     }
 
     /// Sends the commands as one pipeline and returns their replies in order (error replies

@@ -51,7 +51,7 @@ public final class RedisSubscriber: Sendable {
     private let handler: @Sendable (Event) -> Disposition
     private let stopped = Atomic<Bool>(false)
     private let up = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
+    private let thread = Mutex<DedicatedThread?>(nil)
 
     public init(configuration: Configuration, handler: @escaping @Sendable (Event) -> Disposition) {
         self.configuration = configuration
@@ -62,18 +62,14 @@ public final class RedisSubscriber: Sendable {
     public var isSubscribed: Bool { up.load(ordering: .relaxed) }
 
     public func start() {
-        let thread = Thread { [self] in
-            self.work()
-            self.finished.signal()
-        }
-        thread.name = "redis-subscriber"
-        thread.start()
+        let thread = DedicatedThread(name: "redis-subscriber") { [self] in work() }
+        self.thread.withLock { $0 = thread }
     }
 
     /// Stops the thread (within a poll interval) and waits for it.
     public func stop() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
-        finished.wait()
+        thread.withLock { $0 }?.join()
     }
 
     private func work() {
