@@ -12,7 +12,7 @@ BIN_DIR     = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 # Debian packages: hiredis to build; for the tests, real servers and a real browser.
 BUILD_PACKAGES = libhiredis-dev pkg-config
 RUN_PACKAGES   = $(BUILD_PACKAGES) curl
-TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server chromium chromium-driver curl
+TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx haproxy python3 chromium chromium-driver curl
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

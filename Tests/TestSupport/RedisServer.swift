@@ -7,7 +7,7 @@ public final class RedisServer: @unchecked Sendable {
     public let port: Int
     public let directory: String
     public let extraArguments: [String]
-    private var process: Process?
+    private var process: ChildProcess?
 
     public var url: String { "redis://127.0.0.1:\(port)" }
 
@@ -23,13 +23,10 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Starts the server (again) and waits until it answers PING.
     public func start() async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--save", "", "--daemonize", "no",
-                             "--logfile", directory + "/redis.log"] + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess("/usr/bin/redis-server", [
+            "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--save", "", "--daemonize", "no",
+            "--logfile", directory + "/redis.log",
+        ] + extraArguments)
         self.process = process
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
@@ -51,7 +48,7 @@ public final class RedisServer: @unchecked Sendable {
     public func kill() async {
         guard let process else { return }
         self.process = nil
-        await ChildProcess.kill(process.processIdentifier)
+        await process.kill()
     }
 
     /// Stops the server and removes its data.
@@ -62,7 +59,7 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Kills the server without waiting: for `defer` at the end of a test.
     public func killNow() {
-        if let process { Foundation.kill(process.processIdentifier, SIGKILL) }
+        process?.signal(SIGKILL)
     }
 
     deinit {

@@ -1,13 +1,12 @@
 import Foundation
 
 /// A real `chat-relay` process on a free loopback port, started for one test and stopped by pid.
-public final class RelayProcess: @unchecked Sendable {
-    // @unchecked: `process` is set once in init and only read afterwards; Foundation's Process
-    // is itself safe to query and signal from any thread.
+public final class RelayProcess: Sendable {
+    public let host: String
     public let port: Int
     public let nodeID: String
     public let logPath: String
-    private let process: Process
+    private let process: ChildProcess
 
     /// The relay binary: `$CHAT_RELAY_BIN`, else `chat-relay` beside the test bundle (same build).
     public static var binaryPath: String {
@@ -16,27 +15,27 @@ public final class RelayProcess: @unchecked Sendable {
         return bundle.appendingPathComponent("chat-relay").path
     }
 
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { !ChildProcess.hasExited(process.processIdentifier) && process.isRunning }
+    public var baseURL: String { "http://\(host):\(port)" }
+    public var pid: Int32 { process.pid }
+    public var isRunning: Bool { process.isRunning }
 
     /// Starts the node and waits until `/health/live` answers.
-    /// - Parameter arguments: flags after `serve --host 127.0.0.1 --port P --node-id N`.
-    public init(nodeID: String = "node-\(UInt32.random(in: 0...UInt32.max))", port: Int? = nil, arguments: [String] = []) async throws {
+    /// - Parameter arguments: flags after `serve --host H --port P --node-id N`.
+    /// - Parameter host: a loopback address (127.0.0.2, … let several nodes share one port, behind one name).
+    public init(nodeID: String = "node-\(UInt32.random(in: 0...UInt32.max))", host: String = "127.0.0.1", port: Int? = nil, arguments: [String] = []) async throws {
+        self.host = host
         self.port = port ?? freeLoopbackPort()
         self.nodeID = nodeID
-        self.logPath = NSTemporaryDirectory() + "chat-relay-\(nodeID)-\(self.port).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath)!
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binaryPath)
-        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "\(self.port)", "--node-id", nodeID] + arguments
-        process.standardOutput = log
-        process.standardError = log
+        self.logPath = NSTemporaryDirectory() + "chat-relay-\(nodeID)-\(host)-\(self.port).log"
+        try? FileManager.default.removeItem(atPath: logPath)
         var environment = ProcessInfo.processInfo.environment
         environment["LOG_LEVEL"] = environment["LOG_LEVEL"] ?? "info"
-        process.environment = environment
-        try process.run()
+        process = try ChildProcess(
+            Self.binaryPath,
+            ["serve", "--host", host, "--port", "\(self.port)", "--node-id", nodeID] + arguments,
+            logPath: logPath,
+            environment: environment
+        )
         try await waitUntilServing()
     }
 
@@ -52,27 +51,13 @@ public final class RelayProcess: @unchecked Sendable {
 
     /// Sends a signal (SIGTERM, SIGKILL, …).
     public func signal(_ signal: Int32) {
-        Foundation.kill(process.processIdentifier, signal)
+        process.signal(signal)
     }
 
     /// Waits for the process to exit and returns its exit status (128 + signal if a signal ended
-    /// it), or nil after `timeout`. Reaps the child itself rather than trusting Foundation to.
+    /// it), or nil after `timeout`.
     public func waitForExit(timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            var status: Int32 = 0
-            let result = waitpid(process.processIdentifier, &status, WNOHANG)
-            if result == process.processIdentifier {
-                let signal = status & 0x7F
-                return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
-            }
-            if result == -1 {
-                // Foundation reaped it first: its status is then known there.
-                return process.isRunning ? nil : process.terminationStatus
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return nil
+        await process.waitForExit(timeout: timeout)
     }
 
     /// Stops the node (SIGKILL if it does not exit after SIGTERM) and waits for it.
@@ -105,9 +90,6 @@ public final class RelayProcess: @unchecked Sendable {
         return nil
     }
 
-    deinit {
-        Foundation.kill(process.processIdentifier, SIGKILL)
-    }
 }
 
 public enum RelayProcessError: Error, CustomStringConvertible {

@@ -2,19 +2,13 @@ import Foundation
 
 /// A `chromedriver` process on a free loopback port, driving Debian's headless `chromium` through
 /// the W3C WebDriver protocol (plain JSON over HTTP).
-public final class ChromeDriver: @unchecked Sendable {
-    // @unchecked: `process` is set once in init; Process is safe to signal from any thread.
+public final class ChromeDriver: Sendable {
     public let port: Int
-    private let process: Process
+    private let process: ChildProcess
 
     public init() async throws {
         port = freeLoopbackPort()
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/chromedriver")
-        process.arguments = ["--port=\(port)", "--allowed-ips=127.0.0.1"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try ChildProcess("/usr/bin/chromedriver", ["--port=\(port)", "--allowed-ips=127.0.0.1"])
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
             if let reply = try? await HTTP.get("http://127.0.0.1:\(port)/status", timeout: .seconds(1)), reply.status == 200 { return }
@@ -46,10 +40,8 @@ public final class ChromeDriver: @unchecked Sendable {
     }
 
     public func stop() {
-        if process.isRunning { process.terminate() }
+        process.signal(SIGTERM)
     }
-
-    deinit { stop() }
 }
 
 /// One browser session: navigate, type, click, run scripts.

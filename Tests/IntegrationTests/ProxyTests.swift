@@ -1,0 +1,170 @@
+import Foundation
+import Synchronization
+import TestSupport
+import Testing
+
+/// The deploy/ proxy configs, proven with the real nginx and HAProxy in front of three relay
+/// processes on a real redis-server, all on loopback. The replicas share one port on 127.0.0.2–4
+/// and one DNS name, as replicas of a compose service do.
+@Suite struct ProxyTests {
+    static let replicaName = "relay.test"
+    static let addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+
+    struct Topology {
+        let redis: RedisServer
+        let dns: LoopbackDNS
+        var nodes: [RelayProcess]
+        let proxy: ProxyServer
+        let relayPort: Int
+
+        static func start(_ kind: ProxyServer.Kind, drainTimeout: Int = 3) async throws -> Topology {
+            let redis = try await RedisServer(appendOnly: true)
+            let dns = try await LoopbackDNS(name: replicaName, addresses: addresses)
+            let relayPort = freeLoopbackPort()
+            var nodes: [RelayProcess] = []
+            for (index, address) in addresses.enumerated() {
+                nodes.append(try await Self.node(index, address: address, port: relayPort, redis: redis, drainTimeout: drainTimeout))
+            }
+            let proxy = try await ProxyServer(kind, dnsPort: dns.port, replicas: "\(replicaName):\(relayPort)")
+            return Topology(redis: redis, dns: dns, nodes: nodes, proxy: proxy, relayPort: relayPort)
+        }
+
+        static func node(_ index: Int, address: String, port: Int, redis: RedisServer, drainTimeout: Int) async throws -> RelayProcess {
+            try await RelayProcess(nodeID: "replica-\(index)", host: address, port: port, arguments: [
+                "--redis-url", redis.url, "--rate-limit", "0", "--trust-forwarded-for", "--drain-timeout", "\(drainTimeout)", "--retry-ms", "500",
+            ])
+        }
+
+        /// Restarts replica `index` on its address and port.
+        mutating func restart(_ index: Int) async throws {
+            nodes[index] = try await Self.node(index, address: nodes[index].host, port: relayPort, redis: redis, drainTimeout: 3)
+        }
+
+        func kill() {
+            for node in nodes { node.kill() }
+            proxy.kill()
+            dns.kill()
+            redis.killNow()
+        }
+
+        /// Waits until HAProxy's checks (or nginx's DNS) see every replica: a stream lands on each.
+        func waitForEveryReplica() async throws {
+            var seen = Set<String>()
+            let deadline = ContinuousClock.now + .seconds(20)
+            while seen.count < addresses.count, ContinuousClock.now < deadline {
+                if let reply = try? await HTTP.get(proxy.baseURL + "/health/ready"), reply.status == 200, let node = reply.header("X-Relay-Node") {
+                    seen.insert(node)
+                } else {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(seen.count == addresses.count, "replicas reached through \(proxy.kind): \(seen)")
+        }
+    }
+
+    /// Opens a stream through the proxy, resuming after `lastEventID` if given.
+    static func subscribe(_ proxy: ProxyServer, room: String, after lastEventID: String? = nil) async throws -> SSEClient {
+        try await SSEClient(proxy.baseURL + "/rooms/\(room)/events", headers: lastEventID.map { [("Last-Event-ID", $0)] } ?? [])
+    }
+
+    static func post(_ proxy: ProxyServer, room: String, text: String) async throws -> HTTP.Reply {
+        try await HTTP.postMessage(proxy.baseURL + "/rooms/\(room)/messages", user: "p", text: text)
+    }
+
+    @Test(arguments: ProxyServer.Kind.allCases)
+    func theDeployConfigIsValidAsShippedAndAsSubstituted(kind: ProxyServer.Kind) throws {
+        let directory = NSTemporaryDirectory() + "chat-relay-validate-\(kind)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let shipped = packageRoot + (kind == .nginx ? "/deploy/nginx.conf" : "/deploy/haproxy.cfg")
+        let asShipped = try ProxyServer.validate(kind, configPath: shipped, directory: directory)
+        #expect(asShipped.ok, "\(asShipped.output)")
+        let substitutedPath = directory + "/substituted.conf"
+        try ProxyServer.config(kind, dnsPort: 5353, replicas: "relay.test:9000", listenPort: 18080).write(toFile: substitutedPath, atomically: true, encoding: .utf8)
+        let substituted = try ProxyServer.validate(kind, configPath: substitutedPath, directory: directory)
+        #expect(substituted.ok, "\(substituted.output)")
+    }
+
+    @Test(arguments: ProxyServer.Kind.allCases)
+    func subscribersAndPublishersSpreadByTheProxyGetEveryMessage(kind: ProxyServer.Kind) async throws {
+        let topology = try await Topology.start(kind)
+        defer { topology.kill() }
+        try await topology.waitForEveryReplica()
+        // Streams until every replica holds some (nginx starts each resolution at a random address).
+        var subscribers: [SSEClient] = []
+        var nodes = Set<String>()
+        while nodes.count < 3, subscribers.count < 30 {
+            let subscriber = try await Self.subscribe(topology.proxy, room: "spread")
+            subscribers.append(subscriber)
+            nodes.insert(subscriber.headers.first(name: "X-Relay-Node") ?? "")
+        }
+        #expect(nodes.count == 3, "streams spread over every replica: \(nodes)")
+        #expect(subscribers.allSatisfy { $0.headers.first(name: "X-Request-ID")?.isEmpty == false })
+
+        var ids: [String] = []
+        var publishedVia = Set<String>()
+        for index in 0..<30 {
+            let reply = try await Self.post(topology.proxy, room: "spread", text: "m\(index)")
+            try #require(reply.status == 201, "\(reply.status) \(reply.body)")
+            ids.append(try #require(reply.json["id"] as? String))
+            publishedVia.insert(reply.header("X-Relay-Node") ?? "")
+        }
+        #expect(publishedVia.count == 3, "POSTs spread over every replica: \(publishedVia)")
+        for subscriber in subscribers {
+            #expect(await subscriber.waitForMessages(30))
+            #expect(subscriber.messageIDs == ids)
+        }
+    }
+
+    @Test(arguments: ProxyServer.Kind.allCases)
+    func failedAndDrainingReplicasLeaveRotationAndTheirSubscribersResumeThroughTheProxy(kind: ProxyServer.Kind) async throws {
+        var topology = try await Topology.start(kind)
+        defer { topology.kill() }
+        try await topology.waitForEveryReplica()
+        var subscribers: [SSEClient] = []
+        for _ in 0..<9 { subscribers.append(try await Self.subscribe(topology.proxy, room: "failover")) }
+        let accepted = Mutex<[String]>([])
+        let proxy = topology.proxy
+        let publishing = Task {
+            for index in 0..<60 {
+                if let reply = try? await Self.post(proxy, room: "failover", text: "n\(index)"), reply.status == 201, let id = reply.json["id"] as? String {
+                    accepted.withLock { $0.append(id) }
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        try await Task.sleep(for: .milliseconds(400))
+        topology.nodes[0].signal(SIGTERM)
+        topology.nodes[1].signal(SIGKILL)
+        #expect(await topology.nodes[0].waitForExit(timeout: .seconds(5)) == 0)
+
+        // Every stream of the stopped replicas ended; each resumes through the proxy with its last id.
+        var resumed: [(before: SSEClient, after: SSEClient)] = []
+        for subscriber in subscribers {
+            let node = subscriber.headers.first(name: "X-Relay-Node")
+            guard node == "replica-0" || node == "replica-1" else { continue }
+            #expect(await subscriber.wait { $0.ended }, "stream on \(node ?? "?") ended")
+            let after = try await Self.subscribe(topology.proxy, room: "failover", after: subscriber.messageIDs.last ?? "0-0")
+            #expect(after.status == 200)
+            #expect(after.headers.first(name: "X-Relay-Node") == "replica-2", "only the live replica takes new streams")
+            resumed.append((subscriber, after))
+        }
+        #expect(resumed.count >= 2)
+        await publishing.value
+        let ids = accepted.withLock { $0 }
+        #expect(ids.count == 60, "every POST through the proxy got a 201 despite the stopped replicas")
+        for (before, after) in resumed {
+            #expect(await after.waitForMessages(ids.count - before.messageIDs.count))
+            #expect(before.messageIDs + after.messageIDs == ids, "nothing lost across the move")
+        }
+        for subscriber in subscribers where subscriber.headers.first(name: "X-Relay-Node") == "replica-2" {
+            #expect(await subscriber.waitForMessages(ids.count))
+            #expect(subscriber.messageIDs == ids)
+        }
+
+        // The restarted replicas return to rotation once ready.
+        try await topology.restart(0)
+        try await topology.restart(1)
+        try await topology.waitForEveryReplica()
+    }
+}
