@@ -16,7 +16,9 @@ TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx haproxy python3 chromium c
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test build build-tests deps deps-test release clean
+CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
+
+.PHONY: run test build build-tests deps deps-test release clean cluster cluster-stop
 
 run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
@@ -24,6 +26,14 @@ run: deps build
 
 test: deps-test build-tests
 	$(SWIFT) test --skip-build
+
+# Three relays on one Redis behind nginx, on loopback, without Docker.
+cluster: build
+	@scripts/install-packages.sh $(CLUSTER_PACKAGES)
+	@scripts/cluster.sh start
+
+cluster-stop:
+	@scripts/cluster.sh stop
 
 build:
 	$(SWIFT) build --product chat-relay

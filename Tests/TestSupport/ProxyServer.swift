@@ -40,21 +40,21 @@ public final class ProxyServer: Sendable {
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    /// The deploy config with the substitutions, as text.
+    /// The deploy config with only the addresses substituted (by `scripts/proxy-config.sh`, which
+    /// `make cluster` uses too), as text.
     public static func config(_ kind: Kind, dnsPort: Int, replicas: String, listenPort: Int) throws -> String {
-        let original = try String(contentsOfFile: packageRoot + (kind == .nginx ? "/deploy/nginx.conf" : "/deploy/haproxy.cfg"), encoding: .utf8)
-        let substitutions: [(String, String)] = kind == .nginx
-            ? [("resolver 127.0.0.11 ", "resolver 127.0.0.1:\(dnsPort) "),
-               ("set $relay_upstream relay:8080;", "set $relay_upstream \(replicas);"),
-               ("listen 8080;", "listen 127.0.0.1:\(listenPort);")]
-            : [("nameserver dns 127.0.0.11:53", "nameserver dns 127.0.0.1:\(dnsPort)"),
-               ("server-template relay 10 relay:8080", "server-template relay 10 \(replicas)"),
-               ("bind :8080", "bind 127.0.0.1:\(listenPort)")]
-        var text = original
-        for (from, to) in substitutions {
-            guard text.contains(from) else { throw ProxyError.failed("deploy config for \(kind) no longer contains \(from.debugDescription)") }
-            text = text.replacingOccurrences(of: from, with: to)
-        }
+        let process = Process()
+        let output = Pipe()
+        let errors = Pipe()
+        process.executableURL = URL(fileURLWithPath: packageRoot + "/scripts/proxy-config.sh")
+        process.arguments = [kind.rawValue, "\(dnsPort)", replicas, "\(listenPort)"]
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let problem = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw ProxyError.failed("proxy-config.sh failed: \(problem)") }
         return text
     }
 
