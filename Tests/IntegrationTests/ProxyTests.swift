@@ -167,4 +167,52 @@ import Testing
         try await topology.restart(1)
         try await topology.waitForEveryReplica()
     }
+
+    /// Open streams per replica, asked of each replica directly.
+    static func streamsPerReplica(_ topology: Topology) async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for node in topology.nodes {
+            counts[node.nodeID] = try await HTTP.get(node.baseURL + "/health/ready").json["connections"] as? Int ?? 0
+        }
+        return counts
+    }
+
+    @Test func twoBrowsersWhoseStreamsGoToDifferentReplicasChatThroughTheProxy() async throws {
+        let topology = try await Topology.start(.nginx)
+        defer { topology.kill() }
+        try await topology.waitForEveryReplica()
+        let driver = try await ChromeDriver()
+        defer { driver.stop() }
+        let connected = "return document.getElementById('status').textContent === 'connected'"
+
+        let alice = try await driver.newSession()
+        try await alice.open(topology.proxy.baseURL + "/?room=proxied")
+        #expect(try await alice.wait(until: connected))
+        let aliceNode = try #require(try await Self.streamsPerReplica(topology).first { $0.value == 1 }?.key)
+
+        // Bob's page is reloaded until the proxy puts its stream on another replica.
+        let bob = try await driver.newSession()
+        var bobNode: String? = nil
+        for _ in 0..<15 where bobNode == nil {
+            try await bob.open(topology.proxy.baseURL + "/?room=proxied")
+            #expect(try await bob.wait(until: connected))
+            try await Task.sleep(for: .milliseconds(100))
+            bobNode = try await Self.streamsPerReplica(topology).first { $0.key != aliceNode && $0.value == 1 }?.key
+        }
+        #expect(bobNode != nil, "the proxy never put the second page's stream on another replica")
+
+        for (page, name) in [(alice, "alice"), (bob, "bob")] {
+            try await page.clear("#name")
+            try await page.type("#name", name)
+        }
+        try await alice.type("#text", "hello from \(aliceNode)\n")
+        try await bob.type("#text", "hello from \(bobNode ?? "?")\n")
+        let both = "return document.querySelectorAll('#messages li').length === 2"
+        #expect(try await alice.wait(until: both))
+        #expect(try await bob.wait(until: both))
+        let shown = try await bob.run(ChatPageBrowserTests.shownTexts) as? [String]
+        #expect(Set(shown ?? []) == ["hello from \(aliceNode)", "hello from \(bobNode ?? "?")"])
+        await alice.close()
+        await bob.close()
+    }
 }
