@@ -26,9 +26,9 @@ RUN swift build -c release --product chat-relay --static-swift-stdlib \
 FROM ${BINARY_STAGE} AS binary
 
 FROM ${RUNTIME_IMAGE} AS runtime
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libhiredis0.14 \
- && rm -rf /var/lib/apt/lists/* \
+# hiredis is all the binary needs beyond libc (installed unless the base image has it already).
+RUN (dpkg-query -W libhiredis0.14 >/dev/null 2>&1 \
+     || (apt-get update && apt-get install -y --no-install-recommends libhiredis0.14 && rm -rf /var/lib/apt/lists/*)) \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin relay
 COPY --from=binary /chat-relay /usr/local/bin/chat-relay
 COPY deploy/healthcheck.sh /usr/local/bin/relay-healthcheck

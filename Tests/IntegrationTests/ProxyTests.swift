@@ -123,13 +123,12 @@ import Testing
         try await topology.waitForEveryReplica()
         var subscribers: [SSEClient] = []
         for _ in 0..<9 { subscribers.append(try await Self.subscribe(topology.proxy, room: "failover")) }
-        let accepted = Mutex<[String]>([])
+        // A careful client: each message with an Idempotency-Key, retried until accepted.
+        let publisher = Publisher()
         let proxy = topology.proxy
         let publishing = Task {
             for index in 0..<60 {
-                if let reply = try? await Self.post(proxy, room: "failover", text: "n\(index)"), reply.status == 201, let id = reply.json["id"] as? String {
-                    accepted.withLock { $0.append(id) }
-                }
+                #expect(await publisher.post(proxy.baseURL, room: "failover", text: "n\(index)"))
                 try? await Task.sleep(for: .milliseconds(50))
             }
         }
@@ -151,8 +150,8 @@ import Testing
         }
         #expect(resumed.count >= 2)
         await publishing.value
-        let ids = accepted.withLock { $0 }
-        #expect(ids.count == 60, "every POST through the proxy got a 201 despite the stopped replicas")
+        let ids = publisher.ids("failover")
+        #expect(ids.count == 60, "every message through the proxy was acknowledged despite the stopped replicas")
         for (before, after) in resumed {
             #expect(await after.waitForMessages(ids.count - before.messageIDs.count))
             #expect(before.messageIDs + after.messageIDs == ids, "nothing lost across the move")

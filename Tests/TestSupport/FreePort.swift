@@ -4,6 +4,12 @@ import Glibc
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it).
 public func freeLoopbackPort() -> Int {
+    while true {
+        if let port = kernelAssignedPort(), port > 0 { return port }
+    }
+}
+
+private func kernelAssignedPort() -> Int? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     precondition(fd >= 0, "socket() failed")
     defer { close(fd) }
@@ -16,8 +22,9 @@ public func freeLoopbackPort() -> Int {
     }
     precondition(bound == 0, "bind() failed")
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
+    let named = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }
+    guard named == 0 else { return nil }
     return Int(UInt16(bigEndian: address.sin_port))
 }

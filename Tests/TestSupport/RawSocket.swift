@@ -28,7 +28,11 @@ public final class RawSocket: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else {
+            // Closed here and marked, so deinit (which runs for a class whose init throws after
+            // setting every property) does not close the number again: by then it may be another
+            // thread's socket.
             Glibc.close(fd)
+            fd = -1
             throw RawSocketError.failed("connect")
         }
     }
