@@ -143,7 +143,13 @@ import Testing
             let node = subscriber.headers.first(name: "X-Relay-Node")
             guard node == "replica-0" || node == "replica-1" else { continue }
             #expect(await subscriber.wait { $0.ended }, "stream on \(node ?? "?") ended")
-            let after = try await Self.subscribe(topology.proxy, room: "failover", after: subscriber.messageIDs.last ?? "0-0")
+            // Until the proxy has noticed both replicas are gone (a couple of seconds), a stream may
+            // still be answered 503; a client retries, as the page does.
+            var after = try await Self.subscribe(topology.proxy, room: "failover", after: subscriber.messageIDs.last ?? "0-0")
+            for _ in 0..<20 where after.status == 503 {
+                try await Task.sleep(for: .milliseconds(250))
+                after = try await Self.subscribe(topology.proxy, room: "failover", after: subscriber.messageIDs.last ?? "0-0")
+            }
             #expect(after.status == 200)
             #expect(after.headers.first(name: "X-Relay-Node") == "replica-2", "only the live replica takes new streams")
             resumed.append((subscriber, after))
