@@ -66,8 +66,8 @@ public enum MessageBodyDecoder {
         var text = ""
         for pair in bytes.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
             let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = try percentDecoded(parts[0]) else { continue }
-            let value = parts.count > 1 ? try percentDecoded(parts[1]) ?? "" : ""
+            let name = try percentDecoded(parts[0])
+            let value = parts.count > 1 ? try percentDecoded(parts[1]) : ""
             switch name {
             case "user": user = value
             case "text": text = value
@@ -78,7 +78,7 @@ public enum MessageBodyDecoder {
     }
 
     /// `+` as space and `%XX` as a byte; the result must be UTF-8.
-    static func percentDecoded(_ encoded: some Collection<UInt8>) throws -> String? {
+    static func percentDecoded(_ encoded: some Collection<UInt8>) throws -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(encoded.count)
         var iterator = encoded.makeIterator()
