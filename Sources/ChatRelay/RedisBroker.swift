@@ -128,12 +128,7 @@ public final class RedisBroker: Broker {
             guard let id = MessageID(String(decoding: value, as: UTF8.self)) else {
                 throw BrokerError.unavailable("Redis returned the id \(String(decoding: value, as: UTF8.self).debugDescription)")
             }
-            var json = ByteBuffer()
-            json.reserveCapacity(tailBytes.count + 32)
-            json.writeStaticString("{\"id\":\"")
-            json.writeString(id.description)
-            json.writeBytes(tailBytes)
-            return .created(StoredMessage(id: id, room: draft.room, json: json))
+            return .created(StoredMessage(id: id, room: draft.room, json: Self.json(id: id.description, tail: tailBytes)))
         }
         // "<id> <json>"
         guard let space = value.firstIndex(of: UInt8(ascii: " ")),
@@ -260,13 +255,19 @@ public final class RedisBroker: Broker {
             guard let parts = entry.array, parts.count == 2, let idText = parts[0].string, let id = MessageID(idText),
                 let fields = parts[1].array, fields.count >= 2, let tail = fields[1].bytes
             else { return nil }
-            var json = ByteBuffer()
-            json.reserveCapacity(tail.count + 32)
-            json.writeStaticString("{\"id\":\"")
-            json.writeString(idText)
-            json.writeBytes(tail)
-            return StoredMessage(id: id, room: room, json: json)
+            return StoredMessage(id: id, room: room, json: json(id: idText, tail: tail))
         }
+    }
+
+    /// The message JSON from its id and the tail the stream stores: `{"id":"` + id + tail (the same
+    /// concatenation the publish script makes for the live event).
+    static func json(id: String, tail: [UInt8]) -> ByteBuffer {
+        var json = ByteBuffer()
+        json.reserveCapacity(tail.count + 32)
+        json.writeStaticString("{\"id\":\"")
+        json.writeString(id)
+        json.writeBytes(tail)
+        return json
     }
 
     /// A live event: `<room> <id> <json>`.
