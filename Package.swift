@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // hiredis from the system (Debian: libhiredis-dev, 0.14): a module map and a one-line shim.
@@ -62,6 +63,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The load generator behind `chat-relay bench`: many SSE streams and a scheduled publisher on
+        // raw SwiftNIO, loss and order counted per message, latency in HdrHistograms.
+        .target(
+            name: "RelayBench",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The executable: CLI, configuration, logging, lifecycle.
         .executableTarget(
             name: "chat-relay",
@@ -69,6 +82,7 @@ let package = Package(
                 "ChatRelay",
                 "RedisClient",
                 "ChatRelayHTTP",
+                "RelayBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

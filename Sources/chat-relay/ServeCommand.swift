@@ -76,6 +76,13 @@ struct ServeCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap(settings.logHandlerFactory, metadataProvider: .init { ["node": .string(settings.relay.nodeID)] })
         var logger = Logger(label: "chat-relay")
         logger.logLevel = settings.logLevel
+        // Every stream is a socket: the default soft limit (often 1024) would cap a node far below
+        // --max-connections.
+        if let files = FileLimit.raiseToHardLimit(), files < settings.relay.maxConnections + 64 {
+            logger.warning("the open-file limit is below --max-connections; raise it (ulimit -n) or streams will fail", metadata: [
+                "limit": "\(files)", "max-connections": "\(settings.relay.maxConnections)",
+            ])
+        }
 
         let node: RelayNode
         if let redis = settings.redis {

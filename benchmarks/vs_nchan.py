@@ -1,0 +1,536 @@
+#!/usr/bin/env python3
+"""chat-relay against Nchan, side by side, with one load tool (`chat-relay bench`).
+
+Starts three Nchan nodes (nginx + libnginx-mod-nchan) on one Redis and three chat-relay nodes on
+another Redis, all on loopback, runs the same scenarios against each, reads every server's CPU
+time and memory from /proc, and writes docs/BENCHMARKS.md, docs/benchmarks/results.json and
+docs/benchmarks/latency-vs-load.svg. Run it through benchmarks/vs-nchan.sh, which installs and
+builds what it needs.
+
+CPU is the user + system time of the three nodes and their Redis, from the moment every stream is
+open to the end of the run, divided by the deliveries. Memory is the proportional set size (PSS,
+so nginx workers' shared memory is not counted twice) of the three nodes with every stream open
+and idle, minus the same right after they started, divided by the streams.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+SCENARIOS = {
+    "light": dict(subscribers=30, rate=20, duration=20),
+    "medium": dict(subscribers=3000, rate=25, duration=20),
+    "connections": dict(subscribers=6000, rate=10, duration=10, settle=3),
+    "saturation": dict(subscribers=3000, rates=[25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000], duration=10),
+}
+QUICK = {
+    "light": dict(subscribers=30, rate=20, duration=3),
+    "medium": dict(subscribers=300, rate=25, duration=3),
+    "connections": dict(subscribers=600, rate=10, duration=2, settle=1),
+    "saturation": dict(subscribers=300, rates=[25, 200], duration=2),
+}
+SATURATION_P99_MS = 100.0
+
+
+def log(message):
+    print(f"vs-nchan: {message}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(check, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not become ready within {timeout} s")
+
+
+def port_open(port):
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def children(pid):
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as file:
+                found += [int(child) for child in file.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        except OSError:
+            pass
+    return total / CLOCK_TICKS
+
+
+def pss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as file:
+                for line in file:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+class Process:
+    """A server process started here, stopped by its pid."""
+
+    def __init__(self, argv, log_path, cwd=None):
+        self.log_file = open(log_path, "wb")
+        self.process = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=cwd,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def pids(self):
+        return [self.pid] + children(self.pid)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.log_file.close()
+
+
+class System:
+    """Three nodes of one kind on their own Redis."""
+
+    preset = ""
+
+    def __init__(self, work, nodes=3):
+        self.work = work
+        self.node_count = nodes
+        self.redis = None
+        self.nodes = []
+        self.ports = []
+
+    def start(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        redis_port = free_port()
+        self.redis = Process(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
+                              "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.work),
+                              "--protected-mode", "no"], self.work / "redis.log")
+        wait_until(lambda: port_open(redis_port), 10, "redis-server")
+        for index in range(self.node_count):
+            port = free_port()
+            self.ports.append(port)
+            self.nodes.append(self.start_node(index, port, redis_port))
+        for port in self.ports:
+            wait_until(lambda: self.ready(port), 20, f"{self.name} node on :{port}")
+        time.sleep(1)  # let the nodes settle before the idle memory reading
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+        if self.redis:
+            self.redis.stop()
+        self.nodes, self.ports, self.redis = [], [], None
+
+    def node_pids(self):
+        return [pid for node in self.nodes for pid in node.pids()]
+
+    def all_pids(self):
+        return self.node_pids() + self.redis.pids()
+
+    def targets(self):
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+
+class Relay(System):
+    name = "chat-relay"
+    preset = "relay"
+
+    def __init__(self, work, binary):
+        super().__init__(work)
+        self.binary = binary
+
+    def start_node(self, index, port, redis_port):
+        return Process([self.binary, "serve", "--host", "127.0.0.1", "--port", str(port),
+                        "--redis-url", f"redis://127.0.0.1:{redis_port}", "--node-id", f"relay-{index + 1}",
+                        "--rate-limit", "0", "--max-connections", "20000", "--log-level", "warning"],
+                       self.work / f"relay-{index + 1}.log")
+
+    @staticmethod
+    def ready(port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as response:
+            return response.status == 200
+
+
+class Nchan(System):
+    name = "Nchan"
+    preset = "nchan"
+
+    def __init__(self, work, workers):
+        super().__init__(work)
+        self.workers = workers
+
+    def start_node(self, index, port, redis_port):
+        directory = self.work / f"nchan-{index + 1}"
+        directory.mkdir()
+        template = (ROOT / "benchmarks" / "nchan.conf.template").read_text()
+        config = (template.replace("@DIR@", str(directory)).replace("@WORKERS@", str(self.workers))
+                  .replace("@REDIS_PORT@", str(redis_port)).replace("@PORT@", str(port)))
+        (directory / "nginx.conf").write_text(config)
+        return Process(["nginx", "-c", str(directory / "nginx.conf"), "-p", str(directory)], directory / "out.log")
+
+    @staticmethod
+    def ready(port):
+        return port_open(port)
+
+
+def bench(relay_binary, system, subscribers, rate, duration, settle=0.5):
+    """Runs `chat-relay bench` against `system`; returns its report with the servers' CPU and memory."""
+    argv = [relay_binary, "bench", "--preset", system.preset, "--json", "--subscribers", str(subscribers),
+            "--rate", str(rate), "--duration", str(duration), "--settle", str(settle)]
+    for target in system.targets():
+        argv += ["--target", target]
+    idle_kib = pss_kib(system.node_pids())
+    sample = {}
+
+    def on_stderr(stream):
+        for line in stream:
+            line = line.rstrip("\n")
+            if "streams open" in line and "open_kib" not in sample:
+                sample["open_kib"] = pss_kib(system.node_pids())
+                sample["cpu_open"] = cpu_seconds(system.all_pids())
+            print(f"  {system.name}: {line}", file=sys.stderr, flush=True)
+
+    cpu_start = cpu_seconds(system.all_pids())
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = threading.Thread(target=on_stderr, args=(process.stderr,))
+    reader.start()
+    output = process.stdout.read()
+    process.wait()
+    reader.join()
+    cpu_end = cpu_seconds(system.all_pids())
+    if process.returncode == 2 or not output.strip():
+        raise RuntimeError(f"bench against {system.name} could not run (exit {process.returncode})")
+    report = json.loads(output)
+    delivered = report["delivered"]
+    streams = report["connected"] + report["disconnected"]
+    cpu = cpu_end - sample.get("cpu_open", cpu_start)
+    return {
+        "report": report,
+        "exit": process.returncode,
+        "server_cpu_seconds": round(cpu, 3),
+        "server_cpu_us_per_delivery": round(cpu * 1e6 / delivered, 2) if delivered else None,
+        "idle_kib": idle_kib,
+        "open_kib": sample.get("open_kib"),
+        "kib_per_subscriber": round((sample["open_kib"] - idle_kib) / streams, 2) if streams and "open_kib" in sample else None,
+    }
+
+
+def run_scenario(name, spec, systems, relay_binary):
+    results = {}
+    for system in systems:
+        log(f"{name}: {system.name}, {spec}")
+        system.start()
+        try:
+            if name == "saturation":
+                steps = []
+                for rate in spec["rates"]:
+                    step = bench(relay_binary, system, spec["subscribers"], rate, spec["duration"])
+                    step["rate"] = rate
+                    steps.append(step)
+                    report = step["report"]
+                    p99 = report["latencyFromSchedule"]["p99"]
+                    log(f"  {system.name} at {rate} msg/s: {report['deliveriesPerSecond']:.0f} deliveries/s, p99 {p99} ms, lost {report['lost']}")
+                    if p99 > SATURATION_P99_MS or report["lost"] > 0 or report["rateAchieved"] < 0.9 * rate:
+                        break
+                results[system.name] = {"steps": steps}
+            else:
+                results[system.name] = bench(relay_binary, system, spec["subscribers"], spec["rate"], spec["duration"],
+                                             spec.get("settle", 0.5))
+        finally:
+            system.stop()
+    return results
+
+
+def saturation_rate(steps):
+    """The first rate whose p99 from the schedule passed the bar (or that lost messages), else None."""
+    for step in steps:
+        report = step["report"]
+        if report["latencyFromSchedule"]["p99"] > SATURATION_P99_MS or report["lost"] > 0 or report["rateAchieved"] < 0.9 * step["rate"]:
+            return step["rate"]
+    return None
+
+
+def last_good(steps):
+    good = [s for s in steps if s["report"]["latencyFromSchedule"]["p99"] <= SATURATION_P99_MS and s["report"]["lost"] == 0]
+    return good[-1] if good else None
+
+
+def command_output(argv):
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (result.stdout + result.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as file:
+        for line in file:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as file:
+        memory_kib = int(file.readline().split()[1])
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "nginx": command_output(["nginx", "-v"]),
+        "nchan": command_output(["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-nchan"]),
+        "redis": command_output(["redis-server", "--version"]),
+        "chat_relay": command_output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+    }
+
+
+def svg_plot(results, path):
+    """Latency (p50 dashed, p99 solid, from the schedule, log scale) against deliveries per second."""
+    series = {name: data["steps"] for name, data in results.get("saturation", {}).items()}
+    if not series:
+        return
+    colors = {"Nchan": "#d9534f", "chat-relay": "#2a6fdb"}
+    width, height, left, right, top, bottom = 760, 440, 70, 20, 40, 60
+    max_x = max(s["report"]["deliveriesPerSecond"] for steps in series.values() for s in steps) * 1.08
+    low, high = 0.1, 10000.0
+
+    def px(value):
+        return left + (width - left - right) * value / max_x
+
+    def py(ms):
+        ms = min(max(ms, low), high)
+        return top + (height - top - bottom) * (1 - (math.log10(ms) - math.log10(low)) / (math.log10(high) - math.log10(low)))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15">Delivery latency from the schedule against load '
+             f'({results["saturation"][next(iter(series))]["steps"][0]["report"]["subscribers"]} subscribers, 3 nodes each)</text>']
+    for decade in [0.1, 1, 10, 100, 1000, 10000]:
+        y = py(decade)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>')
+    y100 = py(SATURATION_P99_MS)
+    parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y100:.1f}" y2="{y100:.1f}" stroke="#888" stroke-dasharray="2,3"/>')
+    steps_x = 10 ** math.floor(math.log10(max_x / 2)) if max_x > 0 else 1
+    tick = 0.0
+    while tick <= max_x:
+        x = px(tick)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#eee"/>')
+        parts.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">{tick / 1000:g}k</text>')
+        tick += steps_x
+    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 18}" text-anchor="middle">deliveries per second (achieved)</text>')
+    for index, (name, steps) in enumerate(series.items()):
+        color = colors.get(name, "#333")
+        for key, dash in (("p99", ""), ("p50", ' stroke-dasharray="6,4"')):
+            points = " ".join(f'{px(s["report"]["deliveriesPerSecond"]):.1f},{py(s["report"]["latencyFromSchedule"][key]):.1f}' for s in steps)
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+            for s in steps:
+                parts.append(f'<circle cx="{px(s["report"]["deliveriesPerSecond"]):.1f}" cy="{py(s["report"]["latencyFromSchedule"][key]):.1f}" r="3" fill="{color}"/>')
+        ly = top + 16 + index * 34
+        parts.append(f'<line x1="{left + 12}" x2="{left + 42}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>')
+        parts.append(f'<text x="{left + 48}" y="{ly + 4}">{name} p99</text>')
+        parts.append(f'<line x1="{left + 12}" x2="{left + 42}" y1="{ly + 15}" y2="{ly + 15}" stroke="{color}" stroke-width="2" stroke-dasharray="6,4"/>')
+        parts.append(f'<text x="{left + 48}" y="{ly + 19}">{name} p50</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n")
+
+
+def markdown(results, info, spec, started):
+    def value(result, *keys):
+        data = result
+        for key in keys:
+            if data is None:
+                return None
+            data = data.get(key) if isinstance(data, dict) else None
+        return data
+
+    def fmt(number, unit=""):
+        if number is None:
+            return "–"
+        if isinstance(number, float):
+            number = round(number, 2) if number < 100 else round(number)
+        return f"{number:,}{unit}".replace(",", " ") if isinstance(number, int) else f"{number}{unit}"
+
+    def ratio(relay, nchan):
+        if relay is None or nchan in (None, 0):
+            return "–"
+        return f"{relay / nchan:.2f}×"
+
+    lines = ["# Benchmarks: chat-relay and Nchan, side by side", "",
+             f"Measured {started:%Y-%m-%d %H:%M} UTC by `benchmarks/vs-nchan.sh` on one machine: {info['cpu']}, "
+             f"{info['cores']} cores, {info['memory_gib']} GiB, Linux {info['kernel']}. The load generator "
+             "(`chat-relay bench`) shares the cores with every server.", "",
+             f"- chat-relay {info['chat_relay']}: three nodes (`chat-relay serve`, release build) on one Redis.",
+             f"- Nchan {info['nchan']} ({info['nginx']}): three nginx nodes, `worker_processes auto`, on another Redis "
+             "(`nchan_use_redis on`), config in `benchmarks/nchan.conf.template`.",
+             f"- {info['redis']}, append-only (fsync every second), one per system.",
+             "- Streams are spread evenly over the three nodes of a system, and so are the POSTs (4 keep-alive "
+             "connections). Every subscriber is in one room, so a message is delivered to every stream.",
+             "- Latency is from the moment each message was due by the publisher's schedule to its arrival "
+             "(so a slow server cannot hide behind a slow publisher), measured by the same process that sends it.",
+             "- Server CPU is user + system time of the three nodes and their Redis from the moment every stream "
+             "is open to the end of the run, per delivery. Memory is the PSS of the three nodes with every stream "
+             "open and idle, minus the same right after start, per stream.", ""]
+    rows = [
+        ("light", f"{spec['light']['subscribers']} subscribers, {spec['light']['rate']} msg/s"),
+        ("medium", f"{spec['medium']['subscribers']} subscribers, {spec['medium']['rate']} msg/s"),
+        ("connections", f"{spec['connections']['subscribers']} subscribers, {spec['connections']['rate']} msg/s"),
+    ]
+    lines += ["## Scenarios", "",
+              "| scenario | system | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | server CPU µs/delivery | KiB/stream | bench CPU µs/delivery |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key, title in rows:
+        for system in ("Nchan", "chat-relay"):
+            result = results.get(key, {}).get(system)
+            if not result:
+                continue
+            report = result["report"]
+            latency = report["latencyFromSchedule"]
+            lines.append(f"| {key}: {title} | {system} | {fmt(round(report['deliveriesPerSecond']))} | {fmt(latency['p50'])} | "
+                         f"{fmt(latency['p90'])} | {fmt(latency['p99'])} | {fmt(latency['max'])} | {report['lost']} | "
+                         f"{fmt(result['server_cpu_us_per_delivery'])} | {fmt(result['kib_per_subscriber'])} | "
+                         f"{fmt(report['clientCPUMicrosecondsPerDelivery'])} |")
+    sat = results.get("saturation", {})
+    lines += ["", "## Saturation", "",
+              f"{spec['saturation']['subscribers']} subscribers; the publish rate rises until p99 (from the schedule) passes "
+              f"{SATURATION_P99_MS:g} ms, a message is lost, or the publisher falls 10 % behind.", "",
+              "| system | msg/s asked | msg/s achieved | deliveries/s | p50 ms | p99 ms | lost | server CPU µs/delivery |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for system in ("Nchan", "chat-relay"):
+        for step in sat.get(system, {}).get("steps", []):
+            report = step["report"]
+            lines.append(f"| {system} | {step['rate']} | {fmt(report['rateAchieved'])} | {fmt(round(report['deliveriesPerSecond']))} | "
+                         f"{fmt(report['latencyFromSchedule']['p50'])} | {fmt(report['latencyFromSchedule']['p99'])} | "
+                         f"{report['lost']} | {fmt(step['server_cpu_us_per_delivery'])} |")
+    lines += ["", "![Latency against load](benchmarks/latency-vs-load.svg)", ""]
+
+    targets = []
+    n, r = results.get("medium", {}).get("Nchan"), results.get("medium", {}).get("chat-relay")
+    if n and r:
+        targets.append(("server CPU per delivery, medium, ≤ 0.9 × Nchan", r["server_cpu_us_per_delivery"], n["server_cpu_us_per_delivery"],
+                        r["server_cpu_us_per_delivery"] is not None and n["server_cpu_us_per_delivery"] is not None
+                        and r["server_cpu_us_per_delivery"] <= 0.9 * n["server_cpu_us_per_delivery"], "µs"))
+        targets.append(("p99 medium ≤ Nchan", r["report"]["latencyFromSchedule"]["p99"], n["report"]["latencyFromSchedule"]["p99"],
+                        r["report"]["latencyFromSchedule"]["p99"] <= n["report"]["latencyFromSchedule"]["p99"], "ms"))
+    n, r = results.get("light", {}).get("Nchan"), results.get("light", {}).get("chat-relay")
+    if n and r:
+        targets.append(("p50 light ≤ Nchan", r["report"]["latencyFromSchedule"]["p50"], n["report"]["latencyFromSchedule"]["p50"],
+                        r["report"]["latencyFromSchedule"]["p50"] <= n["report"]["latencyFromSchedule"]["p50"], "ms"))
+    n, r = results.get("connections", {}).get("Nchan"), results.get("connections", {}).get("chat-relay")
+    if n and r and r["kib_per_subscriber"] is not None:
+        targets.append(("memory per stream ≤ 8 KB", r["kib_per_subscriber"], n["kib_per_subscriber"],
+                        r["kib_per_subscriber"] * 1024 <= 8000, "KiB"))
+    if sat.get("Nchan") and sat.get("chat-relay"):
+        ns, rs = saturation_rate(sat["Nchan"]["steps"]), saturation_rate(sat["chat-relay"]["steps"])
+        met = rs is None or (ns is not None and rs >= ns)
+        targets.append(("rate where p99 passes 100 ms ≥ Nchan's", rs if rs is not None else f"> {spec['saturation']['rates'][-1]}",
+                        ns if ns is not None else f"> {spec['saturation']['rates'][-1]}", met, "msg/s"))
+    lines += ["## Targets", "", "| target | chat-relay | Nchan | met |", "| --- | --- | --- | --- |"]
+    for title, relay, nchan, met, unit in targets:
+        lines.append(f"| {title} | {fmt(relay)} {unit} | {fmt(nchan)} {unit} | {'yes' if met else '**no**'} |")
+    notes = ROOT / "docs" / "benchmarks" / "notes.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    lines += ["", "## Reproduce", "", "```", "benchmarks/vs-nchan.sh            # about 10 minutes; writes this file",
+              "benchmarks/vs-nchan.sh --quick    # a smoke run", "```",
+              "", "Raw numbers of this run: [benchmarks/results.json](benchmarks/results.json).", ""]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--relay", required=True, help="the chat-relay binary (release build)")
+    parser.add_argument("--quick", action="store_true", help="short runs with fewer subscribers: a smoke test")
+    parser.add_argument("--scenarios", default="light,medium,connections,saturation", help="comma-separated subset")
+    parser.add_argument("--only", choices=["Nchan", "chat-relay"], help="run one system only")
+    parser.add_argument("--nchan-workers", default="auto", help="worker_processes of each Nchan node")
+    parser.add_argument("--output", default=str(ROOT / "docs"), help="where BENCHMARKS.md and benchmarks/ go")
+    parser.add_argument("--work", default=str(ROOT / ".bench"), help="scratch folder for server logs and data")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 65536), max(hard, 65536)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    spec = QUICK if args.quick else SCENARIOS
+    work = pathlib.Path(args.work)
+    systems = []
+    if args.only != "chat-relay":
+        systems.append(Nchan(work / "nchan", args.nchan_workers))
+    if args.only != "Nchan":
+        systems.append(Relay(work / "relay", args.relay))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = {}
+    try:
+        for name in args.scenarios.split(","):
+            results[name] = run_scenario(name, spec[name], systems, args.relay)
+    finally:
+        for system in systems:
+            system.stop()
+    info = machine()
+    output = pathlib.Path(args.output)
+    (output / "benchmarks").mkdir(parents=True, exist_ok=True)
+    (output / "benchmarks" / "results.json").write_text(json.dumps(
+        {"started": started.isoformat(), "machine": info, "quick": args.quick, "scenarios": spec, "results": results}, indent=1) + "\n")
+    svg_plot(results, output / "benchmarks" / "latency-vs-load.svg")
+    (output / "BENCHMARKS.md").write_text(markdown(results, info, spec, started))
+    log(f"wrote {output / 'BENCHMARKS.md'}")
+    unclean = [f"{scenario}/{system}" for scenario, data in results.items() for system, result in data.items()
+               if scenario != "saturation" and result["exit"] != 0]
+    if unclean:
+        log(f"runs that lost, duplicated or reordered messages, or had streams refused: {', '.join(unclean)}")
+
+
+if __name__ == "__main__":
+    main()
