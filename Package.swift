@@ -55,6 +55,8 @@ let package = Package(
             dependencies: [
                 "ChatRelay",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,7 +95,16 @@ let package = Package(
         ),
         .testTarget(
             name: "ChatRelayTests",
-            dependencies: ["ChatRelay", "TestSupport"],
+            dependencies: [
+                "ChatRelay", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RelayBenchTests",
+            dependencies: ["RelayBench", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

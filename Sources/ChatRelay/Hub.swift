@@ -1,9 +1,11 @@
+import NIOCore
 import Synchronization
 
 /// A node's fan-out: every live event from the broker goes to each local subscriber of its room.
 ///
-/// Each event arrives encoded once (`StoredMessage.frame`); the hub hands the same bytes to every
-/// subscriber's bounded queue. A subscriber whose queue is full is disconnected, never buffered
+/// Each event arrives encoded once (`StoredMessage.chunk`). The hub posts it once to each event
+/// loop that has subscribers of its room (`LoopFanout`), and that loop writes the same bytes to
+/// every one of them. A subscriber that falls too far behind is disconnected, never buffered
 /// without limit. The hub knows nothing of HTTP or Redis.
 public final class Hub: LiveEventSink {
     /// Why a new stream was refused.
@@ -14,13 +16,20 @@ public final class Hub: LiveEventSink {
         case draining
     }
 
+    /// The event loops that have subscribers of one room, with how many each has.
+    private struct Route {
+        var fanouts: [LoopFanout] = []
+        var counts: [Int] = []
+    }
+
     private struct State {
-        var rooms: [RoomName: [ObjectIdentifier: Subscription]] = [:]
-        var count = 0
+        var routes: [RoomName: Route] = [:]
+        var subscriptions: [ObjectIdentifier: Subscription] = [:]
+        var fanouts: [ObjectIdentifier: LoopFanout] = [:]
         var draining = false
     }
 
-    /// Messages that may wait for one subscriber before it is disconnected as slow.
+    /// Events that may wait for one subscriber before it is disconnected as slow.
     public let subscriberBuffer: Int
     /// The most open streams; beyond it `subscribe` refuses.
     public let maxConnections: Int
@@ -34,83 +43,98 @@ public final class Hub: LiveEventSink {
     }
 
     /// Open streams on this node.
-    public var connectionCount: Int { state.withLock { $0.count } }
+    public var connectionCount: Int { state.withLock { $0.subscriptions.count } }
 
     /// True once draining began: new streams are refused.
     public var isDraining: Bool { state.withLock { $0.draining } }
 
-    /// Registers a subscriber of `room`. It queues live messages at once, but wakes its writer only
-    /// after `goLive(after:)`, so the caller can write a replay first and lose nothing in between.
-    /// - Parameters:
-    ///   - after: the id the subscriber already has: nothing at or below it is queued.
-    ///   - abort: closes the subscriber's connection (used when it is too slow).
-    public func subscribe(room: RoomName, after: MessageID? = nil, abort: @escaping @Sendable () -> Void) throws(SubscribeRefusal) -> Subscription {
-        let subscription = Subscription(room: room, after: after, capacity: subscriberBuffer, now: MonotonicClock.nanoseconds(), abort: abort)
-        try state.withLock { (state) throws(SubscribeRefusal) in
+    /// Registers a subscriber of `room` writing to `output`. Events published from now on reach
+    /// it; it writes them only after `goLive(after:)`, so the caller can write a replay first and
+    /// lose nothing in between.
+    ///
+    /// Why nothing is lost: the subscriber is added to its loop's fan-out by a task queued here,
+    /// after the room's route includes that loop. An event delivered before that task runs was
+    /// stored before the caller's replay read starts, so the replay has it; an event delivered
+    /// after is posted to the loop behind that task.
+    /// - Parameter after: the id the subscriber already has: nothing at or below it is written.
+    public func subscribe(room: RoomName, after: MessageID? = nil, output: any StreamOutput) throws(SubscribeRefusal) -> Subscription {
+        let loop = output.eventLoop
+        let subscription = try state.withLock { (state) throws(SubscribeRefusal) -> Subscription in
             if state.draining { throw .draining }
-            if state.count >= maxConnections { throw .atCapacity }
-            state.rooms[room, default: [:]][ObjectIdentifier(subscription)] = subscription
-            state.count += 1
+            if state.subscriptions.count >= maxConnections { throw .atCapacity }
+            let key = ObjectIdentifier(loop)
+            let fanout: LoopFanout
+            if let existing = state.fanouts[key] {
+                fanout = existing
+            } else {
+                fanout = LoopFanout(eventLoop: loop, hub: self)
+                state.fanouts[key] = fanout
+            }
+            let subscription = Subscription(room: room, after: after, capacity: subscriberBuffer, output: output,
+                                            fanout: fanout, now: MonotonicClock.nanoseconds())
+            state.subscriptions[ObjectIdentifier(subscription)] = subscription
+            var route = state.routes.removeValue(forKey: room) ?? Route()
+            if let index = route.fanouts.firstIndex(where: { $0 === fanout }) {
+                route.counts[index] += 1
+            } else {
+                route.fanouts.append(fanout)
+                route.counts.append(1)
+            }
+            state.routes[room] = route
+            return subscription
         }
+        loop.execute { subscription.fanout.add(subscription) }
         metrics.openStreams.increment()
         return subscription
     }
 
-    /// Forgets a subscriber (its stream ended). Safe to call more than once.
+    /// Forgets a subscriber and ends its stream. Safe to call more than once, from any thread.
     public func unsubscribe(_ subscription: Subscription) {
-        let removed = state.withLock { state in
-            remove(subscription, from: &state)
-        }
+        let removed = state.withLock { forget(subscription, in: &$0) }
         subscription.close(.finished)
         if removed { metrics.openStreams.decrement() }
     }
 
-    /// Hands `message` to every subscriber of its room. Called by the broker, in id order per room.
-    public func deliver(_ message: StoredMessage) {
-        var slow: [Subscription] = []
-        let delivered = state.withLock { state -> Int in
-            guard let subscribers = state.rooms[message.room] else { return 0 }
-            var delivered = 0
-            for subscription in subscribers.values {
-                if subscription.enqueue(message) {
-                    delivered += 1
-                } else {
-                    slow.append(subscription)
-                }
-            }
-            for subscription in slow {
-                _ = remove(subscription, from: &state)
-            }
-            return delivered
-        }
-        if delivered > 0 { metrics.eventsDelivered.increment(by: Int64(delivered)) }
-        for subscription in slow {
-            subscription.abortConnection()
+    /// Called by a fan-out that closed a subscriber as too slow.
+    func droppedAsSlow(_ subscription: Subscription) {
+        let removed = state.withLock { forget(subscription, in: &$0) }
+        if removed {
             metrics.openStreams.decrement()
             metrics.droppedSlow.increment()
         }
     }
 
+    /// Hands `message` to every subscriber of its room. Called by the broker, in id order per room;
+    /// returns at once (the writes happen on the subscribers' event loops).
+    public func deliver(_ message: StoredMessage) {
+        guard let fanouts = state.withLock({ $0.routes[message.room]?.fanouts }) else { return }
+        for fanout in fanouts {
+            fanout.post(message)
+        }
+    }
+
+    /// For every room with subscribers here, the id after which the least advanced of them still
+    /// needs messages. Waits for each event loop: call it from a thread that is not one of them
+    /// (the Redis broker calls it from its subscriber thread).
     public func resumePositions() -> [RoomName: MessageID] {
-        let rooms = state.withLock { $0.rooms }
+        let fanouts = state.withLock { Array($0.fanouts.values) }
         var positions: [RoomName: MessageID] = [:]
-        for (room, subscribers) in rooms {
-            if let oldest = subscribers.values.compactMap(\.position).min() {
-                positions[room] = oldest
-            }
+        for fanout in fanouts {
+            guard let local = try? fanout.eventLoop.submit({ fanout.positions() }).wait() else { continue }
+            positions.merge(local) { min($0, $1) }
         }
         return positions
     }
 
-    /// Marks a heartbeat due on every subscriber that has written nothing for `interval`.
+    /// Writes a heartbeat to every subscriber that has written nothing for `interval`.
     public func heartbeat(interval: Duration, now: UInt64 = MonotonicClock.nanoseconds()) {
         let intervalNanoseconds = UInt64(interval.components.seconds) * 1_000_000_000
             + UInt64(interval.components.attoseconds / 1_000_000_000)
         guard now > intervalNanoseconds else { return }
         let idleSince = now - intervalNanoseconds
-        let all = state.withLock { state in state.rooms.values.flatMap(\.values) }
-        for subscription in all {
-            subscription.heartbeatIfIdle(since: idleSince, now: now)
+        let fanouts = state.withLock { Array($0.fanouts.values) }
+        for fanout in fanouts {
+            fanout.eventLoop.execute { fanout.heartbeat(idleSince: idleSince, now: now) }
         }
     }
 
@@ -128,7 +152,7 @@ public final class Hub: LiveEventSink {
     public func beginDrain() -> [Subscription] {
         state.withLock { state in
             state.draining = true
-            return state.rooms.values.flatMap(\.values).shuffled()
+            return state.subscriptions.values.shuffled()
         }
     }
 
@@ -149,13 +173,18 @@ public final class Hub: LiveEventSink {
         }
     }
 
-    private func remove(_ subscription: Subscription, from state: inout State) -> Bool {
-        let key = ObjectIdentifier(subscription)
-        guard state.rooms[subscription.room]?.removeValue(forKey: key) != nil else { return false }
-        if state.rooms[subscription.room]?.isEmpty == true {
-            state.rooms[subscription.room] = nil
+    private func forget(_ subscription: Subscription, in state: inout State) -> Bool {
+        guard state.subscriptions.removeValue(forKey: ObjectIdentifier(subscription)) != nil else { return false }
+        let room = subscription.room
+        guard var route = state.routes.removeValue(forKey: room),
+              let index = route.fanouts.firstIndex(where: { $0 === subscription.fanout })
+        else { return true }
+        route.counts[index] -= 1
+        if route.counts[index] == 0 {
+            route.fanouts.remove(at: index)
+            route.counts.remove(at: index)
         }
-        state.count -= 1
+        if !route.fanouts.isEmpty { state.routes[room] = route }
         return true
     }
 }

@@ -8,6 +8,47 @@ public enum SSE {
     /// A heartbeat comment, written to idle streams so proxies keep them open.
     public static let heartbeat = ByteBuffer(staticString: ": heartbeat\n\n")
 
+    /// `heartbeat` as an HTTP/1.1 chunk, for writing below the HTTP encoder.
+    public static let heartbeatChunk = chunk(heartbeat)
+
+    /// Bytes kept free before a frame for its chunk header: up to 6 hex digits (16 MiB) and CR LF.
+    static let chunkHeaderSpace = 8
+
+    /// `bytes` in HTTP/1.1 chunked transfer coding: `<hex length>\r\n<bytes>\r\n`.
+    ///
+    /// Every stream is a response of unknown length, so the HTTP encoder sends its body chunked.
+    /// The hub writes events below that encoder, framed once per event instead of once per
+    /// subscriber.
+    public static func chunk(_ bytes: ByteBuffer) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(chunkHeaderSpace + bytes.readableBytes + 2)
+        buffer.moveWriterIndex(to: chunkHeaderSpace)
+        buffer.moveReaderIndex(to: chunkHeaderSpace)
+        buffer.writeImmutableBuffer(bytes)
+        frameAsChunk(&buffer)
+        return buffer
+    }
+
+    /// Turns the readable bytes of `buffer` into a chunk in place: writes the header into the
+    /// `chunkHeaderSpace` bytes before them and CR LF after them.
+    static func frameAsChunk(_ buffer: inout ByteBuffer) {
+        let length = buffer.readableBytes
+        precondition(length > 0 && length < 1 << 24 && buffer.readerIndex >= chunkHeaderSpace, "a chunk needs 1 byte to 16 MiB and room for its header")
+        var digits = 1
+        while length >> (4 * digits) > 0 { digits += 1 }
+        let start = buffer.readerIndex - digits - 2
+        for index in 0..<digits {
+            let nibble = (length >> (4 * (digits - 1 - index))) & 0xF
+            buffer.setInteger(hexDigits[nibble], at: start + index)
+        }
+        buffer.setInteger(UInt8(ascii: "\r"), at: start + digits)
+        buffer.setInteger(UInt8(ascii: "\n"), at: start + digits + 1)
+        buffer.moveReaderIndex(to: start)
+        buffer.writeStaticString("\r\n")
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     /// The opening of every stream: the reconnection delay and a comment naming the node.
     public static func preamble(retryMilliseconds: Int, node: String) -> ByteBuffer {
         var buffer = ByteBuffer()

@@ -1,15 +1,20 @@
+import NIOCore
 import Synchronization
 
-/// One SSE subscriber's place in the hub: a bounded queue of encoded events and the one task
-/// (the HTTP response writer) that drains it.
+/// One SSE subscriber: its connection, its position in the room, and how its stream ends.
 ///
-/// The hub appends shared `StoredMessage`s (their frames are never copied per subscriber); the
-/// writer takes everything pending at once and writes it in one go, so a burst costs one wake-up
-/// and one flush per subscriber, not one per message.
-public final class Subscription: Sendable {
+/// Live events are written to the connection by the hub's fan-out on the connection's event loop
+/// (see `LoopFanout`); the stream's HTTP handler only writes the opening and replay, then waits in
+/// `closed()` until the stream ends. So an event costs each subscriber one buffered write and a
+/// share of one flush: no task wake-up, continuation or copy.
+///
+/// Invariant that makes `@unchecked Sendable` true: the `var`s below the `loop-confined` mark are
+/// read and written only on `output.eventLoop` (the fan-out runs there and every other access hops
+/// there); `ending` is a `Mutex`; everything else is immutable.
+public final class Subscription: @unchecked Sendable {
     /// Why a stream ends.
     public enum CloseReason: Sendable, Equatable {
-        /// The buffer filled: the client is not reading fast enough.
+        /// The client is not reading fast enough: its connection was closed.
         case slow
         /// The node is draining; the client should reconnect after this many milliseconds.
         case draining(retryMilliseconds: Int)
@@ -17,161 +22,161 @@ public final class Subscription: Sendable {
         case finished
     }
 
-    /// What the writer should do next.
-    public enum Next: Sendable {
-        /// Write these messages' frames, in order.
-        case messages([StoredMessage])
-        /// Nothing was written for a heartbeat interval: write a heartbeat comment.
-        case heartbeat
-        /// Write nothing more and end the stream.
-        case closed(CloseReason)
-    }
-
-    private struct State {
-        var pending: [StoredMessage] = []
-        /// Messages at or below this id were already queued or replayed: dropped, so none is sent twice.
-        var floor: MessageID?
-        /// While false, messages queue up but the writer is not woken (the replay is being written).
-        var live = false
-        var heartbeatDue = false
-        var closed: CloseReason?
-        var waiter: CheckedContinuation<Next, Never>?
-        /// Monotonic nanoseconds when the writer last took something.
-        var lastActivity: UInt64
-    }
-
     public let room: RoomName
-    /// The most messages that may wait for one subscriber before it is disconnected as slow.
-    public let capacity: Int
-    private let state: Mutex<State>
-    /// Closes the connection underneath, so a writer blocked on a full socket fails and returns.
-    private let abort: @Sendable () -> Void
+    let output: any StreamOutput
+    let fanout: LoopFanout
+    /// Events that may wait for this subscriber (queued before it goes live, or written while its
+    /// connection is above its high-water mark) before it is disconnected as slow.
+    let capacity: Int
 
-    init(room: RoomName, after floor: MessageID?, capacity: Int, now: UInt64, abort: @escaping @Sendable () -> Void) {
+    // loop-confined
+    /// Events at or below this id were already sent or queued: dropped, so none is sent twice.
+    var floor: MessageID?
+    /// False while the opening and replay are being written: events queue in `pending`.
+    var live = false
+    var pending: [StoredMessage] = []
+    /// Monotonic nanoseconds of the latest write (for heartbeats).
+    var lastWrite: UInt64
+    /// Events written while the connection was not writable, since it last was.
+    var unwritableWrites = 0
+    /// Index in the fan-out's list of the room's subscribers, or -1 when not in it.
+    var slot = -1
+    var ended = false
+
+    private struct Ending {
+        /// Set once, by the first `close`.
+        var reason: CloseReason?
+        /// Set on the event loop once the last bytes (a drain's `retry:`) were queued.
+        var done: CloseReason?
+        var waiter: CheckedContinuation<CloseReason, Never>?
+    }
+    private let ending = Mutex(Ending())
+
+    init(room: RoomName, after floor: MessageID?, capacity: Int, output: any StreamOutput, fanout: LoopFanout, now: UInt64) {
         self.room = room
+        self.floor = floor
         self.capacity = capacity
-        self.abort = abort
-        self.state = Mutex(State(floor: floor, lastActivity: now))
+        self.output = output
+        self.fanout = fanout
+        self.lastWrite = now
     }
 
-    /// The newest id this subscriber has (or has queued): it needs only what comes after.
-    public var position: MessageID? { state.withLock { $0.floor } }
-
-    /// Queues a message for the writer. Returns false when the buffer is full: the subscription is
-    /// then closed as `.slow`, and the hub forgets it and aborts its connection. Messages at or below
-    /// the replay floor are skipped (already sent).
-    func enqueue(_ message: StoredMessage) -> Bool {
-        enum Action {
-            case none
-            case wake(CheckedContinuation<Next, Never>, [StoredMessage])
-            case overflow(CheckedContinuation<Next, Never>?)
-        }
-        let action: Action = state.withLock { state in
-            guard state.closed == nil else { return .none }
-            if let floor = state.floor, message.id <= floor { return .none }
-            guard state.pending.count < capacity else {
-                state.closed = .slow
-                state.pending.removeAll()
-                return .overflow(state.waiter.take())
-            }
-            state.pending.append(message)
-            // Live messages of a room arrive in id order, so anything at or below this is a repeat.
-            state.floor = message.id
-            guard state.live, let waiter = state.waiter.take() else { return .none }
-            let batch = state.pending
-            state.pending.removeAll(keepingCapacity: true)
-            return .wake(waiter, batch)
-        }
-        switch action {
-        case .none:
-            return true
-        case .wake(let waiter, let batch):
-            waiter.resume(returning: .messages(batch))
-            return true
-        case .overflow(let waiter):
-            waiter?.resume(returning: .closed(.slow))
-            return false
-        }
-    }
-
-    /// Ends the replay phase: drops queued messages at or below `lastReplayed` and from now on
-    /// wakes the writer for every new message.
+    /// Ends the replay phase: from now on events are written as they come. Queued events after
+    /// `lastReplayed` are written first. Call after the opening and replay were written, from the
+    /// stream's handler: the write it did is queued on the event loop before this hop.
     public func goLive(after lastReplayed: MessageID?) {
-        state.withLock { state in
-            if let lastReplayed {
-                state.floor = max(state.floor ?? lastReplayed, lastReplayed)
-                state.pending.removeAll { $0.id <= lastReplayed }
+        output.eventLoop.execute { [self] in
+            guard !ended else { return }
+            if let lastReplayed { floor = max(floor ?? lastReplayed, lastReplayed) }
+            for message in pending where lastReplayed == nil || message.id > lastReplayed! {
+                output.write(message.chunk)
             }
-            state.live = true
+            if !pending.isEmpty {
+                output.flush()
+                lastWrite = MonotonicClock.nanoseconds()
+            }
+            pending = []
+            live = true
         }
     }
 
-    /// Waits for the next thing to write. Returns `.closed` once the subscription is closed and
-    /// everything queued before that was taken.
-    public func next(now: @escaping @Sendable () -> UInt64 = MonotonicClock.nanoseconds) async -> Next {
+    /// Offers an event, on the event loop. Returns false when the subscriber is too slow: it must
+    /// then be dropped and its connection closed.
+    func offer(_ message: StoredMessage, now: UInt64) -> Bool {
+        if let floor, message.id <= floor { return true }
+        floor = message.id
+        guard live else {
+            guard pending.count < capacity else { return false }
+            pending.append(message)
+            return true
+        }
+        if output.isWritable {
+            unwritableWrites = 0
+        } else {
+            unwritableWrites += 1
+            if unwritableWrites > capacity { return false }
+        }
+        output.write(message.chunk)
+        lastWrite = now
+        return true
+    }
+
+    /// Writes a heartbeat if nothing was written since `idleSince`, on the event loop.
+    func heartbeatIfIdle(since idleSince: UInt64, now: UInt64) {
+        guard live, !ended, lastWrite <= idleSince else { return }
+        output.write(SSE.heartbeatChunk)
+        output.flush()
+        lastWrite = now
+    }
+
+    /// Ends the stream, from any thread: a drain's `retry:` is written last, a slow subscriber's
+    /// connection is closed, and `closed()` returns. Only the first reason counts.
+    public func close(_ reason: CloseReason) {
+        let first = ending.withLock { ending in
+            guard ending.reason == nil else { return false }
+            ending.reason = reason
+            return true
+        }
+        guard first else { return }
+        output.eventLoop.execute { [self] in
+            finishOnLoop(reason)
+        }
+    }
+
+    /// Closes a subscriber found too slow by the fan-out, on the event loop. Returns false if it
+    /// was already being closed for another reason.
+    func closeAsSlowOnLoop() -> Bool {
+        let first = ending.withLock { ending in
+            guard ending.reason == nil else { return false }
+            ending.reason = .slow
+            return true
+        }
+        finishOnLoop(.slow)
+        return first
+    }
+
+    /// The end of the stream on the event loop: leaves the fan-out, writes the last bytes, wakes
+    /// the waiting handler.
+    func finishOnLoop(_ reason: CloseReason) {
+        if !ended {
+            ended = true
+            fanout.remove(self)
+            pending = []
+            switch reason {
+            case .draining(let retry):
+                output.write(SSE.chunk(SSE.retry(milliseconds: retry)))
+                output.flush()
+            case .slow:
+                output.close()
+            case .finished:
+                break
+            }
+        }
+        let (waiter, done) = ending.withLock { ending in
+            let done = ending.reason ?? reason
+            ending.reason = done
+            ending.done = done
+            return (ending.waiter.take(), done)
+        }
+        waiter?.resume(returning: done)
+    }
+
+    /// Waits until the stream ends and returns why. Cancelling the waiting task ends the stream.
+    public func closed() async -> CloseReason {
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Next, Never>) in
-                let ready: Next? = state.withLock { state in
-                    if !state.pending.isEmpty, state.closed != .slow {
-                        let batch = state.pending
-                        state.pending.removeAll(keepingCapacity: true)
-                        state.lastActivity = now()
-                        state.heartbeatDue = false
-                        return .messages(batch)
-                    }
-                    if let closed = state.closed { return .closed(closed) }
-                    if state.heartbeatDue {
-                        state.heartbeatDue = false
-                        state.lastActivity = now()
-                        return .heartbeat
-                    }
-                    state.waiter = continuation
+            await withCheckedContinuation { (continuation: CheckedContinuation<CloseReason, Never>) in
+                let done: CloseReason? = ending.withLock { ending in
+                    if let done = ending.done { return done }
+                    ending.waiter = continuation
                     return nil
                 }
-                if let ready { continuation.resume(returning: ready) }
+                if let done { continuation.resume(returning: done) }
             }
         } onCancel: {
             close(.finished)
         }
     }
 
-    /// Marks a heartbeat due if nothing was written since `idleSince` (monotonic nanoseconds).
-    func heartbeatIfIdle(since idleSince: UInt64, now: UInt64) {
-        state.withLock { state in
-            guard state.closed == nil, state.live, state.lastActivity <= idleSince else { return }
-            if let waiter = state.waiter.take() {
-                state.lastActivity = now
-                waiter.resume(returning: .heartbeat)
-            } else {
-                state.heartbeatDue = true
-            }
-        }
-    }
-
-    /// Ends the stream: the writer sends what is queued (unless the reason is `.slow`), then stops.
-    /// For `.slow` the connection is also closed at once, since its writer may be stuck on a full socket.
-    public func close(_ reason: CloseReason) {
-        let waiter: CheckedContinuation<Next, Never>? = state.withLock { state in
-            guard state.closed == nil else { return nil }
-            state.closed = reason
-            if reason == .slow { state.pending.removeAll() }
-            guard state.pending.isEmpty else { return nil }
-            return state.waiter.take()
-        }
-        waiter?.resume(returning: .closed(reason))
-        if reason == .slow { abortConnection() }
-    }
-
-    /// Closes the connection underneath: a writer blocked on a full socket then fails and returns.
-    /// Never called with a lock held, since closing may run channel handlers inline.
-    func abortConnection() {
-        abort()
-    }
-
-    /// The reason the subscription was closed, if it was.
-    public var closeReason: CloseReason? { state.withLock { $0.closed } }
-
-    /// How many messages wait for the writer now.
-    public var pendingCount: Int { state.withLock { $0.pending.count } }
+    /// The reason the stream was closed, if it was.
+    public var closeReason: CloseReason? { ending.withLock { $0.reason } }
 }
-

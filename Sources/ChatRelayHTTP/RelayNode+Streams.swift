@@ -34,9 +34,17 @@ extension RelayNode {
             }
         }
         let channel = context.channel
+        let output: ChannelStreamOutput
+        do {
+            output = try await ChannelStreamOutput.make(for: channel)
+        } catch {
+            // The connection is already gone, or is not a plain HTTP/1 one.
+            logger.debug("cannot stream on this connection", metadata: ["error": "\(error)"])
+            throw APIError.unavailable("This connection cannot carry a stream; retry shortly.")
+        }
         let subscription: Subscription
         do {
-            subscription = try hub.subscribe(room: room, after: resumeAfter) { channel.close(promise: nil) }
+            subscription = try hub.subscribe(room: room, after: resumeAfter, output: output)
         } catch .draining {
             throw APIError.draining
         } catch .atCapacity {
@@ -66,9 +74,9 @@ extension RelayNode {
             opening.writeImmutableBuffer(message.frame)
         }
         if let last = replay.messages.last { lastReplayed = last.id }
-        subscription.goLive(after: lastReplayed)
 
         let firstBytes = opening
+        let liveAfter = lastReplayed
         let headers: HTTPFields = [
             .contentType: "text/event-stream",
             .cacheControl: "no-cache",
@@ -76,20 +84,12 @@ extension RelayNode {
         ]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             defer { hub.unsubscribe(subscription) }
+            // Through Hummingbird's writer (after the head); the live events the hub then writes
+            // to the connection directly are queued on its event loop behind this write.
             try await writer.write(firstBytes)
-            streaming: while true {
-                switch await subscription.next() {
-                case .messages(let batch):
-                    try await writer.write(contentsOf: batch.lazy.map(\.frame))
-                case .heartbeat:
-                    try await writer.write(SSE.heartbeat)
-                case .closed(.draining(let retry)):
-                    try await writer.write(SSE.retry(milliseconds: retry))
-                    break streaming
-                case .closed:
-                    break streaming
-                }
-            }
+            subscription.goLive(after: liveAfter)
+            // One wait for the whole stream: a drain's `retry:` is written before it returns.
+            _ = await subscription.closed()
             try await writer.finish(nil)
         })
     }

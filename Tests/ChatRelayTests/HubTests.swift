@@ -1,115 +1,161 @@
 import ChatRelay
+import Dispatch
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
-
-final class Flag: Sendable {
-    private let value = Mutex(false)
-    func set() { value.withLock { $0 = true } }
-    var isSet: Bool { value.withLock { $0 } }
-}
 
 @Suite struct HubTests {
     let room = RoomName("r")!
     let other = RoomName("o")!
+    static let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 
     func makeHub(buffer: Int = 16, maxConnections: Int = 100) -> Hub {
         Hub(subscriberBuffer: buffer, maxConnections: maxConnections, metrics: .discarding)
     }
 
-    func ids(_ next: Subscription.Next) -> [UInt64] {
-        if case .messages(let batch) = next { return batch.map(\.id.ms) }
-        return []
+    func output(_ loop: Int = 0) -> RecordingOutput {
+        RecordingOutput(eventLoop: Array(Self.group.makeIterator())[loop])
     }
 
     @Test func deliversToTheRoomsSubscribersOnlyAndSharesTheBytes() async throws {
         let hub = makeHub()
-        let a = try hub.subscribe(room: room) {}
-        let b = try hub.subscribe(room: room) {}
-        let c = try hub.subscribe(room: other) {}
-        for s in [a, b, c] { s.goLive(after: nil) }
-        let message = stored(1, room: room)
-        hub.deliver(message)
-        let nextA = await a.next()
-        let nextB = await b.next()
-        #expect(ids(nextA) == [1])
-        #expect(ids(nextB) == [1])
-        #expect(c.pendingCount == 0)
-        // The same storage, not a copy per subscriber.
-        if case .messages(let batchA) = nextA, case .messages(let batchB) = nextB {
-            batchA[0].frame.withUnsafeReadableBytes { pa in
-                batchB[0].frame.withUnsafeReadableBytes { pb in #expect(pa.baseAddress == pb.baseAddress) }
-            }
+        let (oa, ob, oc) = (output(0), output(1), output(0))
+        for (output, room) in [(oa, room), (ob, room), (oc, other)] {
+            try hub.subscribe(room: room, output: output).goLive(after: nil)
+        }
+        hub.deliver(stored(1, room: room))
+        try await oa.settle { oa.messageIDs == [1] }
+        try await ob.settle { ob.messageIDs == [1] }
+        try await oc.settle()
+        #expect(oa.messageIDs == [1])
+        #expect(ob.messageIDs == [1])
+        #expect(oc.written.isEmpty)
+        // The same storage on both event loops, not a copy per subscriber.
+        oa.written[0].withUnsafeReadableBytes { pa in
+            ob.written[0].withUnsafeReadableBytes { pb in #expect(pa.baseAddress == pb.baseAddress) }
         }
     }
 
-    @Test func aBurstIsTakenInOneBatchInOrder() async throws {
+    @Test func writesEachEventAsAnHTTPChunkOfItsFrame() async throws {
         let hub = makeHub()
-        let s = try hub.subscribe(room: room) {}
-        s.goLive(after: nil)
+        let out = output()
+        try hub.subscribe(room: room, output: out).goLive(after: nil)
+        let message = stored(7, room: room)
+        hub.deliver(message)
+        try await out.settle { !out.written.isEmpty }
+        let frame = String(buffer: message.frame)
+        #expect(out.text == String(frame.utf8.count, radix: 16) + "\r\n" + frame + "\r\n")
+    }
+
+    @Test func aBurstIsWrittenInOrderWithOneFlushPerSubscriber() async throws {
+        let hub = makeHub()
+        let out = output()
+        try hub.subscribe(room: room, output: out).goLive(after: nil)
+        try await out.settle()
+        let flushesBefore = out.flushes
+        // Hold the loop while the burst is posted, so it is taken as one batch.
+        let gate = DispatchSemaphore(value: 0)
+        out.eventLoop.execute { gate.wait() }
         for ms in 1...5 { hub.deliver(stored(UInt64(ms), room: room)) }
-        #expect(ids(await s.next()) == [1, 2, 3, 4, 5])
+        gate.signal()
+        try await out.settle { out.messageIDs.count == 5 }
+        #expect(out.messageIDs == [1, 2, 3, 4, 5])
+        #expect(out.flushes == flushesBefore + 1)
     }
 
     @Test func replayFloorDropsWhatWasAlreadySent() async throws {
         let hub = makeHub()
-        let s = try hub.subscribe(room: room) {}
-        // Live messages arrive while the replay (up to 3) is being written.
-        for ms in 2...5 { hub.deliver(stored(UInt64(ms), room: room)) }
+        let out = output()
+        let s = try hub.subscribe(room: room, after: MessageID(ms: 1, seq: 0), output: out)
+        // Live messages arrive while the replay (up to 3) is being written; 1 is below the start.
+        for ms in 1...5 { hub.deliver(stored(UInt64(ms), room: room)) }
+        try await out.settle()
+        #expect(out.written.isEmpty)
         s.goLive(after: MessageID(ms: 3, seq: 0))
-        #expect(ids(await s.next()) == [4, 5])
+        try await out.settle { out.messageIDs == [4, 5] }
         // A late duplicate (e.g. from a gap fill) is dropped too.
         hub.deliver(stored(4, room: room))
         hub.deliver(stored(6, room: room))
-        #expect(ids(await s.next()) == [6])
+        try await out.settle { out.messageIDs.count >= 3 }
+        #expect(out.messageIDs == [4, 5, 6])
     }
 
     @Test func aSubscriberThatCannotKeepUpIsDisconnected() async throws {
         let hub = makeHub(buffer: 4)
-        let aborted = Flag()
-        let slow = try hub.subscribe(room: room) { aborted.set() }
-        let fast = try hub.subscribe(room: room) {}
+        let slowOutput = output(0)
+        let fastOutput = output(1)
+        let slow = try hub.subscribe(room: room, output: slowOutput)
+        let fast = try hub.subscribe(room: room, output: fastOutput)
         slow.goLive(after: nil)
         fast.goLive(after: nil)
-        for ms in 1...4 {
-            hub.deliver(stored(UInt64(ms), room: room))
-            #expect(ids(await fast.next()) == [UInt64(ms)])
-        }
-        #expect(!aborted.isSet)
+        try await slowOutput.settle()
+        slowOutput.isWritable = false
+        for ms in 1...4 { hub.deliver(stored(UInt64(ms), room: room)) }
+        try await slowOutput.settle { slowOutput.messageIDs.count == 4 }
+        #expect(!slowOutput.isClosed)
+        #expect(hub.connectionCount == 2)
         hub.deliver(stored(5, room: room))
-        #expect(aborted.isSet)
+        try await slowOutput.settle { slowOutput.isClosed }
+        #expect(slowOutput.isClosed)
         #expect(slow.closeReason == .slow)
+        #expect(await slow.closed() == .slow)
         #expect(hub.connectionCount == 1)
-        guard case .closed(.slow) = await slow.next() else {
-            Issue.record("the slow subscriber should be told it is closed")
-            return
-        }
-        #expect(ids(await fast.next()) == [5])
+        try await fastOutput.settle { fastOutput.messageIDs.count == 5 }
+        #expect(fastOutput.messageIDs == [1, 2, 3, 4, 5])
+        #expect(fast.closeReason == nil)
+    }
+
+    @Test func aSubscriberWhoseReplayTakesTooLongIsDisconnected() async throws {
+        let hub = makeHub(buffer: 2)
+        let out = output()
+        let s = try hub.subscribe(room: room, output: out)
+        for ms in 1...3 { hub.deliver(stored(UInt64(ms), room: room)) }
+        #expect(await s.closed() == .slow)
+        #expect(out.isClosed)
+        #expect(hub.connectionCount == 0)
     }
 
     @Test func refusesBeyondTheConnectionLimitAndWhileDraining() throws {
         let hub = makeHub(maxConnections: 2)
-        let a = try hub.subscribe(room: room) {}
-        _ = try hub.subscribe(room: room) {}
-        #expect(throws: Hub.SubscribeRefusal.atCapacity) { try hub.subscribe(room: room) {} }
+        let a = try hub.subscribe(room: room, output: output())
+        _ = try hub.subscribe(room: room, output: output())
+        #expect(throws: Hub.SubscribeRefusal.atCapacity) { try hub.subscribe(room: room, output: output()) }
         hub.unsubscribe(a)
         hub.unsubscribe(a)  // twice is harmless
         #expect(hub.connectionCount == 1)
-        _ = try hub.subscribe(room: room) {}
+        _ = try hub.subscribe(room: room, output: output())
         _ = hub.beginDrain()
-        #expect(throws: Hub.SubscribeRefusal.draining) { try hub.subscribe(room: other) {} }
+        #expect(throws: Hub.SubscribeRefusal.draining) { try hub.subscribe(room: other, output: output()) }
+    }
+
+    @Test func anUnsubscribedStreamGetsNothingMore() async throws {
+        let hub = makeHub()
+        let out = output()
+        let s = try hub.subscribe(room: room, output: out)
+        s.goLive(after: nil)
+        hub.deliver(stored(1, room: room))
+        try await out.settle { out.messageIDs == [1] }
+        hub.unsubscribe(s)
+        #expect(await s.closed() == .finished)
+        hub.deliver(stored(2, room: room))
+        try await out.settle()
+        #expect(out.messageIDs == [1])
     }
 
     @Test func drainEndsEveryStreamWithARetryDelay() async throws {
         let hub = makeHub()
-        let subscriptions = try (0..<4).map { _ in try hub.subscribe(room: room) {} }
+        let outputs = (0..<4).map { output($0 % 2) }
+        let subscriptions = try outputs.map { try hub.subscribe(room: room, output: $0) }
         for s in subscriptions { s.goLive(after: nil) }
         let drained = Task { await hub.drain(spread: .milliseconds(40), retry: 500...900, deadline: .seconds(5)) }
-        for s in subscriptions {
-            guard case .closed(.draining(let retry)) = await s.next() else {
+        for (s, out) in zip(subscriptions, outputs) {
+            guard case .draining(let retry) = await s.closed() else {
                 Issue.record("expected a draining close")
                 continue
             }
             #expect((500...900).contains(retry))
+            #expect(out.text.hasSuffix("retry: \(retry)\n\n\r\n"))
             hub.unsubscribe(s)
         }
         await drained.value
@@ -118,29 +164,38 @@ final class Flag: Sendable {
 
     @Test func idleSubscribersGetHeartbeats() async throws {
         let hub = makeHub()
-        let s = try hub.subscribe(room: room) {}
-        s.goLive(after: nil)
+        let out = output()
+        try hub.subscribe(room: room, output: out).goLive(after: nil)
         let interval = Duration.seconds(15)
         // Not idle for long enough: nothing.
         hub.heartbeat(interval: interval, now: MonotonicClock.nanoseconds() + 1_000_000_000)
-        #expect(s.pendingCount == 0)
+        try await out.settle()
+        #expect(out.written.isEmpty)
         hub.heartbeat(interval: interval, now: MonotonicClock.nanoseconds() + 16_000_000_000)
-        guard case .heartbeat = await s.next() else {
-            Issue.record("expected a heartbeat")
-            return
-        }
+        try await out.settle { !out.written.isEmpty }
+        #expect(out.written == [SSE.heartbeatChunk])
     }
 
-    @Test func cancellingTheWriterEndsTheWait() async throws {
+    @Test func resumePositionsAreEachRoomsLeastAdvancedSubscriber() async throws {
         let hub = makeHub()
-        let s = try hub.subscribe(room: room) {}
+        let behind = output(0)
+        let ahead = output(1)
+        try hub.subscribe(room: room, after: MessageID(ms: 3, seq: 0), output: behind).goLive(after: nil)
+        try hub.subscribe(room: room, after: MessageID(ms: 9, seq: 0), output: ahead).goLive(after: nil)
+        try hub.subscribe(room: other, after: MessageID(ms: 5, seq: 1), output: ahead).goLive(after: nil)
+        try await behind.settle()
+        try await ahead.settle()
+        let positions = await Task.detached { hub.resumePositions() }.value
+        #expect(positions == [room: MessageID(ms: 3, seq: 0), other: MessageID(ms: 5, seq: 1)])
+    }
+
+    @Test func cancellingTheWaitingHandlerEndsTheStream() async throws {
+        let hub = makeHub()
+        let s = try hub.subscribe(room: room, output: output())
         s.goLive(after: nil)
-        let waiter = Task { await s.next() }
+        let waiter = Task { await s.closed() }
         try await Task.sleep(for: .milliseconds(20))
         waiter.cancel()
-        guard case .closed = await waiter.value else {
-            Issue.record("a cancelled writer should see the stream closed")
-            return
-        }
+        #expect(await waiter.value == .finished)
     }
 }

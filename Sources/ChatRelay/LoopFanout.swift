@@ -1,0 +1,124 @@
+import NIOCore
+import Synchronization
+
+/// The subscribers of one event loop, and the events on their way to them.
+///
+/// The hub posts each event once per event loop that has subscribers of its room. The first post
+/// schedules one task on the loop; that task writes every queued event's shared bytes to every
+/// local subscriber of its room, then flushes each of them once. So a burst of events costs one
+/// hop per loop and one flush (one `writev`) per subscriber.
+///
+/// Invariant that makes `@unchecked Sendable` true: `rooms`, `spare` and `touched` are used only on
+/// `eventLoop` (subscribers are added and removed by tasks on it); `inbox` is a `Mutex`; the rest
+/// is immutable.
+final class LoopFanout: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    private unowned let hub: Hub
+
+    // loop-confined
+    private var rooms: [RoomName: [Subscription]] = [:]
+    /// The inbox's previous array, reused so that swapping batches allocates nothing.
+    private var spare: [StoredMessage] = []
+    private var touched: [RoomName] = []
+
+    private struct Inbox {
+        var messages: [StoredMessage] = []
+        var scheduled = false
+    }
+    private let inbox = Mutex(Inbox())
+
+    init(eventLoop: any EventLoop, hub: Hub) {
+        self.eventLoop = eventLoop
+        self.hub = hub
+    }
+
+    /// Queues `message` for this loop's subscribers of its room; from any thread. Events of a room
+    /// must be posted in id order, and they are written in that order.
+    func post(_ message: StoredMessage) {
+        let schedule = inbox.withLock { inbox in
+            inbox.messages.append(message)
+            guard !inbox.scheduled else { return false }
+            inbox.scheduled = true
+            return true
+        }
+        if schedule {
+            eventLoop.execute { self.deliverQueued() }
+        }
+    }
+
+    /// Adds a subscriber, on the loop.
+    func add(_ subscription: Subscription) {
+        guard !subscription.ended else { return }
+        subscription.slot = rooms[subscription.room, default: []].count
+        rooms[subscription.room, default: []].append(subscription)
+    }
+
+    /// Removes a subscriber, on the loop; harmless if it is not here.
+    func remove(_ subscription: Subscription) {
+        let slot = subscription.slot
+        guard slot >= 0, var subscribers = rooms.removeValue(forKey: subscription.room),
+              slot < subscribers.count, subscribers[slot] === subscription
+        else { return }
+        let last = subscribers.removeLast()
+        if slot < subscribers.count {
+            subscribers[slot] = last
+            last.slot = slot
+        }
+        subscription.slot = -1
+        if !subscribers.isEmpty { rooms[subscription.room] = subscribers }
+    }
+
+    private func deliverQueued() {
+        var batch = spare
+        inbox.withLock { inbox in
+            swap(&inbox.messages, &batch)
+            inbox.scheduled = false
+        }
+        let now = MonotonicClock.nanoseconds()
+        var delivered = 0
+        var slow: [Subscription] = []
+        for message in batch {
+            guard let subscribers = rooms[message.room] else { continue }
+            for subscription in subscribers {
+                if subscription.offer(message, now: now) {
+                    delivered += 1
+                } else {
+                    slow.append(subscription)
+                }
+            }
+            if !touched.contains(message.room) { touched.append(message.room) }
+        }
+        for room in touched {
+            for subscription in rooms[room] ?? [] where subscription.live {
+                subscription.output.flush()
+            }
+        }
+        touched.removeAll(keepingCapacity: true)
+        batch.removeAll(keepingCapacity: true)
+        spare = batch
+        for subscription in slow where subscription.closeAsSlowOnLoop() {
+            hub.droppedAsSlow(subscription)
+        }
+        if delivered > 0 { hub.metrics.eventsDelivered.increment(by: Int64(delivered)) }
+    }
+
+    /// Writes a heartbeat to every subscriber idle since `idleSince`, on the loop.
+    func heartbeat(idleSince: UInt64, now: UInt64) {
+        for subscribers in rooms.values {
+            for subscription in subscribers {
+                subscription.heartbeatIfIdle(since: idleSince, now: now)
+            }
+        }
+    }
+
+    /// For each room, the least advanced position of this loop's subscribers, on the loop.
+    func positions() -> [RoomName: MessageID] {
+        var positions: [RoomName: MessageID] = [:]
+        for (room, subscribers) in rooms {
+            if let oldest = subscribers.lazy.compactMap(\.floor).min() {
+                positions[room] = oldest
+            }
+        }
+        return positions
+    }
+}
