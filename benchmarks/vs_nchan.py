@@ -99,6 +99,15 @@ def cpu_seconds(pids):
     return total / CLOCK_TICKS
 
 
+def machine_busy_seconds():
+    """CPU time the whole machine spent busy (every process, and the kernel's softirq work, which
+    loopback TCP charges to no process when ksoftirqd does it)."""
+    with open("/proc/stat") as file:
+        fields = [int(value) for value in file.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
 def pss_kib(pids):
     total = 0
     for pid in pids:
@@ -237,9 +246,11 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5):
             if "streams open" in line and "open_kib" not in sample:
                 sample["open_kib"] = pss_kib(system.node_pids())
                 sample["cpu_open"] = cpu_seconds(system.all_pids())
+                sample["machine_open"] = machine_busy_seconds()
             print(f"  {system.name}: {line}", file=sys.stderr, flush=True)
 
     cpu_start = cpu_seconds(system.all_pids())
+    machine_start = machine_busy_seconds()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reader = threading.Thread(target=on_stderr, args=(process.stderr,))
     reader.start()
@@ -247,17 +258,20 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5):
     process.wait()
     reader.join()
     cpu_end = cpu_seconds(system.all_pids())
+    machine_end = machine_busy_seconds()
     if process.returncode == 2 or not output.strip():
         raise RuntimeError(f"bench against {system.name} could not run (exit {process.returncode})")
     report = json.loads(output)
     delivered = report["delivered"]
     streams = report["connected"] + report["disconnected"]
     cpu = cpu_end - sample.get("cpu_open", cpu_start)
+    machine = machine_end - sample.get("machine_open", machine_start)
     return {
         "report": report,
         "exit": process.returncode,
         "server_cpu_seconds": round(cpu, 3),
         "server_cpu_us_per_delivery": round(cpu * 1e6 / delivered, 2) if delivered else None,
+        "machine_cpu_us_per_delivery": round(machine * 1e6 / delivered, 2) if delivered else None,
         "idle_kib": idle_kib,
         "open_kib": sample.get("open_kib"),
         "kib_per_subscriber": round((sample["open_kib"] - idle_kib) / streams, 2) if streams and "open_kib" in sample else None,
@@ -419,15 +433,18 @@ def markdown(results, info, spec, started):
              "(so a slow server cannot hide behind a slow publisher), measured by the same process that sends it.",
              "- Server CPU is user + system time of the three nodes and their Redis from the moment every stream "
              "is open to the end of the run, per delivery. Memory is the PSS of the three nodes with every stream "
-             "open and idle, minus the same right after start, per stream.", ""]
+             "open and idle, minus the same right after start, per stream (shown for the connections scenario, "
+             "where it means something). Machine CPU is every busy core's time, the load generator and the "
+             "kernel's softirq work included: loopback TCP's receive side often runs in ksoftirqd, charged to "
+             "no server, and more so under load.", ""]
     rows = [
         ("light", f"{spec['light']['subscribers']} subscribers, {spec['light']['rate']} msg/s"),
         ("medium", f"{spec['medium']['subscribers']} subscribers, {spec['medium']['rate']} msg/s"),
         ("connections", f"{spec['connections']['subscribers']} subscribers, {spec['connections']['rate']} msg/s"),
     ]
     lines += ["## Scenarios", "",
-              "| scenario | system | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | server CPU µs/delivery | KiB/stream | bench CPU µs/delivery |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| scenario | system | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | server CPU µs/delivery | machine CPU µs/delivery | bench CPU µs/delivery | KiB/stream |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, title in rows:
         for system in ("Nchan", "chat-relay"):
             result = results.get(key, {}).get(system)
@@ -437,20 +454,21 @@ def markdown(results, info, spec, started):
             latency = report["latencyFromSchedule"]
             lines.append(f"| {key}: {title} | {system} | {fmt(round(report['deliveriesPerSecond']))} | {fmt(latency['p50'])} | "
                          f"{fmt(latency['p90'])} | {fmt(latency['p99'])} | {fmt(latency['max'])} | {report['lost']} | "
-                         f"{fmt(result['server_cpu_us_per_delivery'])} | {fmt(result['kib_per_subscriber'])} | "
-                         f"{fmt(report['clientCPUMicrosecondsPerDelivery'])} |")
+                         f"{fmt(result['server_cpu_us_per_delivery'])} | {fmt(result.get('machine_cpu_us_per_delivery'))} | "
+                         f"{fmt(report['clientCPUMicrosecondsPerDelivery'])} | "
+                         f"{fmt(result['kib_per_subscriber']) if key == 'connections' else '–'} |")
     sat = results.get("saturation", {})
     lines += ["", "## Saturation", "",
               f"{spec['saturation']['subscribers']} subscribers; the publish rate rises until p99 (from the schedule) passes "
               f"{SATURATION_P99_MS:g} ms, a message is lost, or the publisher falls 10 % behind.", "",
-              "| system | msg/s asked | msg/s achieved | deliveries/s | p50 ms | p99 ms | lost | server CPU µs/delivery |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| system | msg/s asked | msg/s achieved | deliveries/s | p50 ms | p99 ms | lost | server CPU µs/delivery | machine CPU µs/delivery |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for system in ("Nchan", "chat-relay"):
         for step in sat.get(system, {}).get("steps", []):
             report = step["report"]
             lines.append(f"| {system} | {step['rate']} | {fmt(report['rateAchieved'])} | {fmt(round(report['deliveriesPerSecond']))} | "
                          f"{fmt(report['latencyFromSchedule']['p50'])} | {fmt(report['latencyFromSchedule']['p99'])} | "
-                         f"{report['lost']} | {fmt(step['server_cpu_us_per_delivery'])} |")
+                         f"{report['lost']} | {fmt(step['server_cpu_us_per_delivery'])} | {fmt(step.get('machine_cpu_us_per_delivery'))} |")
     lines += ["", "![Latency against load](benchmarks/latency-vs-load.svg)", ""]
 
     targets = []

@@ -55,7 +55,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("trust-forwarded-for"), help: "Rate-limit by the first X-Forwarded-For address (only behind a proxy you trust). (env: TRUST_FORWARDED_FOR=1)")
     var trustForwardedFor = false
 
-    @Option(name: .customLong("subscriber-buffer"), help: "Messages that may wait for one slow subscriber before it is disconnected. (env: SUBSCRIBER_BUFFER, default: 1024)")
+    @Option(name: .customLong("subscriber-buffer"), help: "Messages a slow subscriber may fall behind (sent while its connection already holds 64 KiB unsent, or while its replay is written) before it is disconnected. (env: SUBSCRIBER_BUFFER, default: 1024)")
     var subscriberBuffer: Int?
 
     @Option(name: .customLong("drain-timeout"), help: "Seconds from SIGTERM to exit: streams end spread over half of it (at most 5 s). (env: DRAIN_TIMEOUT, default: 10)")
