@@ -506,14 +506,26 @@ def markdown(results, info, spec, started):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--relay", required=True, help="the chat-relay binary (release build)")
+    parser.add_argument("--relay", help="the chat-relay binary (release build); needed unless --render-only")
     parser.add_argument("--quick", action="store_true", help="short runs with fewer subscribers: a smoke test")
     parser.add_argument("--scenarios", default="light,medium,connections,saturation", help="comma-separated subset")
     parser.add_argument("--only", choices=["Nchan", "chat-relay"], help="run one system only")
     parser.add_argument("--nchan-workers", default="auto", help="worker_processes of each Nchan node")
     parser.add_argument("--output", default=str(ROOT / "docs"), help="where BENCHMARKS.md and benchmarks/ go")
     parser.add_argument("--work", default=str(ROOT / ".bench"), help="scratch folder for server logs and data")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: write BENCHMARKS.md and the plot again from the output's results.json "
+                             "(after editing docs/benchmarks/notes.md)")
     args = parser.parse_args()
+    output = pathlib.Path(args.output)
+    if args.render_only:
+        saved = json.loads((output / "benchmarks" / "results.json").read_text())
+        started = datetime.datetime.fromisoformat(saved["started"])
+        svg_plot(saved["results"], output / "benchmarks" / "latency-vs-load.svg")
+        (output / "BENCHMARKS.md").write_text(markdown(saved["results"], saved["machine"], saved["scenarios"], started))
+        return
+    if not args.relay:
+        parser.error("--relay is required")
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
@@ -537,7 +549,6 @@ def main():
         for system in systems:
             system.stop()
     info = machine()
-    output = pathlib.Path(args.output)
     (output / "benchmarks").mkdir(parents=True, exist_ok=True)
     (output / "benchmarks" / "results.json").write_text(json.dumps(
         {"started": started.isoformat(), "machine": info, "quick": args.quick, "scenarios": spec, "results": results}, indent=1) + "\n")
