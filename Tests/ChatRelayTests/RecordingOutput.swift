@@ -51,9 +51,9 @@ final class RecordingOutput: StreamOutput, Sendable {
     /// Everything written, as text.
     var text: String { written.map { String(buffer: $0) }.joined() }
 
-    /// Waits (at most 2 s) until `condition` holds after the loop ran everything queued so far.
+    /// Waits (at most 5 s) until `condition` holds after the loop ran everything queued so far.
     func settle(until condition: () -> Bool = { true }) async throws {
-        let deadline = ContinuousClock.now + .seconds(2)
+        let deadline = ContinuousClock.now + .seconds(5)
         repeat {
             try await eventLoop.submit {}.get()
             if condition() { return }
