@@ -69,7 +69,10 @@ final class LoopFanout: @unchecked Sendable {
     }
 
     private func deliverQueued() {
-        var batch = spare
+        // Take the spare array out first, so the inbox gets its storage uniquely and appending to
+        // it does not copy.
+        var batch: [StoredMessage] = []
+        swap(&batch, &spare)
         inbox.withLock { inbox in
             swap(&inbox.messages, &batch)
             inbox.scheduled = false
