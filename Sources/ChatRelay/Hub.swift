@@ -117,9 +117,8 @@ public final class Hub: LiveEventSink {
     /// needs messages. Waits for each event loop: call it from a thread that is not one of them
     /// (the Redis broker calls it from its subscriber thread).
     public func resumePositions() -> [RoomName: MessageID] {
-        let fanouts = state.withLock { Array($0.fanouts.values) }
         var positions: [RoomName: MessageID] = [:]
-        for fanout in fanouts {
+        for fanout in allFanouts() {
             guard let local = try? fanout.eventLoop.submit({ fanout.positions() }).wait() else { continue }
             positions.merge(local) { min($0, $1) }
         }
@@ -132,8 +131,7 @@ public final class Hub: LiveEventSink {
             + UInt64(interval.components.attoseconds / 1_000_000_000)
         guard now > intervalNanoseconds else { return }
         let idleSince = now - intervalNanoseconds
-        let fanouts = state.withLock { Array($0.fanouts.values) }
-        for fanout in fanouts {
+        for fanout in allFanouts() {
             fanout.eventLoop.execute { fanout.heartbeat(idleSince: idleSince, now: now) }
         }
     }
@@ -173,10 +171,15 @@ public final class Hub: LiveEventSink {
         }
     }
 
+    /// Every event loop's fan-out (one per loop that ever had a subscriber).
+    private func allFanouts() -> [LoopFanout] {
+        state.withLock { Array($0.fanouts.values) }
+    }
+
     private func forget(_ subscription: Subscription, in state: inout State) -> Bool {
         guard state.subscriptions.removeValue(forKey: ObjectIdentifier(subscription)) != nil else { return false }
         let room = subscription.room
-        guard var route = state.routes.removeValue(forKey: room),
+        guard var route = state.routes[room],
               let index = route.fanouts.firstIndex(where: { $0 === subscription.fanout })
         else { return true }
         route.counts[index] -= 1
@@ -184,7 +187,7 @@ public final class Hub: LiveEventSink {
             route.fanouts.remove(at: index)
             route.counts.remove(at: index)
         }
-        if !route.fanouts.isEmpty { state.routes[room] = route }
+        state.routes[room] = route.fanouts.isEmpty ? nil : route
         return true
     }
 }

@@ -20,12 +20,18 @@ public enum SSE {
     /// The hub writes events below that encoder, framed once per event instead of once per
     /// subscriber.
     public static func chunk(_ bytes: ByteBuffer) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(chunkHeaderSpace + bytes.readableBytes + 2)
-        buffer.moveWriterIndex(to: chunkHeaderSpace)
-        buffer.moveReaderIndex(to: chunkHeaderSpace)
+        var buffer = bufferForChunk(capacity: bytes.readableBytes)
         buffer.writeImmutableBuffer(bytes)
         frameAsChunk(&buffer)
+        return buffer
+    }
+
+    /// An empty buffer for `capacity` bytes of payload, with room before it for the chunk header
+    /// and after it for the CR LF that `frameAsChunk` adds.
+    static func bufferForChunk(capacity: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: chunkHeaderSpace + capacity + 2)
+        buffer.moveWriterIndex(to: chunkHeaderSpace)
+        buffer.moveReaderIndex(to: chunkHeaderSpace)
         return buffer
     }
 
@@ -77,11 +83,21 @@ public enum SSE {
 
     /// Writes `id: <id>\nevent: message\ndata: <json>\n\n`.
     public static func writeMessageFrame(id: String, json: some Collection<UInt8>, into buffer: inout ByteBuffer) {
+        writeMessageFrame(id: id, into: &buffer) { $0.writeBytes(json) }
+    }
+
+    /// Writes `id: <id>\nevent: message\ndata: `, then the JSON `writeJSON` writes, then `\n\n`;
+    /// returns the JSON's length.
+    @discardableResult
+    static func writeMessageFrame(id: String, into buffer: inout ByteBuffer, json writeJSON: (inout ByteBuffer) -> Void) -> Int {
         buffer.writeStaticString("id: ")
         buffer.writeString(id)
         buffer.writeStaticString("\nevent: message\ndata: ")
-        buffer.writeBytes(json)
+        let jsonStart = buffer.writerIndex
+        writeJSON(&buffer)
+        let jsonLength = buffer.writerIndex - jsonStart
         buffer.writeStaticString("\n\n")
+        return jsonLength
     }
 
     private static func singleLine(_ text: String) -> String {

@@ -17,9 +17,7 @@ public struct StoredMessage: Sendable {
     /// Redis pub/sub), without decoding or re-encoding it. The JSON must be one line.
     public init(id: MessageID, room: RoomName, json: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         let idText = id.description
-        var buffer = allocator.buffer(capacity: SSE.chunkHeaderSpace + json.readableBytes + 2 * idText.utf8.count + 44)
-        buffer.moveWriterIndex(to: SSE.chunkHeaderSpace)
-        buffer.moveReaderIndex(to: SSE.chunkHeaderSpace)
+        var buffer = SSE.bufferForChunk(capacity: json.readableBytes + 2 * idText.utf8.count + 42, allocator: allocator)
         SSE.writeMessageFrame(id: idText, json: json.readableBytesView, into: &buffer)
         self.init(id: id, room: room, framed: buffer, jsonLength: json.readableBytes)
     }
@@ -27,16 +25,8 @@ public struct StoredMessage: Sendable {
     /// Encodes `message` once: the JSON inside its SSE frame.
     public init(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         let idText = message.id.description
-        var buffer = allocator.buffer(capacity: SSE.chunkHeaderSpace + 144 + message.user.utf8.count + message.text.utf8.count * 2)
-        buffer.moveWriterIndex(to: SSE.chunkHeaderSpace)
-        buffer.moveReaderIndex(to: SSE.chunkHeaderSpace)
-        buffer.writeStaticString("id: ")
-        buffer.writeString(idText)
-        buffer.writeStaticString("\nevent: message\ndata: ")
-        let jsonStart = buffer.writerIndex
-        message.writeJSON(into: &buffer)
-        let jsonLength = buffer.writerIndex - jsonStart
-        buffer.writeStaticString("\n\n")
+        var buffer = SSE.bufferForChunk(capacity: 142 + message.user.utf8.count + message.text.utf8.count * 2, allocator: allocator)
+        let jsonLength = SSE.writeMessageFrame(id: idText, into: &buffer) { message.writeJSON(into: &$0) }
         self.init(id: message.id, room: message.room, framed: buffer, jsonLength: jsonLength)
     }
 

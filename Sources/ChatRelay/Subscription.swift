@@ -67,8 +67,9 @@ public final class Subscription: @unchecked Sendable {
     public func goLive(after lastReplayed: MessageID?) {
         output.eventLoop.execute { [self] in
             guard !ended else { return }
-            if let lastReplayed { floor = max(floor ?? lastReplayed, lastReplayed) }
-            for message in pending where lastReplayed == nil || message.id > lastReplayed! {
+            let replayedUpTo = lastReplayed ?? .zero
+            floor = max(floor ?? replayedUpTo, replayedUpTo)
+            for message in pending where message.id > replayedUpTo {
                 output.write(message.chunk)
             }
             if !pending.isEmpty {
@@ -112,12 +113,7 @@ public final class Subscription: @unchecked Sendable {
     /// Ends the stream, from any thread: a drain's `retry:` is written last, a slow subscriber's
     /// connection is closed, and `closed()` returns. Only the first reason counts.
     public func close(_ reason: CloseReason) {
-        let first = ending.withLock { ending in
-            guard ending.reason == nil else { return false }
-            ending.reason = reason
-            return true
-        }
-        guard first else { return }
+        guard claim(reason) else { return }
         output.eventLoop.execute { [self] in
             finishOnLoop(reason)
         }
@@ -126,13 +122,18 @@ public final class Subscription: @unchecked Sendable {
     /// Closes a subscriber found too slow by the fan-out, on the event loop. Returns false if it
     /// was already being closed for another reason.
     func closeAsSlowOnLoop() -> Bool {
-        let first = ending.withLock { ending in
-            guard ending.reason == nil else { return false }
-            ending.reason = .slow
-            return true
-        }
+        let first = claim(.slow)
         finishOnLoop(.slow)
         return first
+    }
+
+    /// Records `reason` as why the stream ends, unless one was recorded before; true if it was first.
+    private func claim(_ reason: CloseReason) -> Bool {
+        ending.withLock { ending in
+            guard ending.reason == nil else { return false }
+            ending.reason = reason
+            return true
+        }
     }
 
     /// The end of the stream on the event loop: leaves the fan-out, writes the last bytes, wakes

@@ -58,7 +58,6 @@ extension RelayNode {
         channel.closeFuture.whenComplete { _ in hub.unsubscribe(subscription) }
 
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
-        var lastReplayed = resumeAfter
         let replay: Replay
         do {
             replay = try await broker.replay(room: room, after: resumeAfter)
@@ -73,10 +72,8 @@ extension RelayNode {
         for message in replay.messages {
             opening.writeImmutableBuffer(message.frame)
         }
-        if let last = replay.messages.last { lastReplayed = last.id }
-
         let firstBytes = opening
-        let liveAfter = lastReplayed
+        let liveAfter = replay.messages.last?.id ?? resumeAfter
         let headers: HTTPFields = [
             .contentType: "text/event-stream",
             .cacheControl: "no-cache",
