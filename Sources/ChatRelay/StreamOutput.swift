@@ -16,4 +16,7 @@ public protocol StreamOutput: Sendable {
     var isWritable: Bool { get }
     /// Closes the connection at once (a subscriber too slow to keep up).
     func close()
+    /// The stream ended (a drain, after its `retry:`, or the subscriber left): ends the response
+    /// after what was queued. An output whose HTTP handler ends the response itself does nothing.
+    func endResponse()
 }

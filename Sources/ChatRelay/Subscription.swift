@@ -147,10 +147,11 @@ public final class Subscription: @unchecked Sendable {
             case .draining(let retry):
                 output.write(SSE.chunk(SSE.retry(milliseconds: retry)))
                 output.flush()
+                output.endResponse()
             case .slow:
                 output.close()
             case .finished:
-                break
+                output.endResponse()
             }
         }
         let (waiter, done) = ending.withLock { ending in

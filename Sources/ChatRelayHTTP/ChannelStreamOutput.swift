@@ -2,32 +2,40 @@ import ChatRelay
 import NIOCore
 import NIOHTTP1
 
-/// A stream's connection as the hub's fan-out writes to it: below the HTTP encoder.
+/// A stream's connection as the hub's fan-out writes to it: below every HTTP handler.
 ///
-/// Hummingbird sends a stream's head (and the opening this node writes through it) as a response
-/// of unknown length, which NIO's `HTTPResponseEncoder` sends chunked (the head is always
-/// HTTP/1.1). Live events are written from the encoder's context, so they skip the HTTP layers;
-/// they are already chunks (`StoredMessage.chunk`), framed once per event for every subscriber.
-/// Hummingbird's end of the response (the last chunk) still goes through the encoder, after them.
+/// Live events are already chunks (`StoredMessage.chunk`), framed once per event for every
+/// subscriber, so they skip the HTTP layers. Two kinds of connection carry streams:
+/// - a stream `StreamConnectionHandler` opened itself (`ownsResponse`): the HTTP codec has left
+///   the pipeline, events are written from that handler's context, and the output ends the
+///   response when the stream ends;
+/// - a stream Hummingbird's router opened: its head and opening went through NIO's
+///   `HTTPResponseEncoder`, which sends a response of unknown length chunked (the head is always
+///   HTTP/1.1). Events are written from the encoder's context, and Hummingbird ends the response
+///   (the last chunk) through the encoder, after them.
 ///
 /// Invariant that makes `@unchecked Sendable` true: `context` is used only on `eventLoop`, which is
-/// all `StreamOutput` allows; `channel` is thread-safe.
+/// all `StreamOutput` allows; `channel` is thread-safe; the rest is immutable.
 final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     let eventLoop: any EventLoop
-    private let channel: any Channel
+    let channel: any Channel
     private let context: ChannelHandlerContext
+    private let ownsResponse: Bool
 
-    private init(channel: any Channel, context: ChannelHandlerContext) {
-        self.eventLoop = channel.eventLoop
-        self.channel = channel
+    /// The output writing from `context`, on its channel's event loop.
+    /// - Parameter ownsResponse: whether ending the stream ends the response and the connection.
+    init(context: ChannelHandlerContext, ownsResponse: Bool) {
+        self.eventLoop = context.eventLoop
+        self.channel = context.channel
         self.context = context
+        self.ownsResponse = ownsResponse
     }
 
     /// The output of `channel`, an HTTP/1 connection of Hummingbird's.
     static func make(for channel: any Channel) async throws -> ChannelStreamOutput {
         try await channel.eventLoop.submit {
             let context = try channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
-            return ChannelStreamOutput(channel: channel, context: context)
+            return ChannelStreamOutput(context: context, ownsResponse: false)
         }.get()
     }
 
@@ -44,4 +52,15 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     func close() {
         channel.close(promise: nil)
     }
+
+    func endResponse() {
+        guard ownsResponse, channel.isActive else { return }
+        // The last chunk, then the connection closes once it is sent: nothing else can follow a
+        // stream on it.
+        let channel = self.channel
+        context.writeAndFlush(NIOAny(Self.lastChunk)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// The zero-length chunk that ends a chunked body.
+    private static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")
 }

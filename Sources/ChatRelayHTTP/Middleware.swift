@@ -70,10 +70,26 @@ struct CORSPolicyMiddleware: RouterMiddleware {
             return response
         }
         var response = try await responseOrError(request, context, next)
-        response.headers[.accessControlAllowOrigin] = allowed
-        response.headers[.accessControlExposeHeaders] = "X-Relay-Node, Retry-After"
-        if !allowAny { response.headers[.vary] = "Origin" }
+        for field in responseHeaders(allowedOrigin: allowed) {
+            response.headers[field.name] = field.value
+        }
         return response
+    }
+
+    /// The CORS headers of a (non-preflight) response to a request from `origin`, or none if the
+    /// origin is not allowed. Streams opened below the router add them too.
+    func responseHeaders(origin: String) -> HTTPFields {
+        guard let allowed = allowedOrigin(origin) else { return [:] }
+        return responseHeaders(allowedOrigin: allowed)
+    }
+
+    private func responseHeaders(allowedOrigin allowed: String) -> HTTPFields {
+        var fields: HTTPFields = [
+            .accessControlAllowOrigin: allowed,
+            .accessControlExposeHeaders: "X-Relay-Node, Retry-After",
+        ]
+        if !allowAny { fields[.vary] = "Origin" }
+        return fields
     }
 }
 

@@ -3,7 +3,10 @@ import Hummingbird
 import NIOCore
 
 extension RelayNode {
-    /// `GET /rooms/{room}/events` and `GET /events` (lobby).
+    /// `GET /rooms/{room}/events` and `GET /events` (lobby), when they reach the router: a stream
+    /// asked for on a connection that already served another request, or one the connection's
+    /// `StreamConnectionHandler` could not open itself (it hands the request over, and the error
+    /// response comes from here).
     func addStreamRoutes(to router: Router<RelayRequestContext>) {
         router.get("/rooms/:room/events") { request, context in
             try await self.subscribe(room: try Self.room(context), request: request, context: context)
@@ -13,12 +16,58 @@ extension RelayNode {
         }
     }
 
-    /// Opens a stream: registers with the hub first (so live messages queue up), replays what the
-    /// client missed after its `Last-Event-ID`, then goes live with everything at or below the last
-    /// replayed id dropped: no gap and no duplicate between replay and live.
+    /// A stream served through Hummingbird: the opening and replay go through its response writer,
+    /// live events below it, and the handler waits once for the stream's end.
     func subscribe(room: RoomName, request: Request, context: RelayRequestContext) async throws -> Response {
-        let lastEventID = try Self.lastEventID(request)
-        // Checked before the broker round trip below; the hub checks again when registering.
+        let lastEventID = try Self.lastEventID(
+            header: request.headers[.lastEventID], query: request.uri.queryParameters.get("lastEventId"))
+        // Checked before the round trip below; `openStream` checks again.
+        guard !hub.isDraining else { throw APIError.draining }
+        let output: ChannelStreamOutput
+        do {
+            output = try await ChannelStreamOutput.make(for: context.channel)
+        } catch {
+            // The connection is already gone, or is not a plain HTTP/1 one.
+            logger.debug("cannot stream on this connection", metadata: ["error": "\(error)"])
+            throw APIError.unavailable("This connection cannot carry a stream; retry shortly.")
+        }
+        let opening = try await openStream(room: room, lastEventID: lastEventID, output: output)
+        let hub = self.hub
+        return Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { writer in
+            let subscription = opening.subscription
+            defer { hub.unsubscribe(subscription) }
+            // Through Hummingbird's writer (after the head); the live events the hub then writes
+            // to the connection directly are queued on its event loop behind this write.
+            try await writer.write(opening.firstBytes)
+            subscription.goLive(after: opening.liveAfter)
+            // One wait for the whole stream: a drain's `retry:` is written before it returns.
+            _ = await subscription.closed()
+            try await writer.finish(nil)
+        })
+    }
+
+    /// The headers of every stream's `200`, besides `X-Relay-Node`, CORS and framing.
+    static let streamHeaders: HTTPFields = [
+        .contentType: "text/event-stream",
+        .cacheControl: "no-cache",
+        .xAccelBuffering: "no",
+    ]
+
+    /// A stream, registered with the hub but not live yet, and what to write before it goes live.
+    struct StreamOpening: Sendable {
+        let subscription: Subscription
+        /// The preamble, a reset if history was lost, and the replay: SSE bytes, not chunked.
+        let firstBytes: ByteBuffer
+        /// Hand to `goLive(after:)` once `firstBytes` are written.
+        let liveAfter: MessageID
+    }
+
+    /// Opens a stream on `output`'s connection: registers with the hub first (so live messages
+    /// queue up), reads what the client missed after `lastEventID`, and returns the opening to
+    /// write. Going live after the last replayed id drops everything the replay already had: no
+    /// gap and no duplicate between replay and live. The subscription ends when the connection
+    /// closes.
+    func openStream(room: RoomName, lastEventID: MessageID?, output: ChannelStreamOutput) async throws(APIError) -> StreamOpening {
         guard !hub.isDraining else { throw APIError.draining }
         // Every stream has a position, even without Last-Event-ID: the room's newest id, read
         // before registering, so what is published in between is replayed rather than lost.
@@ -33,29 +82,23 @@ extension RelayNode {
                 throw APIError.unavailable("The room cannot be read now; retry shortly.")
             }
         }
-        let channel = context.channel
-        let output: ChannelStreamOutput
-        do {
-            output = try await ChannelStreamOutput.make(for: channel)
-        } catch {
-            // The connection is already gone, or is not a plain HTTP/1 one.
-            logger.debug("cannot stream on this connection", metadata: ["error": "\(error)"])
-            throw APIError.unavailable("This connection cannot carry a stream; retry shortly.")
-        }
         let subscription: Subscription
         do {
             subscription = try hub.subscribe(room: room, after: resumeAfter, output: output)
-        } catch .draining {
-            throw APIError.draining
-        } catch .atCapacity {
-            metrics.connectionLimited.increment()
-            throw APIError.unavailable("This node is at its connection limit; retry shortly or use another node.", retryAfter: 2)
+        } catch {
+            switch error {
+            case .draining:
+                throw APIError.draining
+            case .atCapacity:
+                metrics.connectionLimited.increment()
+                throw APIError.unavailable("This node is at its connection limit; retry shortly or use another node.", retryAfter: 2)
+            }
         }
 
         // A client that leaves is noticed at once, not at the next heartbeat write: its place
         // (and the connection limit slot) is freed as soon as the connection closes.
         let hub = self.hub
-        channel.closeFuture.whenComplete { _ in hub.unsubscribe(subscription) }
+        output.channel.closeFuture.whenComplete { _ in hub.unsubscribe(subscription) }
 
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
         let replay: Replay
@@ -72,29 +115,12 @@ extension RelayNode {
         for message in replay.messages {
             opening.writeImmutableBuffer(message.frame)
         }
-        let firstBytes = opening
-        let liveAfter = replay.messages.last?.id ?? resumeAfter
-        let headers: HTTPFields = [
-            .contentType: "text/event-stream",
-            .cacheControl: "no-cache",
-            .xAccelBuffering: "no",
-        ]
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            defer { hub.unsubscribe(subscription) }
-            // Through Hummingbird's writer (after the head); the live events the hub then writes
-            // to the connection directly are queued on its event loop behind this write.
-            try await writer.write(firstBytes)
-            subscription.goLive(after: liveAfter)
-            // One wait for the whole stream: a drain's `retry:` is written before it returns.
-            _ = await subscription.closed()
-            try await writer.finish(nil)
-        })
+        return StreamOpening(subscription: subscription, firstBytes: opening, liveAfter: replay.messages.last?.id ?? resumeAfter)
     }
 
     /// The id to resume after: the `Last-Event-ID` header, else the `lastEventId` query parameter.
-    static func lastEventID(_ request: Request) throws -> MessageID? {
-        let text = request.headers[.lastEventID] ?? request.uri.queryParameters.get("lastEventId")
-        guard let text, !text.isEmpty else { return nil }
+    static func lastEventID(header: String?, query: String?) throws(APIError) -> MessageID? {
+        guard let text = header ?? query, !text.isEmpty else { return nil }
         guard let id = MessageID(text) else {
             throw APIError.invalidField("Last-Event-ID: must be a message id of the form <ms>-<seq>")
         }

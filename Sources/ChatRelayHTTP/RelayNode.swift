@@ -1,5 +1,6 @@
 import ChatRelay
 import Hummingbird
+import HummingbirdCore
 import Logging
 import Metrics
 import NIOCore
@@ -14,6 +15,8 @@ public final class RelayNode: Sendable {
     public let metrics: RelayMetrics
     public let registry: PrometheusCollectorRegistry
     public let rateLimiter: RateLimiter
+    /// The CORS policy of `--allow-origin`, or nil without it.
+    let cors: CORSPolicyMiddleware?
     let logger: Logger
     let startedAt = MonotonicClock.nanoseconds()
 
@@ -39,6 +42,7 @@ public final class RelayNode: Sendable {
         self.hub = hub
         self.broker = makeBroker(hub, metrics)
         self.rateLimiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
+        self.cors = configuration.allowOrigins.isEmpty ? nil : CORSPolicyMiddleware(allowOrigins: configuration.allowOrigins)
         metrics.openStreams.set(0)
     }
 
@@ -53,8 +57,8 @@ public final class RelayNode: Sendable {
     public func makeRouter() -> Router<RelayRequestContext> {
         let router = Router(context: RelayRequestContext.self)
         router.add(middleware: NodeHeaderMiddleware(nodeID: configuration.nodeID))
-        if !configuration.allowOrigins.isEmpty {
-            router.add(middleware: CORSPolicyMiddleware(allowOrigins: configuration.allowOrigins))
+        if let cors {
+            router.add(middleware: cors)
         }
         router.add(middleware: JSONErrorMiddleware(logger: logger))
         addMessageRoutes(to: router)
@@ -68,6 +72,7 @@ public final class RelayNode: Sendable {
     public func makeApplication(host: String, port: Int) -> some ApplicationProtocol {
         Application(
             router: makeRouter(),
+            server: HTTPServerBuilder { responder in RelayHTTP1Channel(responder: responder, node: self) },
             configuration: .init(address: .hostname(host, port: port), serverName: nil, reuseAddress: true),
             services: [BrokerService(broker: broker, metrics: metrics), HeartbeatService(hub: hub, interval: configuration.heartbeat)],
             logger: logger

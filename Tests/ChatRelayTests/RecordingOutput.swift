@@ -10,6 +10,7 @@ final class RecordingOutput: StreamOutput, Sendable {
         var written: [ByteBuffer] = []
         var flushes = 0
         var closed = false
+        var ended = false
         var writable = true
     }
     private let state = Mutex(State())
@@ -35,9 +36,12 @@ final class RecordingOutput: StreamOutput, Sendable {
 
     func close() { state.withLock { $0.closed = true } }
 
+    func endResponse() { state.withLock { $0.ended = true } }
+
     var written: [ByteBuffer] { state.withLock { $0.written } }
     var flushes: Int { state.withLock { $0.flushes } }
     var isClosed: Bool { state.withLock { $0.closed } }
+    var isEnded: Bool { state.withLock { $0.ended } }
 
     /// The `id:` (ms part) of every message frame written, in order.
     var messageIDs: [UInt64] {
