@@ -31,10 +31,15 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
         self.ownsResponse = ownsResponse
     }
 
-    /// The output of `channel`, an HTTP/1 connection of Hummingbird's.
+    /// The output of `channel`, an HTTP/1 connection of Hummingbird's, which carries the stream
+    /// from now on.
     static func make(for channel: any Channel) async throws -> ChannelStreamOutput {
         try await channel.eventLoop.submit {
-            let context = try channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+            let pipeline = channel.pipeline.syncOperations
+            let context = try pipeline.context(handlerType: HTTPResponseEncoder.self)
+            // Hummingbird reads nothing while the stream's handler runs, so it would not notice
+            // a client that closes its side; the stream would stay until a write failed.
+            try pipeline.addHandler(CloseOnInputClosedHandler(), position: .first)
             return ChannelStreamOutput(context: context, ownsResponse: false)
         }.get()
     }
@@ -63,4 +68,17 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
 
     /// The zero-length chunk that ends a chunked body.
     private static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")
+}
+
+/// Closes a stream's connection when the client closes its side of it (servers accept half-closed
+/// connections, so that is an event, not a close).
+final class CloseOnInputClosedHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
 }

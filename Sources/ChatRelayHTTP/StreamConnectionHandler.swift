@@ -59,7 +59,7 @@ final class StreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 handOver(context: context, readSince: [part])
                 return
             }
-            state = .opening(readSince: [])
+            state = .opening(readSince: [part])
             open(request, context: context)
         case .opening(var readSince):
             readSince.append(unwrapInboundIn(data))

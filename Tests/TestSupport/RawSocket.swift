@@ -61,6 +61,23 @@ public final class RawSocket: @unchecked Sendable {
         return String(decoding: received, as: UTF8.self)
     }
 
+    /// Everything received from now until `done` holds for it, the peer closes, or `timeout`
+    /// passes; as text.
+    public func receive(until done: (String) -> Bool, timeout: Duration) -> String {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 20) > 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            received.append(contentsOf: buffer[0..<n])
+            if done(String(decoding: received, as: UTF8.self)) { break }
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
     /// True when the peer has closed the connection (a read returns 0 or a reset), without blocking.
     /// Reads and discards what is pending to find out, so only call it when the data no longer matters.
     public func peerClosed() -> Bool {

@@ -1,0 +1,224 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Streams on raw connections, byte for byte: a stream asked for by a connection's first request
+/// (which the node opens below its router), streams and other requests after it on a kept-alive
+/// connection (which the router serves), and first requests that are handed on to the router.
+@Suite struct StreamConnectionTests {
+    @Test func aStreamAsTheFirstRequestIsChunkedAndEndsCleanlyWithTheDrain() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--drain-timeout", "4", "--allow-origin", "http://chat.example"])
+        defer { node.kill() }
+        let connection = RawExchange(try RawSocket(port: node.port))
+        try connection.send("GET /rooms/raw/events HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://chat.example\r\n\r\n")
+        #expect(connection.wait { $0.responses.first?.data.contains("retry: ") == true })
+        let response = try #require(connection.responses.first)
+        #expect(response.statusLine == "HTTP/1.1 200 OK")
+        #expect(response.headers["content-type"] == "text/event-stream")
+        #expect(response.headers["cache-control"] == "no-cache")
+        #expect(response.headers["x-accel-buffering"] == "no")
+        #expect(response.headers["transfer-encoding"] == "chunked")
+        #expect(response.headers["x-relay-node"] == node.nodeID)
+        #expect(response.headers["access-control-allow-origin"] == "http://chat.example")
+        #expect(response.headers["date"]?.hasSuffix(" GMT") == true)
+        #expect(response.data.hasPrefix("retry: "))
+
+        let reply = try await HTTP.postMessage(node.baseURL + "/rooms/raw/messages", user: "u", text: "over a raw socket")
+        let id = try #require(reply.json["id"] as? String)
+        #expect(connection.wait { $0.responses.first?.data.contains("id: \(id)\n") == true })
+        #expect(connection.responses.first?.data.contains("over a raw socket") == true)
+
+        // The drain ends the response: `retry:`, the last chunk, and the connection closes.
+        node.signal(SIGTERM)
+        #expect(connection.wait(timeout: .seconds(8)) { $0.responses.first?.ended == true })
+        let ended = try #require(connection.responses.first)
+        #expect(ended.chunks.last?.hasPrefix("retry: ") == true, "\(ended.chunks)")
+        #expect(await connection.peerClosed())
+        #expect(await node.waitForExit(timeout: .seconds(8)) == 0)
+    }
+
+    @Test func requestsAndStreamsAfterAnotherRequestOnTheSameConnectionAreServed() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0"])
+        defer { node.kill() }
+        let connection = RawExchange(try RawSocket(port: node.port))
+        try connection.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(connection.wait { $0.responses.first?.complete == true })
+        // Pipelined: one more request, then a stream, in one write.
+        try connection.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /rooms/kept/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(connection.wait { $0.responses.count == 3 && $0.responses[2].data.contains("retry: ") })
+        let responses = connection.responses
+        try #require(responses.count == 3)
+        #expect(responses[0].statusLine == "HTTP/1.1 200 OK")
+        #expect(responses[1].statusLine == "HTTP/1.1 200 OK")
+        #expect(responses[0].body.contains("\"status\""))
+        #expect(responses[2].statusLine == "HTTP/1.1 200 OK")
+        #expect(responses[2].headers["content-type"] == "text/event-stream")
+        #expect(responses[2].headers["x-relay-node"] == node.nodeID)
+
+        let reply = try await HTTP.postMessage(node.baseURL + "/rooms/kept/messages", user: "u", text: "third request")
+        let id = try #require(reply.json["id"] as? String)
+        #expect(connection.wait { $0.responses.last?.data.contains("id: \(id)\n") == true })
+
+        // A client that leaves frees its place.
+        connection.close()
+        var connections: Int?
+        for _ in 0..<100 {
+            connections = try await HTTP.get(node.baseURL + "/health/ready").json["connections"] as? Int
+            if connections == 0 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(connections == 0)
+    }
+
+    @Test func firstRequestsTheNodeDoesNotStreamGetTheRoutersAnswer() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--max-connections", "1"])
+        defer { node.kill() }
+        // Not HTTP at all.
+        let garbage = RawExchange(try RawSocket(port: node.port))
+        try garbage.send("HELLO\r\n\r\n")
+        #expect(garbage.wait { $0.text.hasPrefix("HTTP/1.1 400") })
+        #expect(await garbage.peerClosed())
+
+        // A stream with a bad Last-Event-ID: the spec's JSON error.
+        let badID = RawExchange(try RawSocket(port: node.port))
+        try badID.send("GET /rooms/r/events HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: nope\r\n\r\n")
+        #expect(badID.wait { $0.responses.first?.complete == true })
+        #expect(badID.responses.first?.statusLine == "HTTP/1.1 400 Bad Request")
+        #expect(badID.responses.first?.body.contains("\"invalid_field\"") == true)
+
+        // A POST as the first request, its body in a second write.
+        let post = RawExchange(try RawSocket(port: node.port))
+        let body = #"{"user":"u","text":"two writes"}"#
+        try post.send("POST /rooms/r/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(50))
+        try post.send(body)
+        #expect(post.wait { $0.responses.first?.complete == true })
+        #expect(post.responses.first?.statusLine == "HTTP/1.1 201 Created")
+
+        // A stream the node cannot open (it is at its limit of one): the router's 503, and the
+        // connection stays usable.
+        let first = RawExchange(try RawSocket(port: node.port))
+        try first.send("GET /rooms/r/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(first.wait { $0.responses.first?.data.contains("retry: ") == true })
+        let refused = RawExchange(try RawSocket(port: node.port))
+        try refused.send("GET /rooms/r/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(refused.wait { $0.responses.first?.complete == true })
+        let answer = try #require(refused.responses.first)
+        #expect(answer.statusLine == "HTTP/1.1 503 Service Unavailable")
+        #expect(answer.headers["retry-after"] == "2")
+        #expect(answer.body.contains("\"unavailable\""))
+        try refused.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(refused.wait { $0.responses.count == 2 && $0.responses[1].complete })
+        #expect(refused.responses.last?.statusLine == "HTTP/1.1 200 OK")
+    }
+}
+
+/// One raw connection and the HTTP/1.1 responses received on it so far.
+private final class RawExchange {
+    private let socket: RawSocket
+    /// Everything received so far.
+    private(set) var text = ""
+
+    init(_ socket: RawSocket) {
+        self.socket = socket
+    }
+
+    func send(_ text: String) throws {
+        try socket.send(text)
+    }
+
+    /// Receives until `done` holds for what arrived so far, or `timeout` passes; returns `done`.
+    func wait(timeout: Duration = .seconds(5), until done: (RawExchange) -> Bool) -> Bool {
+        if done(self) { return true }
+        let before = text
+        let more = socket.receive(until: { received in
+            self.text = before + received
+            return done(self)
+        }, timeout: timeout)
+        text = before + more
+        return done(self)
+    }
+
+    /// The responses, in order; the last may be incomplete.
+    var responses: [RawResponse] { RawResponse.parse(Array(text.utf8)) }
+
+    /// Waits (at most 5 s) for the peer to close the connection.
+    func peerClosed() async -> Bool {
+        for _ in 0..<250 {
+            if socket.peerClosed() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    func close() {
+        socket.close()
+    }
+}
+
+/// An HTTP/1.1 response as received: head, and a body framed by `Content-Length` or chunked.
+private struct RawResponse {
+    var statusLine = ""
+    /// Header names lowercased.
+    var headers: [String: String] = [:]
+    /// The payload of each chunk received whole (chunked bodies).
+    var chunks: [String] = []
+    /// The body received so far (both framings).
+    var body = ""
+    /// True once the whole body arrived: `Content-Length` bytes, or the last chunk.
+    var complete = false
+    /// The last chunk arrived.
+    var ended = false
+
+    /// A chunked body's data so far.
+    var data: String { chunks.joined() }
+
+    /// Splits `bytes` into responses. Stops at the first one that is incomplete or malformed.
+    static func parse(_ bytes: [UInt8]) -> [RawResponse] {
+        var responses: [RawResponse] = []
+        var index = 0
+        while index < bytes.count, let headEnd = find([13, 10, 13, 10], in: bytes, from: index) {
+            var response = RawResponse()
+            let lines = String(decoding: bytes[index..<headEnd], as: UTF8.self).components(separatedBy: "\r\n")
+            response.statusLine = lines.first ?? ""
+            for line in lines.dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                response.headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            index = headEnd + 4
+            if response.headers["transfer-encoding"] == "chunked" {
+                while let lineEnd = find([13, 10], in: bytes, from: index),
+                      let size = Int(String(decoding: bytes[index..<lineEnd], as: UTF8.self), radix: 16) {
+                    let start = lineEnd + 2
+                    guard start + size + 2 <= bytes.count, bytes[start + size] == 13, bytes[start + size + 1] == 10 else { break }
+                    index = start + size + 2
+                    if size == 0 {
+                        response.ended = true
+                        response.complete = true
+                        break
+                    }
+                    let payload = String(decoding: bytes[start..<start + size], as: UTF8.self)
+                    response.chunks.append(payload)
+                    response.body += payload
+                }
+            } else {
+                let length = Int(response.headers["content-length"] ?? "0") ?? 0
+                let available = min(length, bytes.count - index)
+                response.body = String(decoding: bytes[index..<index + available], as: UTF8.self)
+                response.complete = available == length
+                index += available
+            }
+            responses.append(response)
+            if !response.complete { break }
+        }
+        return responses
+    }
+
+    private static func find(_ needle: [UInt8], in bytes: [UInt8], from start: Int) -> Int? {
+        guard bytes.count >= needle.count, start <= bytes.count - needle.count else { return nil }
+        for index in start...(bytes.count - needle.count) where bytes[index..<index + needle.count].elementsEqual(needle) {
+            return index
+        }
+        return nil
+    }
+}
