@@ -5,7 +5,7 @@ import Synchronization
 ///
 /// The hub posts each event once per event loop that has subscribers of its room. The first post
 /// schedules one task on the loop; that task writes every queued event's shared bytes to every
-/// local subscriber of its room, then flushes each of them once. So a burst of events costs one
+/// local subscriber of its room and flushes each of them once. So a burst of events costs one
 /// hop per loop and one flush (one `writev`) per subscriber.
 ///
 /// Invariant that makes `@unchecked Sendable` true: `rooms`, `spare` and `touched` are used only on
@@ -80,20 +80,21 @@ final class LoopFanout: @unchecked Sendable {
         let now = MonotonicClock.nanoseconds()
         var delivered = 0
         var slow: [Subscription] = []
-        for message in batch {
-            guard let subscribers = rooms[message.room] else { continue }
+        for message in batch where !touched.contains(message.room) {
+            touched.append(message.room)
+        }
+        // Subscriber by subscriber: each gets its room's events of the batch and one flush, so
+        // its connection's objects are visited once per batch, not once per event and again to
+        // flush (with thousands of subscribers, those visits are cache misses).
+        for room in touched {
+            guard let subscribers = rooms[room] else { continue }
+            let events = touched.count == 1 ? batch : batch.filter { $0.room == room }
             for subscription in subscribers {
-                if subscription.offer(message, now: now) {
-                    delivered += 1
+                if let taken = subscription.offer(events, now: now) {
+                    delivered += taken
                 } else {
                     slow.append(subscription)
                 }
-            }
-            if !touched.contains(message.room) { touched.append(message.room) }
-        }
-        for room in touched {
-            for subscription in rooms[room] ?? [] where subscription.live {
-                subscription.output.flush()
             }
         }
         touched.removeAll(keepingCapacity: true)

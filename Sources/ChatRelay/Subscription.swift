@@ -81,25 +81,42 @@ public final class Subscription: @unchecked Sendable {
         }
     }
 
-    /// Offers an event, on the event loop. Returns false when the subscriber is too slow: it must
-    /// then be dropped and its connection closed.
-    func offer(_ message: StoredMessage, now: UInt64) -> Bool {
-        if let floor, message.id <= floor { return true }
-        floor = message.id
+    /// Offers a batch of its room's events, in id order, on the event loop: writes those it has
+    /// not had and flushes once. Returns how many it took (written, or queued while not live), or
+    /// nil when the subscriber is too slow: it must then be dropped and its connection closed.
+    func offer(_ events: [StoredMessage], now: UInt64) -> Int? {
+        var taken = 0
         guard live else {
-            guard pending.count < capacity else { return false }
-            pending.append(message)
-            return true
+            for message in events {
+                if let floor, message.id <= floor { continue }
+                floor = message.id
+                guard pending.count < capacity else { return nil }
+                pending.append(message)
+                taken += 1
+            }
+            return taken
         }
-        if output.isWritable {
-            unwritableWrites = 0
-        } else {
-            unwritableWrites += 1
-            if unwritableWrites > capacity { return false }
+        let writable = output.isWritable
+        // By index, reading only the fields needed: iterating would copy (retain and release)
+        // every field of every event for every subscriber.
+        for index in events.indices {
+            let id = events[index].id
+            if let floor, id <= floor { continue }
+            floor = id
+            if writable {
+                unwritableWrites = 0
+            } else {
+                unwritableWrites += 1
+                if unwritableWrites > capacity { return nil }
+            }
+            output.write(events[index].chunk)
+            taken += 1
         }
-        output.write(message.chunk)
-        lastWrite = now
-        return true
+        if taken > 0 {
+            output.flush()
+            lastWrite = now
+        }
+        return taken
     }
 
     /// Writes a heartbeat if nothing was written since `idleSince`, on the event loop.

@@ -14,8 +14,8 @@ import NIOHTTP1
 ///   HTTP/1.1). Events are written from the encoder's context, and Hummingbird ends the response
 ///   (the last chunk) through the encoder, after them.
 ///
-/// Invariant that makes `@unchecked Sendable` true: `context` is used only on `eventLoop`, which is
-/// all `StreamOutput` allows; `channel` is thread-safe; the rest is immutable.
+/// Invariant that makes `@unchecked Sendable` true: `context` and `writable` are used only on
+/// `eventLoop`, which is all `StreamOutput` allows; `channel` is thread-safe; the rest is immutable.
 final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     let eventLoop: any EventLoop
     let channel: any Channel
@@ -52,7 +52,12 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
         context.flush()
     }
 
-    var isWritable: Bool { channel.isWritable }
+    /// Whether an output that owns its response is below its connection's high-water mark: kept
+    /// by its `StreamConnectionHandler` as NIO reports changes, so the fan-out reads a field it
+    /// already has in cache rather than the channel's atomic, once per subscriber per batch.
+    var writable = true
+
+    var isWritable: Bool { ownsResponse ? writable : channel.isWritable }
 
     func close() {
         channel.close(promise: nil)

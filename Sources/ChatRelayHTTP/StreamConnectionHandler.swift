@@ -44,6 +44,8 @@ final class StreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var state = State.awaitingHead
     /// A read asked for while a stream was being opened, to pass on once it is decided.
     private var readHeld = false
+    /// The stream's output, once one is being opened.
+    private var output: ChannelStreamOutput?
 
     init(node: RelayNode, handedOver: EventLoopPromise<HTTPAsyncChannel?>, logger: Logger) {
         self.node = node
@@ -78,6 +80,11 @@ final class StreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         } else {
             context.read()
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        output?.writable = context.channel.isWritable
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -131,6 +138,7 @@ final class StreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Opens the stream on the event loop once the node has its opening.
     private func open(_ request: DirectStreamRequest, context: ChannelHandlerContext) {
         let output = ChannelStreamOutput(context: context, ownsResponse: true)
+        self.output = output
         let node = self.node
         let opening = context.eventLoop.makePromise(of: RelayNode.StreamOpening.self)
         opening.completeWithTask {
