@@ -52,10 +52,11 @@ public final class Hub: LiveEventSink {
     /// it; it writes them only after `goLive(after:)`, so the caller can write a replay first and
     /// lose nothing in between.
     ///
-    /// Why nothing is lost: the subscriber is added to its loop's fan-out by a task queued here,
-    /// after the room's route includes that loop. An event delivered before that task runs was
-    /// stored before the caller's replay read starts, so the replay has it; an event delivered
-    /// after is posted to the loop behind that task.
+    /// Why nothing is lost: the subscriber is posted to its loop's fan-out here, after the room's
+    /// route includes that loop, through the same ordered inbox as events. An event posted to that
+    /// inbox before it was stored before this returns, so before the caller's replay read starts,
+    /// and the replay has it; an event posted after it is written to it (queued until it goes
+    /// live). An event whose delivery did not see the new route was stored before it, too.
     /// - Parameter after: the id the subscriber already has: nothing at or below it is written.
     public func subscribe(room: RoomName, after: MessageID? = nil, output: any StreamOutput) throws(SubscribeRefusal) -> Subscription {
         let loop = output.eventLoop
@@ -83,7 +84,7 @@ public final class Hub: LiveEventSink {
             state.routes[room] = route
             return subscription
         }
-        loop.execute { subscription.fanout.add(subscription) }
+        subscription.fanout.post(subscription)
         metrics.openStreams.increment()
         return subscription
     }

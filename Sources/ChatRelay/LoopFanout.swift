@@ -8,9 +8,12 @@ import Synchronization
 /// local subscriber of its room and flushes each of them once. So a burst of events costs one
 /// hop per loop and one flush (one `writev`) per subscriber.
 ///
-/// Invariant that makes `@unchecked Sendable` true: `rooms`, `spare` and `touched` are used only on
-/// `eventLoop` (subscribers are added and removed by tasks on it); `inbox` is a `Mutex`; the rest
-/// is immutable.
+/// New subscribers come through the same inbox as events, so each takes part in exactly the
+/// events posted after it (see `Hub.subscribe`).
+///
+/// Invariant that makes `@unchecked Sendable` true: `rooms`, `spare`, `run` and `touched` are used
+/// only on `eventLoop` (subscribers are added from the inbox and removed there); `inbox` is a
+/// `Mutex`; the rest is immutable.
 final class LoopFanout: @unchecked Sendable {
     let eventLoop: any EventLoop
     private unowned let hub: Hub
@@ -18,11 +21,20 @@ final class LoopFanout: @unchecked Sendable {
     // loop-confined
     private var rooms: [RoomName: [Subscription]] = [:]
     /// The inbox's previous array, reused so that swapping batches allocates nothing.
-    private var spare: [StoredMessage] = []
+    private var spare: [Entry] = []
+    /// The events of a batch between two arrivals of subscribers.
+    private var run: [StoredMessage] = []
     private var touched: [RoomName] = []
 
+    /// What the inbox holds, in the order it was posted.
+    private enum Entry {
+        case event(StoredMessage)
+        /// A new subscriber: it takes part in every event posted after it.
+        case subscriber(Subscription)
+    }
+
     private struct Inbox {
-        var messages: [StoredMessage] = []
+        var entries: [Entry] = []
         var scheduled = false
     }
     private let inbox = Mutex(Inbox())
@@ -35,8 +47,19 @@ final class LoopFanout: @unchecked Sendable {
     /// Queues `message` for this loop's subscribers of its room; from any thread. Events of a room
     /// must be posted in id order, and they are written in that order.
     func post(_ message: StoredMessage) {
+        enqueue(.event(message))
+    }
+
+    /// Adds a subscriber; from any thread. It receives every event posted after this call, and
+    /// none posted before, even those the loop has not written yet: its replay, read after this
+    /// call, has those.
+    func post(_ subscription: Subscription) {
+        enqueue(.subscriber(subscription))
+    }
+
+    private func enqueue(_ entry: Entry) {
         let schedule = inbox.withLock { inbox in
-            inbox.messages.append(message)
+            inbox.entries.append(entry)
             guard !inbox.scheduled else { return false }
             inbox.scheduled = true
             return true
@@ -47,7 +70,7 @@ final class LoopFanout: @unchecked Sendable {
     }
 
     /// Adds a subscriber, on the loop.
-    func add(_ subscription: Subscription) {
+    private func add(_ subscription: Subscription) {
         guard !subscription.ended else { return }
         subscription.slot = rooms[subscription.room, default: []].count
         rooms[subscription.room, default: []].append(subscription)
@@ -71,24 +94,48 @@ final class LoopFanout: @unchecked Sendable {
     private func deliverQueued() {
         // Take the spare array out first, so the inbox gets its storage uniquely and appending to
         // it does not copy.
-        var batch: [StoredMessage] = []
+        var batch: [Entry] = []
         swap(&batch, &spare)
         inbox.withLock { inbox in
-            swap(&inbox.messages, &batch)
+            swap(&inbox.entries, &batch)
             inbox.scheduled = false
         }
         let now = MonotonicClock.nanoseconds()
         var delivered = 0
         var slow: [Subscription] = []
-        for message in batch where !touched.contains(message.room) {
+        for entry in batch {
+            switch entry {
+            case .event(let message):
+                run.append(message)
+            case .subscriber(let subscription):
+                // The events before it are not its own.
+                delivered += deliverRun(now: now, slow: &slow)
+                add(subscription)
+            }
+        }
+        delivered += deliverRun(now: now, slow: &slow)
+        batch.removeAll(keepingCapacity: true)
+        spare = batch
+        for subscription in slow where subscription.closeAsSlowOnLoop() {
+            hub.droppedAsSlow(subscription)
+        }
+        if delivered > 0 { hub.metrics.eventsDelivered.increment(by: Int64(delivered)) }
+    }
+
+    /// Writes the events of `run` to their rooms' subscribers and empties it; returns how many
+    /// deliveries that made, and adds the subscribers found too slow to `slow`.
+    private func deliverRun(now: UInt64, slow: inout [Subscription]) -> Int {
+        guard !run.isEmpty else { return 0 }
+        var delivered = 0
+        for message in run where !touched.contains(message.room) {
             touched.append(message.room)
         }
-        // Subscriber by subscriber: each gets its room's events of the batch and one flush, so
-        // its connection's objects are visited once per batch, not once per event and again to
+        // Subscriber by subscriber: each gets its room's events of the run and one flush, so its
+        // connection's objects are visited once per batch, not once per event and again to
         // flush (with thousands of subscribers, those visits are cache misses).
         for room in touched {
             guard let subscribers = rooms[room] else { continue }
-            let events = touched.count == 1 ? batch : batch.filter { $0.room == room }
+            let events = touched.count == 1 ? run : run.filter { $0.room == room }
             for subscription in subscribers {
                 if let taken = subscription.offer(events, now: now) {
                     delivered += taken
@@ -98,12 +145,8 @@ final class LoopFanout: @unchecked Sendable {
             }
         }
         touched.removeAll(keepingCapacity: true)
-        batch.removeAll(keepingCapacity: true)
-        spare = batch
-        for subscription in slow where subscription.closeAsSlowOnLoop() {
-            hub.droppedAsSlow(subscription)
-        }
-        if delivered > 0 { hub.metrics.eventsDelivered.increment(by: Int64(delivered)) }
+        run.removeAll(keepingCapacity: true)
+        return delivered
     }
 
     /// Writes a heartbeat to every subscriber idle since `idleSince`, on the loop.

@@ -64,6 +64,30 @@ import Testing
         #expect(out.flushes == flushesBefore + 1)
     }
 
+    @Test func anEventDeliveredAfterSubscribeReachesTheSubscriberWhileItsLoopIsBehind() async throws {
+        let hub = makeHub()
+        // Another subscriber keeps the room routed to loop 0.
+        let early = output(0)
+        try hub.subscribe(room: room, output: early).goLive(after: nil)
+        try await early.settle()
+        // The loop is busy: event 1's fan-out waits behind the gate, and so does everything the
+        // hub posts to the loop from now on.
+        let gate = DispatchSemaphore(value: 0)
+        early.eventLoop.execute { gate.wait() }
+        hub.deliver(stored(1, room: room))
+        let out = output(0)
+        let subscription = try hub.subscribe(room: room, after: MessageID(ms: 1, seq: 0), output: out)
+        // Delivered after subscribe returned: its replay may have been read before it was stored,
+        // so it must come live, although the loop takes it in the same batch as event 1.
+        hub.deliver(stored(2, room: room))
+        gate.signal()
+        subscription.goLive(after: MessageID(ms: 1, seq: 0))
+        try await out.settle { out.messageIDs == [2] }
+        #expect(out.messageIDs == [2])
+        try await early.settle { early.messageIDs == [1, 2] }
+        #expect(early.messageIDs == [1, 2])
+    }
+
     @Test func replayFloorDropsWhatWasAlreadySent() async throws {
         let hub = makeHub()
         let out = output()
