@@ -14,6 +14,7 @@ and idle, minus the same right after they started, divided by the streams.
 """
 
 import argparse
+import copy
 import datetime
 import json
 import math
@@ -24,6 +25,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -34,10 +36,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 SCENARIOS = {
-    "light": dict(subscribers=30, rate=20, duration=20),
-    "medium": dict(subscribers=3000, rate=25, duration=20),
+    # rounds: runs per system, alternating which goes first; the page shows each number's median.
+    "light": dict(subscribers=30, rate=20, duration=20, rounds=3),
+    "medium": dict(subscribers=3000, rate=25, duration=20, rounds=3),
     "connections": dict(subscribers=6000, rate=10, duration=10, settle=3),
-    "saturation": dict(subscribers=3000, rates=[25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000], duration=10),
+    "saturation": dict(subscribers=3000, rates=[25, 35, 50, 60, 70, 85, 100, 125, 150, 200, 300, 400, 600, 800, 1000], duration=10),
 }
 QUICK = {
     "light": dict(subscribers=30, rate=20, duration=3),
@@ -139,7 +142,11 @@ class Process:
 
     def stop(self):
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            # The whole process group: nginx's workers would outlive their master otherwise.
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.process.wait(timeout=10)
         self.log_file.close()
 
@@ -279,6 +286,8 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5):
 
 
 def run_scenario(name, spec, systems, relay_binary):
+    if spec.get("rounds", 1) > 1:
+        return run_rounds(name, spec, systems, relay_binary)
     results = {}
     for system in systems:
         log(f"{name}: {system.name}, {spec}")
@@ -302,6 +311,46 @@ def run_scenario(name, spec, systems, relay_binary):
         finally:
             system.stop()
     return results
+
+
+def run_rounds(name, spec, systems, relay_binary):
+    """Runs the scenario `rounds` times per system, each on freshly started servers, alternating which
+    system goes first so that drift on the machine weighs on both; combines each system's rounds."""
+    runs = {system.name: [] for system in systems}
+    for index in range(spec["rounds"]):
+        for system in (systems if index % 2 == 0 else list(reversed(systems))):
+            log(f"{name}: {system.name}, round {index + 1} of {spec['rounds']}, {spec}")
+            system.start()
+            try:
+                runs[system.name].append(bench(relay_binary, system, spec["subscribers"], spec["rate"],
+                                               spec["duration"], spec.get("settle", 0.5)))
+            finally:
+                system.stop()
+    return {system: combine_rounds(rounds) for system, rounds in runs.items()}
+
+
+def combine_rounds(rounds):
+    """One result from several rounds: every number is the median over the rounds, except messages lost
+    (the sum) and the exit status (the worst); the rounds' own numbers are kept under "rounds"."""
+    def median(values):
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    result = copy.deepcopy(rounds[0])
+    report = result["report"]
+    for key in report["latencyFromSchedule"]:
+        report["latencyFromSchedule"][key] = median(r["report"]["latencyFromSchedule"][key] for r in rounds)
+    for key in ("deliveriesPerSecond", "clientCPUMicrosecondsPerDelivery", "rateAchieved"):
+        report[key] = median(r["report"][key] for r in rounds)
+    for key in ("lost", "duplicated", "outOfOrder", "delivered", "deliveriesExpected"):
+        report[key] = sum(r["report"][key] for r in rounds)
+    for key in ("server_cpu_us_per_delivery", "machine_cpu_us_per_delivery", "kib_per_subscriber"):
+        result[key] = median(r.get(key) for r in rounds)
+    result["exit"] = max(r["exit"] for r in rounds)
+    result["rounds"] = [{"p50": r["report"]["latencyFromSchedule"]["p50"], "p99": r["report"]["latencyFromSchedule"]["p99"],
+                         "server_cpu_us_per_delivery": r["server_cpu_us_per_delivery"],
+                         "machine_cpu_us_per_delivery": r.get("machine_cpu_us_per_delivery")} for r in rounds]
+    return result
 
 
 def saturation_rate(steps):
@@ -457,6 +506,19 @@ def markdown(results, info, spec, started):
                          f"{fmt(result['server_cpu_us_per_delivery'])} | {fmt(result.get('machine_cpu_us_per_delivery'))} | "
                          f"{fmt(report['clientCPUMicrosecondsPerDelivery'])} | "
                          f"{fmt(result['kib_per_subscriber']) if key == 'connections' else '–'} |")
+    rounds = [(key, system, results[key][system]["rounds"]) for key, _ in rows for system in ("Nchan", "chat-relay")
+              if results.get(key, {}).get(system, {}).get("rounds")]
+    if rounds:
+        lines += ["", f"Light and medium ran {len(rounds[0][2])} rounds per system, each on freshly started servers, "
+                  "alternating which system went first; their rows above give each number's median over the rounds "
+                  "(lost: the sum). The rounds one by one:", "",
+                  "| scenario | system | p50 ms | p99 ms | server CPU µs/delivery | machine CPU µs/delivery |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for key, system, runs in rounds:
+            def each(field):
+                return " / ".join(fmt(run[field]) for run in runs)
+            lines.append(f"| {key} | {system} | {each('p50')} | {each('p99')} | {each('server_cpu_us_per_delivery')} | "
+                         f"{each('machine_cpu_us_per_delivery')} |")
     sat = results.get("saturation", {})
     lines += ["", "## Saturation", "",
               f"{spec['saturation']['subscribers']} subscribers; the publish rate rises until p99 (from the schedule) passes "

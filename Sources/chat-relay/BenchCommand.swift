@@ -63,7 +63,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-timeout"), help: "Seconds to wait after the last POST for deliveries still on the way.")
     var drainTimeout: Double = 10
 
-    @Option(help: "Event loop threads of the load generator (default: the number of cores).")
+    @Option(help: "Event loop threads reading the streams (default: the number of cores); the publisher has a thread of its own.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Flag(help: "Print the report as one JSON object instead of text.")
