@@ -4,27 +4,39 @@ import Synchronization
 /// The subscribers of one event loop, and the events on their way to them.
 ///
 /// The hub posts each event once per event loop that has subscribers of its room. The first post
-/// schedules one task on the loop; that task writes every queued event's shared bytes to every
-/// local subscriber of its room and flushes each of them once. So a burst of events costs one
-/// hop per loop and one flush (one `writev`) per subscriber.
+/// schedules a task on the loop; that task takes every queued event and writes its shared bytes
+/// to every local subscriber of its room, each subscriber's events together with one flush. So a
+/// burst of events costs one hop per loop and one flush (one `writev`) per subscriber.
+///
+/// The writes are done in turns of at most `writesPerTurn`, each a task of its own, so the loop
+/// reads requests and writes other responses (a `201` among them) between turns instead of after
+/// the last of thousands of subscribers. Events are still written in order: the next batch is
+/// taken only when this one is done.
 ///
 /// New subscribers come through the same inbox as events, so each takes part in exactly the
 /// events posted after it (see `Hub.subscribe`).
 ///
-/// Invariant that makes `@unchecked Sendable` true: `rooms`, `spare`, `run` and `touched` are used
-/// only on `eventLoop` (subscribers are added from the inbox and removed there); `inbox` is a
-/// `Mutex`; the rest is immutable.
+/// Invariant that makes `@unchecked Sendable` true: every `var` but `inbox` is used only on
+/// `eventLoop` (subscribers are added from the inbox and removed there); `inbox` is a `Mutex`; the
+/// rest is immutable.
 final class LoopFanout: @unchecked Sendable {
     let eventLoop: any EventLoop
     private unowned let hub: Hub
+
+    /// Writes done in one task before the rest of a batch waits for the loop's next turn.
+    static let writesPerTurn = 256
 
     // loop-confined
     private var rooms: [RoomName: [Subscription]] = [:]
     /// The inbox's previous array, reused so that swapping batches allocates nothing.
     private var spare: [Entry] = []
-    /// The events of a batch between two arrivals of subscribers.
-    private var run: [StoredMessage] = []
-    private var touched: [RoomName] = []
+    /// The batch being written, as steps in inbox order, and the next step.
+    private var steps: [Step] = []
+    private var nextStep = 0
+    /// The subscribers of the current step's room as the step began, and the next of them.
+    private var stepSubscribers: [Subscription] = []
+    private var nextSubscriber = 0
+    private var stepStarted = false
 
     /// What the inbox holds, in the order it was posted.
     private enum Entry {
@@ -33,8 +45,15 @@ final class LoopFanout: @unchecked Sendable {
         case subscriber(Subscription)
     }
 
+    /// A batch's work: events of one room for its subscribers, or a subscriber to add.
+    private enum Step {
+        case write(RoomName, [StoredMessage])
+        case add(Subscription)
+    }
+
     private struct Inbox {
         var entries: [Entry] = []
+        /// A task is scheduled, or a batch is being written: posts only queue.
         var scheduled = false
     }
     private let inbox = Mutex(Inbox())
@@ -91,6 +110,7 @@ final class LoopFanout: @unchecked Sendable {
         if !subscribers.isEmpty { rooms[subscription.room] = subscribers }
     }
 
+    /// Takes the queued entries as a batch, then writes it.
     private func deliverQueued() {
         // Take the spare array out first, so the inbox gets its storage uniquely and appending to
         // it does not copy.
@@ -98,55 +118,93 @@ final class LoopFanout: @unchecked Sendable {
         swap(&batch, &spare)
         inbox.withLock { inbox in
             swap(&inbox.entries, &batch)
-            inbox.scheduled = false
         }
-        let now = MonotonicClock.nanoseconds()
-        var delivered = 0
-        var slow: [Subscription] = []
+        var run: [StoredMessage] = []
         for entry in batch {
             switch entry {
             case .event(let message):
                 run.append(message)
             case .subscriber(let subscription):
                 // The events before it are not its own.
-                delivered += deliverRun(now: now, slow: &slow)
-                add(subscription)
+                appendSteps(for: run)
+                run.removeAll()
+                steps.append(.add(subscription))
             }
         }
-        delivered += deliverRun(now: now, slow: &slow)
+        appendSteps(for: run)
         batch.removeAll(keepingCapacity: true)
         spare = batch
+        writeTurn()
+    }
+
+    /// One step per room of `run`, in the order the rooms first appear.
+    private func appendSteps(for run: [StoredMessage]) {
+        guard let first = run.first?.room else { return }
+        guard run.contains(where: { $0.room != first }) else {
+            steps.append(.write(first, run))
+            return
+        }
+        var seen: [RoomName] = []
+        for message in run where !seen.contains(message.room) {
+            seen.append(message.room)
+            steps.append(.write(message.room, run.filter { $0.room == message.room }))
+        }
+    }
+
+    /// Writes the batch's steps until `writesPerTurn` writes are done; the rest waits for a task
+    /// of its own. When the batch is done, takes the next one if events came meanwhile.
+    private func writeTurn() {
+        let now = MonotonicClock.nanoseconds()
+        var budget = Self.writesPerTurn
+        var delivered = 0
+        var slow: [Subscription] = []
+        while nextStep < steps.count, budget > 0 {
+            switch steps[nextStep] {
+            case .add(let subscription):
+                add(subscription)
+            case .write(let room, let events):
+                if !stepStarted {
+                    // A snapshot: subscribers leaving between turns do not move the others.
+                    stepSubscribers = rooms[room] ?? []
+                    nextSubscriber = 0
+                    stepStarted = true
+                }
+                // Subscriber by subscriber: its events of the batch and one flush, so its
+                // connection's objects are visited once per batch (with thousands of
+                // subscribers, each visit is a cache miss).
+                while nextSubscriber < stepSubscribers.count, budget > 0 {
+                    let subscription = stepSubscribers[nextSubscriber]
+                    nextSubscriber += 1
+                    if let taken = subscription.offer(events, now: now) {
+                        delivered += taken
+                        budget -= max(taken, 1)
+                    } else {
+                        slow.append(subscription)
+                    }
+                }
+                guard nextSubscriber == stepSubscribers.count else { continue }
+                stepSubscribers.removeAll(keepingCapacity: true)
+                stepStarted = false
+            }
+            nextStep += 1
+        }
         for subscription in slow where subscription.closeAsSlowOnLoop() {
             hub.droppedAsSlow(subscription)
         }
         if delivered > 0 { hub.metrics.eventsDelivered.increment(by: Int64(delivered)) }
-    }
-
-    /// Writes the events of `run` to their rooms' subscribers and empties it; returns how many
-    /// deliveries that made, and adds the subscribers found too slow to `slow`.
-    private func deliverRun(now: UInt64, slow: inout [Subscription]) -> Int {
-        guard !run.isEmpty else { return 0 }
-        var delivered = 0
-        for message in run where !touched.contains(message.room) {
-            touched.append(message.room)
+        if nextStep < steps.count {
+            eventLoop.execute { self.writeTurn() }
+            return
         }
-        // Subscriber by subscriber: each gets its room's events of the run and one flush, so its
-        // connection's objects are visited once per batch, not once per event and again to
-        // flush (with thousands of subscribers, those visits are cache misses).
-        for room in touched {
-            guard let subscribers = rooms[room] else { continue }
-            let events = touched.count == 1 ? run : run.filter { $0.room == room }
-            for subscription in subscribers {
-                if let taken = subscription.offer(events, now: now) {
-                    delivered += taken
-                } else {
-                    slow.append(subscription)
-                }
-            }
+        steps.removeAll(keepingCapacity: true)
+        nextStep = 0
+        let more = inbox.withLock { inbox in
+            if inbox.entries.isEmpty { inbox.scheduled = false }
+            return inbox.scheduled
         }
-        touched.removeAll(keepingCapacity: true)
-        run.removeAll(keepingCapacity: true)
-        return delivered
+        if more {
+            eventLoop.execute { self.deliverQueued() }
+        }
     }
 
     /// Writes a heartbeat to every subscriber idle since `idleSince`, on the loop.

@@ -85,6 +85,8 @@ public final class Subscription: @unchecked Sendable {
     /// not had and flushes once. Returns how many it took (written, or queued while not live), or
     /// nil when the subscriber is too slow: it must then be dropped and its connection closed.
     func offer(_ events: [StoredMessage], now: UInt64) -> Int? {
+        // Ended while its fan-out was between turns of a batch.
+        if ended { return 0 }
         var taken = 0
         guard live else {
             for message in events {

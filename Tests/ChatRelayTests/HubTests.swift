@@ -1,4 +1,4 @@
-import ChatRelay
+@testable import ChatRelay
 import Dispatch
 import NIOCore
 import NIOPosix
@@ -86,6 +86,30 @@ import Testing
         #expect(out.messageIDs == [2])
         try await early.settle { early.messageIDs == [1, 2] }
         #expect(early.messageIDs == [1, 2])
+    }
+
+    @Test func aLargeFanOutLetsOtherTasksRunBetweenTurnsAndKeepsOrder() async throws {
+        let hub = makeHub(maxConnections: 1000)
+        let count = LoopFanout.writesPerTurn * 2 + 10
+        let outputs = (0..<count).map { _ in output(0) }
+        for out in outputs { try hub.subscribe(room: room, output: out).goLive(after: nil) }
+        try await outputs[0].settle()
+        let loop = outputs[0].eventLoop
+        let gate = DispatchSemaphore(value: 0)
+        loop.execute { gate.wait() }
+        hub.deliver(stored(1, room: room))
+        // Queued behind the first turn of event 1: it runs before the last subscriber has it, and
+        // event 2, delivered then, reaches every subscriber after event 1.
+        let writtenWhenProbed = Mutex(-1)
+        loop.execute {
+            writtenWhenProbed.withLock { $0 = outputs.filter { !$0.written.isEmpty }.count }
+            hub.deliver(stored(2, room: room))
+        }
+        gate.signal()
+        try await outputs[0].settle { outputs.allSatisfy { $0.messageIDs.count == 2 } }
+        let probed = writtenWhenProbed.withLock { $0 }
+        #expect(probed == LoopFanout.writesPerTurn)
+        #expect(outputs.allSatisfy { $0.messageIDs == [1, 2] })
     }
 
     @Test func replayFloorDropsWhatWasAlreadySent() async throws {
