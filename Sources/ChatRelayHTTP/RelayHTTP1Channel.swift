@@ -54,6 +54,8 @@ struct RelayHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     func handle(value: Connection, logger: Logger) async {
         // For a stream this returns as soon as it is open; the connection stays with its handler.
         guard let asyncChannel = try? await value.handedOver.get() else { return }
-        await handleHTTP(asyncChannel: asyncChannel, logger: logger)
+        await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop: asyncChannel.channel.eventLoop)) {
+            await handleHTTP(asyncChannel: asyncChannel, logger: logger)
+        }
     }
 }
