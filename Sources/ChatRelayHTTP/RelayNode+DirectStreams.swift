@@ -44,7 +44,7 @@ extension RelayNode {
     }
 
     /// The head of a stream's `200` opened below the router: the headers the router's streams
-    /// carry (`streamHeaders`, `X-Relay-Node`, CORS, `Date`), chunked.
+    /// carry (`streamHeaders`, `X-Relay-Node`, CORS, `Date`), chunked, and `Connection: close`.
     func directStreamHead(origin: String?) -> ByteBuffer {
         var head = ByteBuffer()
         head.reserveCapacity(320)
@@ -65,7 +65,9 @@ extension RelayNode {
             }
         }
         writeField("Date", HTTPDate.now())
-        head.writeStaticString("Transfer-Encoding: chunked\r\n\r\n")
+        // The connection ends with the stream (a drain closes it after the last chunk): a client
+        // must not put it back in its pool for another request.
+        head.writeStaticString("Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
         return head
     }
 }

@@ -18,6 +18,8 @@ import Testing
         #expect(response.headers["cache-control"] == "no-cache")
         #expect(response.headers["x-accel-buffering"] == "no")
         #expect(response.headers["transfer-encoding"] == "chunked")
+        // The connection ends with the stream, so a client must not pool it.
+        #expect(response.headers["connection"] == "close")
         #expect(response.headers["x-relay-node"] == node.nodeID)
         #expect(response.headers["access-control-allow-origin"] == "http://chat.example")
         #expect(response.headers["date"]?.hasSuffix(" GMT") == true)
