@@ -9,6 +9,9 @@ public struct RelayMetrics: Sendable {
     public let messagesPublished: Counter
     /// Events handed to local subscribers (one per subscriber per message).
     public let eventsDelivered: Counter
+    /// Times a stream's socket took less than it was given, so the rest waited in the node until
+    /// the client read: a sign of subscribers reading slower than events come.
+    public let streamWritesDeferred: Counter
     /// Subscribers this node disconnected because their buffer was full.
     public let droppedSlow: Counter
     /// Streams this node ended while draining.
@@ -33,6 +36,7 @@ public struct RelayMetrics: Sendable {
         openStreams = Meter(label: "chat_relay_open_streams", factory: factory)
         messagesPublished = Counter(label: "chat_relay_messages_published_total", factory: factory)
         eventsDelivered = Counter(label: "chat_relay_events_delivered_total", factory: factory)
+        streamWritesDeferred = Counter(label: "chat_relay_stream_writes_deferred_total", factory: factory)
         droppedSlow = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "slow")], factory: factory)
         droppedDraining = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "draining")], factory: factory)
         rateLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "rate_limited")], factory: factory)

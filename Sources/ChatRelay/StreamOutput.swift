@@ -8,15 +8,28 @@ import NIOCore
 public protocol StreamOutput: Sendable {
     /// The event loop of the connection.
     var eventLoop: any EventLoop { get }
-    /// Queues bytes already framed for the connection (an HTTP/1.1 chunk), without flushing.
+    /// Writes bytes already framed for the connection (an HTTP/1.1 chunk). They may be sent at
+    /// once; `flush()` makes sure they are.
     func write(_ bytes: ByteBuffer)
-    /// Sends what was queued.
+    /// Writes the chunks of `events`, in order: a subscriber's share of a fan-out batch. One call,
+    /// so that an output can send them in one system call without keeping them.
+    func write(_ events: ArraySlice<StoredMessage>)
+    /// Sends what was written and not sent yet.
     func flush()
     /// False while the connection holds more unsent bytes than its high-water mark.
     var isWritable: Bool { get }
     /// Closes the connection at once (a subscriber too slow to keep up).
     func close()
     /// The stream ended (a drain, after its `retry:`, or the subscriber left): ends the response
-    /// after what was queued. An output whose HTTP handler ends the response itself does nothing.
+    /// after what was written. An output whose HTTP handler ends the response itself does nothing.
     func endResponse()
+}
+
+extension StreamOutput {
+    /// Each event's chunk, one `write(_:)` at a time.
+    public func write(_ events: ArraySlice<StoredMessage>) {
+        for index in events.indices {
+            write(events[index].chunk)
+        }
+    }
 }

@@ -69,10 +69,10 @@ public final class Subscription: @unchecked Sendable {
             guard !ended else { return }
             let replayedUpTo = lastReplayed ?? .zero
             floor = max(floor ?? replayedUpTo, replayedUpTo)
-            for message in pending where message.id > replayedUpTo {
-                output.write(message.chunk)
-            }
-            if !pending.isEmpty {
+            // Queued in id order: those the replay did not have are a suffix.
+            let start = pending.firstIndex { $0.id > replayedUpTo } ?? pending.endIndex
+            if start < pending.endIndex {
+                output.write(pending[start...])
                 output.flush()
                 lastWrite = MonotonicClock.nanoseconds()
             }
@@ -87,37 +87,36 @@ public final class Subscription: @unchecked Sendable {
     func offer(_ events: [StoredMessage], now: UInt64) -> Int? {
         // Ended while its fan-out was between turns of a batch.
         if ended { return 0 }
-        var taken = 0
         guard live else {
+            var queued = 0
             for message in events {
                 if let floor, message.id <= floor { continue }
                 floor = message.id
                 guard pending.count < capacity else { return nil }
                 pending.append(message)
-                taken += 1
+                queued += 1
             }
-            return taken
+            return queued
         }
-        let writable = output.isWritable
-        // By index, reading only the fields needed: iterating would copy (retain and release)
-        // every field of every event for every subscriber.
-        for index in events.indices {
-            let id = events[index].id
-            if let floor, id <= floor { continue }
-            floor = id
-            if writable {
-                unwritableWrites = 0
-            } else {
-                unwritableWrites += 1
-                if unwritableWrites > capacity { return nil }
-            }
-            output.write(events[index].chunk)
-            taken += 1
+        // Ids rise within a room's batch, so what this subscriber has not had is a suffix of it.
+        // By index, reading only the ids: iterating would copy (retain and release) every field
+        // of every event for every subscriber.
+        var start = events.startIndex
+        if let floor {
+            while start < events.endIndex, events[start].id <= floor { start += 1 }
         }
-        if taken > 0 {
-            output.flush()
-            lastWrite = now
+        guard start < events.endIndex else { return 0 }
+        let taken = events.endIndex - start
+        if output.isWritable {
+            unwritableWrites = 0
+        } else {
+            unwritableWrites += taken
+            if unwritableWrites > capacity { return nil }
         }
+        floor = events[events.endIndex - 1].id
+        output.write(events[start...])
+        output.flush()
+        lastWrite = now
         return taken
     }
 

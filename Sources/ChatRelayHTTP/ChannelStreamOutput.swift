@@ -1,34 +1,62 @@
 import ChatRelay
+import Metrics
 import NIOCore
 import NIOHTTP1
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A stream's connection as the hub's fan-out writes to it: below every HTTP handler.
 ///
 /// Live events are already chunks (`StoredMessage.chunk`), framed once per event for every
 /// subscriber, so they skip the HTTP layers. Two kinds of connection carry streams:
 /// - a stream `StreamConnectionHandler` opened itself (`ownsResponse`): the HTTP codec has left
-///   the pipeline, events are written from that handler's context, and the output ends the
-///   response when the stream ends;
+///   the pipeline, and once `beginDirectWrites()` ran, bytes go straight to the socket with one
+///   `send(2)` (or `sendmsg(2)` for several chunks) while NIO holds nothing unsent for it. When
+///   the socket takes less than it was given, the rest goes to NIO, which waits for the socket to
+///   drain; everything after it goes through NIO too until NIO has sent it all, so bytes stay in
+///   order. The output ends the response when the stream ends.
 /// - a stream Hummingbird's router opened: its head and opening went through NIO's
 ///   `HTTPResponseEncoder`, which sends a response of unknown length chunked (the head is always
 ///   HTTP/1.1). Events are written from the encoder's context, and Hummingbird ends the response
 ///   (the last chunk) through the encoder, after them.
 ///
-/// Invariant that makes `@unchecked Sendable` true: `context` and `writable` are used only on
-/// `eventLoop`, which is all `StreamOutput` allows; `channel` is thread-safe; the rest is immutable.
+/// Why write to the socket ourselves: a node writes each event to thousands of connections, and
+/// NIO's write path per connection (the pipeline, the pending-writes queue, a retain and release
+/// of the event's shared buffer from every event loop) costs about as much CPU as the system call
+/// itself. Sending from the shared buffer keeps only the system call.
+///
+/// Invariant that makes `@unchecked Sendable` true: `context`, `writable`, `descriptor`,
+/// `inChannel` and `needsFlush` are used only on `eventLoop`, which is all `StreamOutput` allows;
+/// `channel` is thread-safe; the rest is immutable.
 final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     let eventLoop: any EventLoop
     let channel: any Channel
     private let context: ChannelHandlerContext
     private let ownsResponse: Bool
+    /// Counts the times the socket took less than it was given.
+    private let deferredWrites: Counter?
+
+    /// The connection's socket while bytes may be sent to it directly; -1 when every write goes
+    /// through NIO (before `beginDirectWrites()`, after a failed send, once the channel closed).
+    private var descriptor: CInt = -1
+    /// Writes handed to NIO that it has not sent yet. While there are any, writes queue behind
+    /// them in NIO, so that nothing overtakes them.
+    private var inChannel = 0
+    /// NIO holds writes that were not flushed.
+    private var needsFlush = false
 
     /// The output writing from `context`, on its channel's event loop.
-    /// - Parameter ownsResponse: whether ending the stream ends the response and the connection.
-    init(context: ChannelHandlerContext, ownsResponse: Bool) {
+    /// - Parameters:
+    ///   - ownsResponse: whether ending the stream ends the response and the connection.
+    ///   - deferredWrites: counts the times the socket took less than it was given.
+    init(context: ChannelHandlerContext, ownsResponse: Bool, deferredWrites: Counter? = nil) {
         self.eventLoop = context.eventLoop
         self.channel = context.channel
         self.context = context
         self.ownsResponse = ownsResponse
+        self.deferredWrites = deferredWrites
     }
 
     /// The output of `channel`, an HTTP/1 connection of Hummingbird's, which carries the stream
@@ -44,17 +72,73 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
         }.get()
     }
 
+    /// From now on bytes go to the socket itself when NIO holds none: call it once the HTTP codec
+    /// has left a connection that `ownsResponse`, before its first byte is written.
+    func beginDirectWrites() {
+        guard ownsResponse, inChannel == 0, !needsFlush, channel.isActive else { return }
+        descriptor = channel.connectedSocketDescriptor() ?? -1
+    }
+
+    /// The channel closed its socket (NIO does so on this loop, and says so before it runs
+    /// anything else): its number may soon name another connection.
+    func socketClosed() {
+        descriptor = -1
+    }
+
+    /// Whether bytes are sent to the socket directly now.
+    var writesDirectly: Bool { descriptor >= 0 && inChannel == 0 }
+
     func write(_ bytes: ByteBuffer) {
-        context.write(NIOAny(bytes), promise: nil)
+        guard writesDirectly else {
+            writeThroughChannel(bytes)
+            return
+        }
+        let sent = bytes.withUnsafeReadableBytes { Self.send(descriptor, $0) }
+        if sent < bytes.readableBytes {
+            deferredWrites?.increment()
+            writeRest(of: CollectionOfOne(bytes), sent: sent)
+        }
+    }
+
+    func write(_ events: ArraySlice<StoredMessage>) {
+        guard writesDirectly, events.count > 1 else {
+            if events.count == 1 {
+                write(events[events.startIndex].chunk)
+            } else {
+                for index in events.indices {
+                    writeThroughChannel(events[index].chunk)
+                }
+            }
+            return
+        }
+        let count = min(events.count, Self.maximumChunksPerSend)
+        let (sent, total) = withUnsafeTemporaryAllocation(of: iovec.self, capacity: count) { vectors -> (Int, Int) in
+            var total = 0
+            for (slot, index) in events.indices.prefix(count).enumerated() {
+                // The pointer outlives the closure: `events` keeps the buffer's storage alive
+                // and unchanged until this function returns, and `sendmsg` is done before then.
+                let bytes = events[index].chunk.withUnsafeReadableBytes { $0 }
+                vectors[slot] = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+                total += bytes.count
+            }
+            return (Self.send(descriptor, vectors: UnsafeMutableBufferPointer(rebasing: vectors[..<count])), total)
+        }
+        if sent < total { deferredWrites?.increment() }
+        if sent < total || count < events.count {
+            writeRest(of: events.lazy.map(\.chunk), sent: sent)
+        }
     }
 
     func flush() {
+        guard needsFlush else { return }
+        needsFlush = false
         context.flush()
     }
 
     /// Whether an output that owns its response is below its connection's high-water mark: kept
     /// by its `StreamConnectionHandler` as NIO reports changes, so the fan-out reads a field it
     /// already has in cache rather than the channel's atomic, once per subscriber per batch.
+    /// While bytes go to the socket directly NIO holds none, so it stays true.
     var writable = true
 
     var isWritable: Bool { ownsResponse ? writable : channel.isWritable }
@@ -68,8 +152,81 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
         // The last chunk, then the connection closes once it is sent: nothing else can follow a
         // stream on it.
         let channel = self.channel
-        context.writeAndFlush(NIOAny(Self.lastChunk)).whenComplete { _ in channel.close(promise: nil) }
+        var rest = Self.lastChunk
+        if writesDirectly {
+            let sent = rest.withUnsafeReadableBytes { Self.send(descriptor, $0) }
+            if sent == rest.readableBytes {
+                channel.close(promise: nil)
+                return
+            }
+            rest.moveReaderIndex(forwardBy: sent)
+        }
+        // NIO sends in order: when the last chunk is sent, so is everything before it.
+        descriptor = -1
+        context.writeAndFlush(NIOAny(rest)).whenComplete { _ in channel.close(promise: nil) }
     }
+
+    /// Hands what the socket did not take to NIO: `chunks` from byte `sent` on.
+    private func writeRest(of chunks: some Sequence<ByteBuffer>, sent: Int) {
+        var skip = sent
+        for chunk in chunks {
+            if skip >= chunk.readableBytes {
+                skip -= chunk.readableBytes
+                continue
+            }
+            writeThroughChannel(skip == 0 ? chunk : chunk.getSlice(at: chunk.readerIndex + skip, length: chunk.readableBytes - skip)!)
+            skip = 0
+        }
+        flush()
+    }
+
+    /// Queues `bytes` in NIO. While direct writes are possible, each such write is counted until
+    /// NIO has sent it, and direct writes resume only when none is left.
+    private func writeThroughChannel(_ bytes: ByteBuffer) {
+        needsFlush = true
+        guard descriptor >= 0 else {
+            context.write(NIOAny(bytes), promise: nil)
+            return
+        }
+        inChannel += 1
+        let promise = eventLoop.makePromise(of: Void.self)
+        promise.futureResult.assumeIsolated().whenComplete { [self] result in
+            inChannel -= 1
+            // A write NIO failed (the connection broke or closed): NIO closes the channel, and
+            // the socket must not be written to again.
+            if case .failure = result { descriptor = -1 }
+        }
+        context.write(NIOAny(bytes), promise: promise)
+    }
+
+    /// `send(2)` of `bytes`, without `SIGPIPE`; returns how many bytes the socket took (0 when it
+    /// is full). On an error (the connection broke) it returns 0 too: the bytes then go to NIO,
+    /// which meets the same error, closes the channel and fails the write, and that failure ends
+    /// direct writes.
+    private static func send(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer) -> Int {
+        while true {
+            let sent = Glibc.send(descriptor, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
+            if sent >= 0 { return sent }
+            if errno == EINTR { continue }
+            return 0
+        }
+    }
+
+    /// `sendmsg(2)` of `vectors`, as `send` does one buffer.
+    private static func send(_ descriptor: CInt, vectors: UnsafeMutableBufferPointer<iovec>) -> Int {
+        var message = msghdr()
+        message.msg_iov = vectors.baseAddress
+        message.msg_iovlen = vectors.count
+        while true {
+            let sent = sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL))
+            if sent >= 0 { return sent }
+            if errno == EINTR { continue }
+            return 0
+        }
+    }
+
+    /// Chunks sent with one `sendmsg`; more go through NIO behind them.
+    private static let maximumChunksPerSend = 64
 
     /// The zero-length chunk that ends a chunked body.
     private static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")

@@ -88,12 +88,14 @@ final class StreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        output?.socketClosed()
         if case .handedOver = state {} else { state = .closed }
         decide(nil)
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        output?.socketClosed()
         decide(nil)
     }
 
@@ -137,7 +139,7 @@ final class StreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Opens the stream on the event loop once the node has its opening.
     private func open(_ request: DirectStreamRequest, context: ChannelHandlerContext) {
-        let output = ChannelStreamOutput(context: context, ownsResponse: true)
+        let output = ChannelStreamOutput(context: context, ownsResponse: true, deferredWrites: node.metrics.streamWritesDeferred)
         self.output = output
         let node = self.node
         let opening = context.eventLoop.makePromise(of: RelayNode.StreamOpening.self)
@@ -163,15 +165,17 @@ final class StreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             state = .streaming
             decide(nil)
             removeCodec(context: context)
+            output?.beginDirectWrites()
             var head = node.directStreamHead(origin: origin)
-            // The opening as one chunk: its header here, the bytes as they are, then CR LF.
+            // The opening as one chunk after the head, in one buffer (one send): its header, the
+            // bytes as they are, then CR LF.
             head.writeString(String(opening.firstBytes.readableBytes, radix: 16))
             head.writeStaticString("\r\n")
-            context.write(NIOAny(head), promise: nil)
-            context.write(NIOAny(opening.firstBytes), promise: nil)
-            context.write(NIOAny(Self.chunkEnd), promise: nil)
-            context.flush()
-            // Queued behind the writes above, on this loop.
+            head.writeImmutableBuffer(opening.firstBytes)
+            head.writeStaticString("\r\n")
+            output?.write(head)
+            output?.flush()
+            // Runs after this, on this loop.
             opening.subscription.goLive(after: opening.liveAfter)
             releaseHeldRead(context: context)
         }
@@ -235,5 +239,4 @@ final class StreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         handedOver.succeed(asyncChannel)
     }
 
-    private static let chunkEnd = ByteBuffer(staticString: "\r\n")
 }

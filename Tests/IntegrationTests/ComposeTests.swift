@@ -25,6 +25,10 @@ import Testing
     func theComposeStackChatsThroughTheBalancerAndSurvivesAStoppedReplica() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.composeBinary), "Docker Compose missing: run make test")
         try #require(FileManager.default.isExecutableFile(atPath: Self.releaseBinary), "release binary missing: run make test")
+        // The image has no Swift runtime: a plain `swift build -c release` (the benchmark script
+        // runs one) leaves a binary that needs it there.
+        let libraries = try await Self.run("/usr/bin/ldd", [Self.releaseBinary], environment: ProcessInfo.processInfo.environment, timeout: .seconds(20))
+        try #require(!libraries.output.contains("libswiftCore"), "the release binary links the Swift runtime dynamically: run make release-static")
         let work = NSTemporaryDirectory() + "chat-relay-compose-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }

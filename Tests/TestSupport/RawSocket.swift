@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -80,6 +81,30 @@ public final class RawSocket: @unchecked Sendable {
 
     /// True when the peer has closed the connection (a read returns 0 or a reset), without blocking.
     /// Reads and discards what is pending to find out, so only call it when the data no longer matters.
+    /// Reads at most `chunk` bytes at a time with `pause` between reads, as a client slower than
+    /// its server does, until `done` holds for everything received so far or `timeout` passes. On
+    /// a thread of its own, so the test's tasks go on meanwhile.
+    public func receiveSlowly(chunk: Int, pause: Duration, timeout: Duration, until done: @escaping @Sendable ([UInt8]) -> Bool) async -> [UInt8] {
+        let fd = self.fd
+        return await withCheckedContinuation { continuation in
+            Thread {
+                var received: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: chunk)
+                let deadline = ContinuousClock.now + timeout
+                let pauseMicroseconds = useconds_t(pause.components.seconds * 1_000_000 + pause.components.attoseconds / 1_000_000_000_000)
+                while ContinuousClock.now < deadline, !done(received) {
+                    var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    guard poll(&descriptor, 1, 20) > 0 else { continue }
+                    let n = recv(fd, &buffer, buffer.count, 0)
+                    if n <= 0 { break }
+                    received.append(contentsOf: buffer[0..<n])
+                    usleep(pauseMicroseconds)
+                }
+                continuation.resume(returning: received)
+            }.start()
+        }
+    }
+
     public func peerClosed() -> Bool {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

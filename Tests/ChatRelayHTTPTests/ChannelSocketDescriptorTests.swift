@@ -1,0 +1,74 @@
+@testable import ChatRelayHTTP
+import NIOCore
+import NIOEmbedded
+import NIOPosix
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The descriptor a stream's live events are sent to directly: it must be the connection's own
+/// socket, or nothing.
+@Suite struct ChannelSocketDescriptorTests {
+    @Test func anAcceptedConnectionsDescriptorIsItsSocket() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let accepted = group.next().makePromise(of: (any Channel).self)
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                accepted.succeed(channel)
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let received = ReceivedBytes()
+        let client = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(received) }
+            }
+            .connect(to: server.localAddress!).get()
+        let channel = try await accepted.futureResult.get()
+
+        let descriptor = try await channel.eventLoop.submit { channel.connectedSocketDescriptor() }.get()
+        let found = try #require(descriptor)
+        // Bytes sent to it arrive at this connection's client, not anywhere else.
+        let bytes = Array("sent past NIO".utf8)
+        let sent = try await channel.eventLoop.submit {
+            bytes.withUnsafeBytes { send(found, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL)) }
+        }.get()
+        #expect(sent == bytes.count)
+        var waited = 0
+        while received.text != "sent past NIO", waited < 250 {
+            try await Task.sleep(for: .milliseconds(20))
+            waited += 1
+        }
+        #expect(received.text == "sent past NIO")
+
+        // The client's own channel is a TCP connection too, with a different descriptor.
+        let clientDescriptor = try await client.eventLoop.submit { client.connectedSocketDescriptor() }.get()
+        #expect(clientDescriptor != nil && clientDescriptor != found)
+
+        try await client.close()
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func aChannelWithoutASocketHasNone() throws {
+        let channel = EmbeddedChannel()
+        #expect(channel.connectedSocketDescriptor() == nil)
+        _ = try channel.finish()
+    }
+}
+
+/// Collects what a client channel reads, as text.
+private final class ReceivedBytes: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    private let bytes = Mutex<[UInt8]>([])
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        bytes.withLock { $0 += buffer.readableBytesView }
+    }
+
+    var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
+}
