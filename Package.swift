@@ -32,19 +32,25 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
-        // A small Redis client on hiredis: argv commands, replies as an enum, pipelining, a
-        // subscriber connection; every hiredis call on a dedicated thread, never on an event loop.
+        // A small Redis client: connections on NIO event loops, replies parsed by hiredis' reader
+        // (which does no I/O), argv commands, replies as an enum, pipelining, a subscriber.
         .target(
             name: "RedisClient",
-            dependencies: ["CHiredis"],
+            dependencies: [
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
-        // The relay core: messages, validation, brokers, the hub, SSE encoding. No HTTP, no Redis.
+        // The relay core: messages, validation, brokers, the hub, SSE encoding. No HTTP; Redis
+        // only through RedisClient.
         .target(
             name: "ChatRelay",
             dependencies: [
                 "RedisClient",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

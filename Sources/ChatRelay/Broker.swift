@@ -54,7 +54,7 @@ public protocol LiveEventSink: Sendable {
 
     /// For every room with local subscribers, the id after which the least advanced of them still
     /// needs messages: where a broker that lost its live channel reads history to fill the gap.
-    func resumePositions() -> [RoomName: MessageID]
+    func resumePositions() async -> [RoomName: MessageID]
 }
 
 /// A broker failure that a client can retry.

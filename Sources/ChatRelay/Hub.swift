@@ -115,12 +115,11 @@ public final class Hub: LiveEventSink {
     }
 
     /// For every room with subscribers here, the id after which the least advanced of them still
-    /// needs messages. Waits for each event loop: call it from a thread that is not one of them
-    /// (the Redis broker calls it from its subscriber thread).
-    public func resumePositions() -> [RoomName: MessageID] {
+    /// needs messages (asked of each event loop in turn).
+    public func resumePositions() async -> [RoomName: MessageID] {
         var positions: [RoomName: MessageID] = [:]
         for fanout in allFanouts() {
-            guard let local = try? fanout.eventLoop.submit({ fanout.positions() }).wait() else { continue }
+            guard let local = try? await fanout.eventLoop.submit({ fanout.positions() }).get() else { continue }
             positions.merge(local) { min($0, $1) }
         }
         return positions

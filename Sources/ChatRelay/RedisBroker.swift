@@ -1,17 +1,19 @@
-import Foundation
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import RedisClient
 import Synchronization
 
 /// The cluster broker: history in one Redis stream per room, live events on one pub/sub channel
 /// that every node subscribes to, so a client on any node sees every message of its room.
 ///
-/// - Publish is one atomic script round trip (see `publishScript`); concurrent POSTs share round
-///   trips through the client's pipelining. A 201 means Redis confirmed the append and the PUBLISH.
-/// - One subscriber connection per node feeds the node's hub; a node's own messages come back
-///   through it and only through it, so each is delivered once.
+/// - Every event loop of the node has its own command connection, living on that loop: a request
+///   handler (which runs on its connection's loop) reaches Redis and gets its reply without a
+///   thread hop. Publish is one atomic script round trip (see `publishScript`); concurrent POSTs
+///   on a loop share round trips. A 201 means Redis confirmed the append and the PUBLISH.
+/// - One subscriber connection per node, on an event loop, feeds the node's hub; a node's own
+///   messages come back through it and only through it, so each is delivered once.
 /// - After a lost subscription is restored, every room with local subscribers is read from the
 ///   stream after its subscribers' position, before any newer live message is handed over, so
 ///   subscribers that stayed connected lose nothing that got a 201.
@@ -20,8 +22,12 @@ public final class RedisBroker: Broker {
     public let keys: RedisKeys
     public let historyCapacity: Int
     private let url: RedisURL
-    private let client: RedisClient
-    private let state = ConnectionState()
+    /// One per event loop, in the group's order.
+    private let clients: [RedisClient]
+    /// Where the subscriber lives.
+    private let subscriberLoop: any EventLoop
+    private let nextClient = Atomic<Int>(0)
+    private let state: ConnectionState
     private let scriptSHA = Mutex<String?>(nil)
     private let sink: any LiveEventSink
     private let metrics: RelayMetrics
@@ -30,70 +36,66 @@ public final class RedisBroker: Broker {
     /// - Parameters:
     ///   - history: messages kept per room (the stream's length).
     ///   - sink: the node's hub.
-    public init(url: RedisURL, prefix: String, history: Int, sink: any LiveEventSink, metrics: RelayMetrics, logger: Logger) {
+    ///   - eventLoopGroup: the loops the node serves requests on; each gets a command connection.
+    public init(url: RedisURL, prefix: String, history: Int, sink: any LiveEventSink, metrics: RelayMetrics, logger: Logger,
+                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.url = url
         self.keys = RedisKeys(prefix: prefix)
         self.historyCapacity = max(1, history)
         self.sink = sink
         self.metrics = metrics
         self.logger = logger
-        let state = self.state
-        self.client = RedisClient(configuration: .init(url: url)) { connected, error in
-            state.update(metrics) { $0.command = connected }
-            if connected {
-                logger.info("redis connected", metadata: ["url": "\(url)"])
-            } else if let error {
-                logger.warning("redis command connection down", metadata: ["error": "\(error)"])
+        let loops = Array(eventLoopGroup.makeIterator())
+        let state = ConnectionState(commandConnections: loops.count)
+        self.state = state
+        self.clients = loops.map { loop in
+            RedisClient(configuration: .init(url: url), eventLoop: loop) { connected, error in
+                if state.commandConnection(up: connected, metrics) {
+                    logger.info("redis connected", metadata: ["url": "\(url)"])
+                } else if !connected, let error {
+                    logger.warning("redis command connection down", metadata: ["error": "\(error)"])
+                }
+            } onRoundTrip: { requests, _ in
+                metrics.redisRoundTrips.increment()
+                metrics.redisRequests.increment(by: Int64(requests))
             }
-        } onRoundTrip: { requests, _ in
-            metrics.redisRoundTrips.increment()
-            metrics.redisRequests.increment(by: Int64(requests))
         }
+        self.subscriberLoop = loops[0]
     }
 
-    /// Up when both the command connection and the subscription are.
+    /// Up when every command connection and the subscription are.
     public var isReady: Bool { state.isUp }
 
-    /// Runs the command connection and the subscriber, each on its own thread, until cancelled.
+    /// Runs the command connections and the subscriber until cancelled.
     public func run() async throws {
-        let subscriber = RedisSubscriber(configuration: .init(url: url, channels: [keys.channel])) { [self] event in
-            handle(event)
-        }
-        client.start()
+        // Made here, not in init: its callbacks need `self`.
+        let subscriber = makeSubscriber(eventLoop: subscriberLoop)
+        for client in clients { client.start() }
         subscriber.start()
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(3600))
         }
-        // stop() joins the threads (up to a poll interval): not on a cooperative thread.
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread { [client] in
-                subscriber.stop()
-                client.stop()
-                continuation.resume()
-            }.start()
-        }
+        subscriber.stop()
+        for client in clients { client.stop() }
     }
 
-    /// The subscriber's events, on its thread.
-    private func handle(_ event: RedisSubscriber.Event) -> RedisSubscriber.Disposition {
-        switch event {
-        case .subscribed(let reconnected):
-            state.update(metrics) { $0.subscriber = true }
+    /// The subscriber feeding the hub, on `eventLoop`.
+    private func makeSubscriber(eventLoop: any EventLoop) -> RedisSubscriber {
+        RedisSubscriber(configuration: .init(url: url, channels: [keys.channel]), eventLoop: eventLoop) { [self] reconnected in
+            state.subscription(up: true, metrics)
             if reconnected { metrics.brokerReconnects.increment() }
             logger.info("redis subscribed", metadata: ["channel": "\(keys.channel)", "reconnected": "\(reconnected)"])
-            // Live messages wait in the socket until the gap is filled, so they come after it.
-            return fillGaps() ? .proceed : .resubscribe
-        case .message(_, let payload):
+            // Live messages are held until the gap is filled, so they come after it.
+            return await fillGaps() ? .proceed : .resubscribe
+        } onMessage: { [self] _, payload in
             if let message = Self.parseEvent(payload) {
                 sink.deliver(message)
             } else {
                 logger.warning("ignored a malformed event", metadata: ["channel": "\(keys.channel)", "bytes": "\(payload.count)"])
             }
-            return .proceed
-        case .down(let error):
-            state.update(metrics) { $0.subscriber = false }
+        } onDown: { [self] error in
+            state.subscription(up: false, metrics)
             logger.warning("redis subscription down", metadata: ["error": "\(error)"])
-            return .proceed
         }
     }
 
@@ -180,13 +182,13 @@ public final class RedisBroker: Broker {
         return try Self.entries(try await call(["XREVRANGE", stream, "+", "-", "COUNT", RedisArgument(limit)]), room: room).reversed()
     }
 
-    /// Reads each room after its subscribers' position and delivers what they missed: run on the
-    /// subscriber's thread right after it (re)subscribed, before it hands over any newer message.
-    /// The command connection may still be reconnecting, so each read is retried for a few
-    /// seconds. Returns false if the gap could not be filled: the subscriber then subscribes
-    /// again and this runs again.
-    func fillGaps() -> Bool {
-        let positions = sink.resumePositions()
+    /// Reads each room after its subscribers' position and delivers what they missed: runs right
+    /// after the subscriber (re)subscribed, while it holds newer messages back. The command
+    /// connections may still be reconnecting, so each read is retried for a few seconds. Returns
+    /// false if the gap could not be filled: the subscriber then subscribes again and this runs
+    /// again.
+    func fillGaps() async -> Bool {
+        let positions = await sink.resumePositions()
         guard !positions.isEmpty else { return true }
         var filled = 0
         for (room, position) in positions {
@@ -194,7 +196,7 @@ public final class RedisBroker: Broker {
             while true {
                 let page: [StoredMessage]
                 do {
-                    page = try readRetrying(room: room, after: after)
+                    page = try await readRetrying(room: room, after: after)
                 } catch {
                     logger.warning("gap fill failed; subscribing again", metadata: ["room": "\(room)", "error": "\(error)"])
                     metrics.gapFillMessages.increment(by: Int64(filled))
@@ -214,15 +216,15 @@ public final class RedisBroker: Broker {
     static let gapFillPage = 500
 
     /// One page of history after `id`, retried for up to 3 s while the command connection is still
-    /// coming back (blocking: only on the subscriber's thread).
-    private func readRetrying(room: RoomName, after id: MessageID) throws -> [StoredMessage] {
+    /// coming back.
+    private func readRetrying(room: RoomName, after id: MessageID) async throws -> [StoredMessage] {
         let deadline = ContinuousClock.now + .seconds(3)
         while true {
             do {
-                return try blocking { try await self.history(room: room, after: id, limit: Self.gapFillPage) }
+                return try await history(room: room, after: id, limit: Self.gapFillPage)
             } catch {
                 guard ContinuousClock.now < deadline else { throw error }
-                Thread.sleep(forTimeInterval: 0.05)
+                try? await Task.sleep(for: .milliseconds(50))
             }
         }
     }
@@ -231,6 +233,16 @@ public final class RedisBroker: Broker {
 
     private func call(_ command: RedisCommand) async throws -> RedisReply {
         try await pipeline([command])[0]
+    }
+
+    /// The command connection of the caller's event loop, so that the request and its reply stay
+    /// on it; from anywhere else, the connections in turn.
+    private var client: RedisClient {
+        if let current = MultiThreadedEventLoopGroup.currentEventLoop,
+           let own = clients.first(where: { $0.eventLoop === current }) {
+            return own
+        }
+        return clients[nextClient.add(1, ordering: .relaxed).oldValue % clients.count]
     }
 
     private func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
@@ -281,31 +293,45 @@ public final class RedisBroker: Broker {
     }
 }
 
-/// Runs async work from a plain thread and waits for it (the subscriber's thread, never an event loop).
-private func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
-    let result = Mutex<Result<T, any Error>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        let outcome: Result<T, any Error>
-        do { outcome = .success(try await work()) } catch { outcome = .failure(error) }
-        result.withLock { $0 = outcome }
-        done.signal()
-    }
-    done.wait()
-    return try result.withLock { $0! }.get()
-}
-
-/// Whether each of the broker's two connections is up; the broker is up when both are.
+/// Whether the broker's connections are up: it is up when every command connection and the
+/// subscription are.
 private final class ConnectionState: Sendable {
-    private let flags = Mutex<(command: Bool, subscriber: Bool)>((false, false))
+    private struct Flags {
+        var commandConnectionsUp = 0
+        var subscriber = false
+    }
+    private let flags = Mutex(Flags())
+    private let commandConnections: Int
 
-    var isUp: Bool { flags.withLock { $0.command && $0.subscriber } }
+    init(commandConnections: Int) {
+        self.commandConnections = commandConnections
+    }
 
-    func update(_ metrics: RelayMetrics, _ change: (inout (command: Bool, subscriber: Bool)) -> Void) {
-        let up = flags.withLock { flags in
-            change(&flags)
-            return flags.command && flags.subscriber
+    var isUp: Bool { flags.withLock { $0.commandConnectionsUp == commandConnections && $0.subscriber } }
+
+    /// Records a command connection coming up or going down; true when it was the last to come up.
+    @discardableResult
+    func commandConnection(up: Bool, _ metrics: RelayMetrics) -> Bool {
+        update(metrics) { flags in
+            flags.commandConnectionsUp += up ? 1 : -1
+            return up && flags.commandConnectionsUp == commandConnections
+        }
+    }
+
+    func subscription(up: Bool, _ metrics: RelayMetrics) {
+        update(metrics) { flags in
+            flags.subscriber = up
+            return false
+        }
+    }
+
+    @discardableResult
+    private func update(_ metrics: RelayMetrics, _ change: (inout Flags) -> Bool) -> Bool {
+        let (result, up) = flags.withLock { flags in
+            let result = change(&flags)
+            return (result, flags.commandConnectionsUp == commandConnections && flags.subscriber)
         }
         metrics.brokerUp.record(up ? 1 : 0)
+        return result
     }
 }

@@ -1,19 +1,29 @@
-import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 
-/// An async Redis client over one hiredis connection, owned by a dedicated thread.
+/// An async Redis client over one connection that lives on one NIO event loop.
 ///
-/// Callers on any task (never blocking an event loop) queue requests; the thread takes every
-/// request queued since its last round trip and sends them as one pipeline, so concurrent callers
-/// share round trips. While the connection is down it reconnects with capped exponential backoff
-/// and jitter, and fails requests at once in between (callers answer 503 instead of waiting).
-/// When idle it pings once a second, so `isConnected` stays true to the server's state.
-public final class RedisClient: Sendable {
+/// Commands are written to the connection from its event loop as they come, and flushed once per
+/// turn of the loop, so concurrent callers share round trips; replies are parsed by hiredis'
+/// reader there too. A caller already on that loop (a request handler whose connection is served
+/// by it) reaches Redis with no thread hop at all, and its task resumes on the loop.
+///
+/// While the connection is down it reconnects with capped exponential backoff and jitter, and
+/// fails requests at once in between (callers answer 503 instead of waiting). A request waits for
+/// a connection only while one is being made, and for its reply only `commandTimeout`: a server
+/// that stops answering is dropped. When idle it pings every `pingInterval`, so `isConnected`
+/// stays true to the server's state.
+///
+/// Invariant that makes `@unchecked Sendable` true: every `var` is read and written only on
+/// `eventLoop` (public methods hop there); `connected` is atomic; the rest is immutable.
+public final class RedisClient: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var url: RedisURL
         public var connectTimeout: Duration = .seconds(1)
+        /// How long a request may wait for its reply before the connection is dropped.
         public var commandTimeout: Duration = .seconds(2)
-        /// Idle time after which the thread pings the server.
+        /// Idle time after which the client pings the server.
         public var pingInterval: Duration = .seconds(1)
         public var backoff = Backoff()
 
@@ -22,79 +32,90 @@ public final class RedisClient: Sendable {
         }
     }
 
-    private struct Request {
-        var commands: [RedisCommand]
-        var continuation: CheckedContinuation<[RedisReply], any Error>
-    }
-
-    private struct Queue {
-        var requests: [Request] = []
-        var stopped = false
+    private enum State {
+        case idle
+        /// A connection is being made; requests wait in `waiting`.
+        case connecting
+        case ready(RedisConnection)
+        /// No connection; the next attempt is due at `nextAttempt`. Requests before then fail.
+        case down(nextAttempt: NIODeadline)
+        case stopped
     }
 
     public let configuration: Configuration
-    private let queue = Mutex(Queue())
-    /// Signalled when a request is queued or the client stops; the worker waits on it.
-    private let wakeup = NSCondition()
+    /// The loop the connection lives on.
+    public let eventLoop: any EventLoop
     private let connected = Atomic<Bool>(false)
-    private let thread = Mutex<DedicatedThread?>(nil)
     private let onStateChange: @Sendable (_ connected: Bool, _ error: RedisError?) -> Void
     private let onRoundTrip: @Sendable (_ requests: Int, _ commands: Int) -> Void
 
+    // loop-confined
+    private var state = State.idle
+    private var backoff: Backoff
+    private var lastError: RedisError?
+    private var waiting: [(commands: [RedisCommand], promise: EventLoopPromise<[RedisReply]>)] = []
+    private var lastSent = NIODeadline.now()
+    private var timer: RepeatedTask?
+
     /// - Parameters:
-    ///   - onStateChange: called on the client's thread when the connection comes up or goes down.
-    ///   - onRoundTrip: called on the client's thread after each round trip with how many callers'
+    ///   - eventLoop: where the connection lives; callers on it skip every thread hop.
+    ///   - onStateChange: called on the event loop when the connection comes up or goes down.
+    ///   - onRoundTrip: called on the event loop after each flush with how many callers'
     ///     requests (and commands) it carried: the measure of the pipelining.
     public init(
         configuration: Configuration,
+        eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
         onStateChange: @escaping @Sendable (_ connected: Bool, _ error: RedisError?) -> Void = { _, _ in },
         onRoundTrip: @escaping @Sendable (_ requests: Int, _ commands: Int) -> Void = { _, _ in }
     ) {
         self.configuration = configuration
+        self.eventLoop = eventLoop
+        self.backoff = configuration.backoff
         self.onStateChange = onStateChange
         self.onRoundTrip = onRoundTrip
     }
 
-    /// True while the connection is up (as of the last round trip or ping).
+    /// True while the connection is up (as of the last reply, ping or failure).
     public var isConnected: Bool { connected.load(ordering: .relaxed) }
 
-    /// Starts the client's thread; it connects at once.
+    /// Connects, and keeps connecting until `stop()`.
     public func start() {
-        let thread = DedicatedThread(name: "redis-client") { [self] in work() }
-        self.thread.withLock { $0 = thread }
+        eventLoop.execute { [self] in
+            guard case .idle = state else { return }
+            let tick = min(configuration.pingInterval, .milliseconds(250))
+            timer = eventLoop.scheduleRepeatedTask(initialDelay: .init(tick), delay: .init(tick)) { [self] _ in
+                check()
+            }
+            connect()
+        }
     }
 
-    /// Stops the thread (failing what is queued) and waits for it to end.
+    /// Closes the connection and fails what is waiting; requests from now on fail at once.
     public func stop() {
-        let alreadyStopped = queue.withLock { queue in
-            defer { queue.stopped = true }
-            return queue.stopped
+        eventLoop.execute { [self] in
+            let previous = state
+            state = .stopped
+            timer?.cancel()
+            timer = nil
+            failWaiting(.notConnected("the client is stopped"))
+            if case .ready(let connection) = previous {
+                connection.handler.value.close(.notConnected("the client is stopped"))
+            }
+            setConnected(false, nil)
         }
-        guard !alreadyStopped else { return }
-        wakeup.lock()
-        wakeup.signal()
-        wakeup.unlock()
-        thread.withLock { $0 }?.join()
     }
 
     /// Sends the commands as one pipeline and returns their replies in order (error replies
-    /// included as `.error`). Throws only when the connection is down or breaks.
+    /// included as `.error`). Throws only when the connection is down, breaks, or times out.
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
         guard !commands.isEmpty else { return [] }
-        return try await withCheckedThrowingContinuation { continuation in
-            let accepted = queue.withLock { queue in
-                guard !queue.stopped else { return false }
-                queue.requests.append(Request(commands: commands, continuation: continuation))
-                return true
-            }
-            guard accepted else {
-                continuation.resume(throwing: RedisError.notConnected("the client is stopped"))
-                return
-            }
-            wakeup.lock()
-            wakeup.signal()
-            wakeup.unlock()
+        let promise = eventLoop.makePromise(of: [RedisReply].self)
+        if eventLoop.inEventLoop {
+            submit(commands, promise)
+        } else {
+            eventLoop.execute { [self] in submit(commands, promise) }
         }
+        return try await promise.futureResult.get()
     }
 
     /// One command.
@@ -102,128 +123,112 @@ public final class RedisClient: Sendable {
         try await pipeline([command])[0]
     }
 
-    // MARK: The client's thread
+    // MARK: On the event loop
 
-    private func work() {
-        var connection: RedisConnection? = nil
-        var backoff = configuration.backoff
-        var nextAttempt = ContinuousClock.now
-        var lastError: RedisError? = nil
-        var lastActivity = ContinuousClock.now
-
-        func setConnected(_ value: Bool, _ error: RedisError?) {
-            if connected.exchange(value, ordering: .relaxed) != value { onStateChange(value, error) }
+    private func submit(_ commands: [RedisCommand], _ promise: EventLoopPromise<[RedisReply]>) {
+        switch state {
+        case .ready(let connection):
+            connection.handler.value.send(commands, promise: promise)
+            lastSent = .now()
+        case .connecting:
+            waiting.append((commands, promise))
+        case .down(let nextAttempt) where NIODeadline.now() >= nextAttempt:
+            waiting.append((commands, promise))
+            connect()
+        case .down:
+            promise.fail(RedisError.notConnected(lastError?.description ?? "connecting"))
+        case .idle:
+            promise.fail(RedisError.notConnected("the client is not started"))
+        case .stopped:
+            promise.fail(RedisError.notConnected("the client is stopped"))
         }
-
-        func connectIfDue() {
-            guard connection == nil, ContinuousClock.now >= nextAttempt else { return }
-            do {
-                connection = try RedisConnection(url: configuration.url, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout)
-                backoff.reset()
-                lastError = nil
-                lastActivity = ContinuousClock.now
-                setConnected(true, nil)
-            } catch {
-                lastError = error
-                nextAttempt = ContinuousClock.now + backoff.next()
-                setConnected(false, error)
-            }
-        }
-
-        while true {
-            connectIfDue()
-            let batch = takeBatch(waitingAtMost: connection == nil ? min(.milliseconds(250), max(.milliseconds(1), nextAttempt - ContinuousClock.now)) : configuration.pingInterval)
-            guard let batch else { break }  // stopped
-            if batch.isEmpty {
-                // Idle: ping, so a dead server is noticed without traffic.
-                if let live = connection, ContinuousClock.now - lastActivity >= configuration.pingInterval {
-                    do {
-                        _ = try live.command(["PING"])
-                        lastActivity = ContinuousClock.now
-                    } catch {
-                        connection = nil
-                        lastError = error
-                        nextAttempt = ContinuousClock.now + backoff.next()
-                        setConnected(false, error)
-                    }
-                }
-                continue
-            }
-            connectIfDue()
-            guard let live = connection else {
-                let error = RedisError.notConnected(lastError?.description ?? "connecting")
-                for request in batch { request.continuation.resume(throwing: error) }
-                continue
-            }
-            do {
-                let replies = try live.pipeline(batch.flatMap(\.commands))
-                lastActivity = ContinuousClock.now
-                onRoundTrip(batch.count, replies.count)
-                var offset = 0
-                for request in batch {
-                    let count = request.commands.count
-                    request.continuation.resume(returning: Array(replies[offset..<offset + count]))
-                    offset += count
-                }
-            } catch {
-                connection = nil
-                lastError = error
-                // Reconnect at once for the next request; back off only if that fails too.
-                nextAttempt = ContinuousClock.now
-                setConnected(false, error)
-                for request in batch { request.continuation.resume(throwing: error) }
-            }
-        }
-        connection = nil
-        setConnected(false, nil)
-        let leftover = queue.withLock { queue in
-            defer { queue.requests.removeAll() }
-            return queue.requests
-        }
-        for request in leftover { request.continuation.resume(throwing: RedisError.notConnected("the client is stopped")) }
     }
 
-    /// Every queued request, after waiting up to `timeout` for one; empty on time-out, nil once stopped.
-    private func takeBatch(waitingAtMost timeout: Duration) -> [Request]? {
-        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
-        wakeup.lock()
-        defer { wakeup.unlock() }
-        while true {
-            let (requests, stopped) = queue.withLock { queue in
-                defer { queue.requests.removeAll(keepingCapacity: true) }
-                return (queue.requests, queue.stopped)
+    private func connect() {
+        state = .connecting
+        RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout)
+            .assumeIsolated()
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let connection):
+                    connected(connection)
+                case .failure(let error):
+                    let error = error as? RedisError ?? .connectionFailed("\(error)")
+                    guard case .connecting = state else { return }  // stopped meanwhile
+                    lastError = error
+                    state = .down(nextAttempt: .now() + .init(backoff.next()))
+                    failWaiting(.notConnected(error.description))
+                    setConnected(false, error)
+                }
             }
-            if stopped {
-                // Put them back for the final failure pass.
-                queue.withLock { $0.requests.insert(contentsOf: requests, at: 0) }
-                return nil
-            }
-            if !requests.isEmpty { return requests }
-            if !wakeup.wait(until: deadline) { return [] }
+    }
+
+    private func connected(_ connection: RedisConnection) {
+        guard case .connecting = state else {
+            connection.channel.close(promise: nil)
+            return
         }
+        let handler = connection.handler.value
+        handler.onRoundTrip = onRoundTrip
+        state = .ready(connection)
+        backoff.reset()
+        lastError = nil
+        lastSent = .now()
+        setConnected(true, nil)
+        for request in waiting {
+            handler.send(request.commands, promise: request.promise)
+        }
+        waiting.removeAll()
+        connection.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
+            lost(connection)
+        }
+    }
+
+    /// The connection closed (the server went away, a reply timed out, a protocol error).
+    private func lost(_ connection: RedisConnection) {
+        guard case .ready(let current) = state, current.channel === connection.channel else { return }
+        let error = RedisError.connectionLost("\(configuration.url.host):\(configuration.url.port) closed the connection")
+        lastError = error
+        // Reconnect at once for the next request (or the next check); back off only if that fails.
+        state = .down(nextAttempt: .now())
+        setConnected(false, error)
+    }
+
+    /// Every tick: drops a connection whose oldest request has waited too long, pings an idle one,
+    /// and reconnects when an attempt is due.
+    private func check() {
+        let now = NIODeadline.now()
+        switch state {
+        case .ready(let connection):
+            let handler = connection.handler.value
+            if let oldest = handler.oldestPendingSince, now - oldest > .init(configuration.commandTimeout) {
+                handler.close(.connectionLost("no reply from Redis within \(configuration.commandTimeout)"))
+            } else if handler.pendingCount == 0, now - lastSent >= .init(configuration.pingInterval) {
+                handler.send([["PING"]], promise: eventLoop.makePromise())
+                lastSent = now
+            }
+        case .down(let nextAttempt) where now >= nextAttempt:
+            connect()
+        case .idle, .connecting, .down, .stopped:
+            break
+        }
+    }
+
+    private func failWaiting(_ error: RedisError) {
+        let requests = waiting
+        waiting.removeAll()
+        for request in requests { request.promise.fail(error) }
+    }
+
+    private func setConnected(_ value: Bool, _ error: RedisError?) {
+        if connected.exchange(value, ordering: .relaxed) != value { onStateChange(value, error) }
     }
 }
 
-/// Capped exponential backoff with jitter: 100 ms, 200 ms, … up to `maximum` (2 s: a restarted Redis
-/// is found again within about two seconds), each delay drawn
-/// uniformly from its upper half, so nodes that lost Redis together do not reconnect together.
-public struct Backoff: Sendable {
-    public var initial: Duration = .milliseconds(100)
-    public var maximum: Duration = .seconds(2)
-    private var current: Duration? = nil
-
-    public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(2)) {
-        self.initial = initial
-        self.maximum = maximum
-    }
-
-    public mutating func next() -> Duration {
-        let ceiling = current.map { min(maximum, $0 * 2) } ?? initial
-        current = ceiling
-        return ceiling * Double.random(in: 0.5...1.0)
-    }
-
-    public mutating func reset() {
-        current = nil
+extension TimeAmount {
+    /// The same span as a `Duration`.
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

@@ -5,7 +5,7 @@ import Testing
 final class RecordingSink: LiveEventSink {
     let received = Mutex<[StoredMessage]>([])
     func deliver(_ message: StoredMessage) { received.withLock { $0.append(message) } }
-    func resumePositions() -> [RoomName: MessageID] { [:] }
+    func resumePositions() async -> [RoomName: MessageID] { [:] }
     var ids: [MessageID] { received.withLock { $0.map(\.id) } }
 }
 

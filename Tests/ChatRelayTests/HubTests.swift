@@ -233,7 +233,7 @@ import Testing
         try hub.subscribe(room: other, after: MessageID(ms: 5, seq: 1), output: ahead).goLive(after: nil)
         try await behind.settle()
         try await ahead.settle()
-        let positions = await Task.detached { hub.resumePositions() }.value
+        let positions = await hub.resumePositions()
         #expect(positions == [room: MessageID(ms: 3, seq: 0), other: MessageID(ms: 5, seq: 1)])
     }
 

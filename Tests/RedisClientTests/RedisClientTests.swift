@@ -141,9 +141,13 @@ import Testing
         let server = try await RedisServer(appendOnly: false)
         defer { server.killNow() }
         let received = Received()
-        let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { event in
-            received.record(event)
+        let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { reconnected in
+            received.subscribed(reconnected: reconnected)
             return .proceed
+        } onMessage: { _, payload in
+            received.message(payload)
+        } onDown: { _ in
+            received.down()
         }
         subscriber.start()
         defer { subscriber.stop() }
@@ -176,16 +180,19 @@ final class Received: Sendable {
 
     private let state = Mutex(Snapshot())
 
-    func record(_ event: RedisSubscriber.Event) {
+    func subscribed(reconnected: Bool) {
         state.withLock { state in
-            switch event {
-            case .subscribed(let reconnected):
-                state.subscribed += 1
-                if reconnected { state.reconnections += 1 }
-            case .message(_, let payload): state.messages.append(String(decoding: payload, as: UTF8.self))
-            case .down: state.downs += 1
-            }
+            state.subscribed += 1
+            if reconnected { state.reconnections += 1 }
         }
+    }
+
+    func message(_ payload: [UInt8]) {
+        state.withLock { $0.messages.append(String(decoding: payload, as: UTF8.self)) }
+    }
+
+    func down() {
+        state.withLock { $0.downs += 1 }
     }
 
     var snapshot: Snapshot { state.withLock { $0 } }
