@@ -29,7 +29,7 @@ struct RedisConnection: Sendable {
                 let handler = try channel.pipeline.syncOperations.handler(type: RedisConnectionHandler.self)
                 return RedisConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
             }.flatMap { connection in
-                connection.handshake(url)
+                connection.handshake(url, timeout: timeout)
             }.flatMapError { error in
                 channel.close(promise: nil)
                 return eventLoop.makeFailedFuture(error)
@@ -37,8 +37,8 @@ struct RedisConnection: Sendable {
         }
     }
 
-    /// `AUTH` and `SELECT`, if the URL asks for them.
-    private func handshake(_ url: RedisURL) -> EventLoopFuture<RedisConnection> {
+    /// `AUTH` and `SELECT`, if the URL asks for them, answered within `timeout`.
+    private func handshake(_ url: RedisURL, timeout: Duration) -> EventLoopFuture<RedisConnection> {
         var setup: [RedisCommand] = []
         if let password = url.password {
             setup.append(url.user.map { ["AUTH", RedisArgument($0), RedisArgument(password)] } ?? ["AUTH", RedisArgument(password)])
@@ -47,6 +47,13 @@ struct RedisConnection: Sendable {
         guard !setup.isEmpty else { return channel.eventLoop.makeSucceededFuture(self) }
         let promise = channel.eventLoop.makePromise(of: [RedisReply].self)
         handler.value.send(setup, promise: promise)
+        // A server that accepts connections but does not answer (frozen) must not keep the
+        // connection attempt, and the requests waiting for it, forever.
+        let handler = self.handler
+        let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+            handler.value.close(.connectionFailed("\(url): no answer to AUTH or SELECT within \(timeout)"))
+        }
+        promise.futureResult.whenComplete { _ in deadline.cancel() }
         let connection = self
         return promise.futureResult.flatMapThrowing { replies in
             for reply in replies {

@@ -111,6 +111,53 @@ import Testing
         #expect(client.isConnected)
     }
 
+    /// A server that stops answering with its connections open: requests fail once their reply
+    /// is overdue instead of hanging, the subscriber declares it dead, and both come back after.
+    @Test(.timeLimit(.minutes(1))) func aFrozenServerIsDroppedAndFoundAgain() async throws {
+        let server = try await RedisServer(appendOnly: false)
+        defer { server.thaw(); server.killNow() }
+        let client = try client(server)
+        defer { client.stop() }
+        let received = Received()
+        let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { reconnected in
+            received.subscribed(reconnected: reconnected)
+            return .proceed
+        } onMessage: { _, payload in
+            received.message(payload)
+        } onDown: { _ in
+            received.down()
+        }
+        subscriber.start()
+        defer { subscriber.stop() }
+        #expect(try await client.command(["SET", "k", "v"]) == .status("OK"))
+        #expect(await received.wait { $0.subscribed == 1 })
+
+        server.freeze()
+        let frozenAt = ContinuousClock.now
+        await #expect(throws: RedisError.self) { try await client.command(["GET", "k"]) }
+        let waited = ContinuousClock.now - frozenAt
+        #expect(waited >= .seconds(1) && waited < .seconds(4), "the request failed after \(waited), not at once and not never")
+        #expect(await received.wait { $0.downs >= 1 })
+        #expect(ContinuousClock.now - frozenAt < .seconds(4), "the subscription was declared dead within its ping deadline")
+        #expect(!subscriber.isSubscribed)
+        // A new connection is accepted by the kernel, but its AUTH is never answered.
+        let late = RedisClient(configuration: .init(url: try RedisURL("redis://:pw@127.0.0.1:\(server.port)")))
+        late.start()
+        defer { late.stop() }
+        let lateAt = ContinuousClock.now
+        await #expect(throws: RedisError.self) { try await late.command(["PING"]) }
+        #expect(ContinuousClock.now - lateAt < .seconds(3), "a connection attempt to a frozen server gives up")
+
+        server.thaw()
+        var value: RedisReply? = nil
+        for _ in 0..<100 where value == nil {
+            value = try? await client.command(["GET", "k"])
+            if value == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(value?.string == "v")
+        #expect(await received.wait { $0.reconnections == 1 })
+    }
+
     @Test func authAndSelectFromTheURL() async throws {
         let server = try await RedisServer(appendOnly: false, arguments: ["--requirepass", "s3cr:t"])
         defer { server.killNow() }

@@ -57,6 +57,16 @@ public final class RedisServer: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// Freezes the server (SIGSTOP): its connections stay open and nothing answers, as with a
+    /// server stuck in swap or a partitioned network. `thaw()` lets it go on.
+    public func freeze() {
+        process?.signal(SIGSTOP)
+    }
+
+    public func thaw() {
+        process?.signal(SIGCONT)
+    }
+
     /// Kills the server without waiting: for `defer` at the end of a test.
     public func killNow() {
         process?.signal(SIGKILL)
