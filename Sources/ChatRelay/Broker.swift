@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Where messages are stored and how they reach every node: the seam between the embedded
 /// single-node default and the Redis cluster.
 ///
@@ -49,12 +51,20 @@ public enum PublishOutcome: Sendable {
 }
 
 /// Receives every live event of every room, in order per room (the node's hub).
+///
+/// A broker hands each event over once for the whole node (`deliver(_:)`), or once per event
+/// loop (`deliver(_:on:)`, from a subscription of that loop's own), but not both.
 public protocol LiveEventSink: Sendable {
+    /// Hands `message` to every subscriber of its room.
     func deliver(_ message: StoredMessage)
 
-    /// For every room with local subscribers, the id after which the least advanced of them still
-    /// needs messages: where a broker that lost its live channel reads history to fill the gap.
-    func resumePositions() async -> [RoomName: MessageID]
+    /// Hands `message` to the subscribers of its room whose connections are on `loop`.
+    func deliver(_ message: StoredMessage, on loop: any EventLoop)
+
+    /// For every room with subscribers on `loop`, the id after which the least advanced of them
+    /// still needs messages: where a broker that lost that loop's live channel reads history to
+    /// fill the gap.
+    func resumePositions(on loop: any EventLoop) async -> [RoomName: MessageID]
 }
 
 /// A broker failure that a client can retry.

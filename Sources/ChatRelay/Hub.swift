@@ -114,13 +114,28 @@ public final class Hub: LiveEventSink {
         }
     }
 
+    /// Hands `message` to the subscribers of its room on `loop` only: for a broker with one live
+    /// subscription per event loop. Called in id order per room and loop; returns at once.
+    public func deliver(_ message: StoredMessage, on loop: any EventLoop) {
+        let fanout = state.withLock { state in
+            state.routes[message.room]?.fanouts.first { $0.eventLoop === loop }
+        }
+        fanout?.post(message)
+    }
+
+    /// For every room with subscribers on `loop`, the id after which the least advanced of them
+    /// still needs messages.
+    public func resumePositions(on loop: any EventLoop) async -> [RoomName: MessageID] {
+        guard let fanout = state.withLock({ $0.fanouts[ObjectIdentifier(loop)] }) else { return [:] }
+        return (try? await loop.submit { fanout.positions() }.get()) ?? [:]
+    }
+
     /// For every room with subscribers here, the id after which the least advanced of them still
     /// needs messages (asked of each event loop in turn).
     public func resumePositions() async -> [RoomName: MessageID] {
         var positions: [RoomName: MessageID] = [:]
         for fanout in allFanouts() {
-            guard let local = try? await fanout.eventLoop.submit({ fanout.positions() }).get() else { continue }
-            positions.merge(local) { min($0, $1) }
+            positions.merge(await resumePositions(on: fanout.eventLoop)) { min($0, $1) }
         }
         return positions
     }

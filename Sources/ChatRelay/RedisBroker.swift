@@ -12,10 +12,12 @@ import Synchronization
 ///   handler (which runs on its connection's loop) reaches Redis and gets its reply without a
 ///   thread hop. Publish is one atomic script round trip (see `publishScript`); concurrent POSTs
 ///   on a loop share round trips. A 201 means Redis confirmed the append and the PUBLISH.
-/// - One subscriber connection per node, on an event loop, feeds the node's hub; a node's own
-///   messages come back through it and only through it, so each is delivered once.
-/// - After a lost subscription is restored, every room with local subscribers is read from the
-///   stream after its subscribers' position, before any newer live message is handed over, so
+/// - Every event loop also has its own subscriber connection, which hands each live event to the
+///   hub for that loop's streams only: Redis wakes every loop itself, so no loop waits for
+///   another to pass an event on. A node's own messages come back through them and only through
+///   them, so each stream gets each message once.
+/// - After a lost subscription is restored, every room with subscribers on its loop is read from
+///   the stream after their position, before any newer live message is handed over, so
 ///   subscribers that stayed connected lose nothing that got a 201.
 public final class RedisBroker: Broker {
     public let kind = "redis"
@@ -24,8 +26,6 @@ public final class RedisBroker: Broker {
     private let url: RedisURL
     /// One per event loop, in the group's order.
     private let clients: [RedisClient]
-    /// Where the subscriber lives.
-    private let subscriberLoop: any EventLoop
     private let nextClient = Atomic<Int>(0)
     private let state: ConnectionState
     private let scriptSHA = Mutex<String?>(nil)
@@ -46,11 +46,11 @@ public final class RedisBroker: Broker {
         self.metrics = metrics
         self.logger = logger
         let loops = Array(eventLoopGroup.makeIterator())
-        let state = ConnectionState(commandConnections: loops.count)
+        let state = ConnectionState(connections: loops.count)
         self.state = state
         self.clients = loops.map { loop in
             RedisClient(configuration: .init(url: url), eventLoop: loop) { connected, error in
-                if state.commandConnection(up: connected, metrics) {
+                if state.commandConnection(of: loop, up: connected, metrics) {
                     logger.info("redis connected", metadata: ["url": "\(url)"])
                 } else if !connected, let error {
                     logger.warning("redis command connection down", metadata: ["error": "\(error)"])
@@ -60,41 +60,42 @@ public final class RedisBroker: Broker {
                 metrics.redisRequests.increment(by: Int64(requests))
             }
         }
-        self.subscriberLoop = loops[0]
     }
 
-    /// Up when every command connection and the subscription are.
+    /// Up when every command connection and every subscription are.
     public var isReady: Bool { state.isUp }
 
     /// Runs the command connections and the subscriber until cancelled.
     public func run() async throws {
-        // Made here, not in init: its callbacks need `self`.
-        let subscriber = makeSubscriber(eventLoop: subscriberLoop)
+        // Made here, not in init: their callbacks need `self`.
+        let subscribers = clients.map { makeSubscriber(eventLoop: $0.eventLoop) }
         for client in clients { client.start() }
-        subscriber.start()
+        for subscriber in subscribers { subscriber.start() }
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(3600))
         }
-        subscriber.stop()
+        for subscriber in subscribers { subscriber.stop() }
         for client in clients { client.stop() }
     }
 
-    /// The subscriber feeding the hub, on `eventLoop`.
+    /// The subscriber feeding the hub for the streams on `eventLoop`, on that loop.
     private func makeSubscriber(eventLoop: any EventLoop) -> RedisSubscriber {
         RedisSubscriber(configuration: .init(url: url, channels: [keys.channel]), eventLoop: eventLoop) { [self] reconnected in
-            state.subscription(up: true, metrics)
-            if reconnected { metrics.brokerReconnects.increment() }
-            logger.info("redis subscribed", metadata: ["channel": "\(keys.channel)", "reconnected": "\(reconnected)"])
+            // Once per node: when the last of its subscriptions is up (again).
+            if state.subscription(of: eventLoop, up: true, metrics) {
+                logger.info("redis subscribed", metadata: ["channel": "\(keys.channel)", "reconnected": "\(reconnected)"])
+                if reconnected { metrics.brokerReconnects.increment() }
+            }
             // Live messages are held until the gap is filled, so they come after it.
-            return await fillGaps() ? .proceed : .resubscribe
+            return await fillGaps(on: eventLoop) ? .proceed : .resubscribe
         } onMessage: { [self] _, payload in
             if let message = Self.parseEvent(payload) {
-                sink.deliver(message)
+                sink.deliver(message, on: eventLoop)
             } else {
                 logger.warning("ignored a malformed event", metadata: ["channel": "\(keys.channel)", "bytes": "\(payload.count)"])
             }
         } onDown: { [self] error in
-            state.subscription(up: false, metrics)
+            state.subscription(of: eventLoop, up: false, metrics)
             logger.warning("redis subscription down", metadata: ["error": "\(error)"])
         }
     }
@@ -182,13 +183,13 @@ public final class RedisBroker: Broker {
         return try Self.entries(try await call(["XREVRANGE", stream, "+", "-", "COUNT", RedisArgument(limit)]), room: room).reversed()
     }
 
-    /// Reads each room after its subscribers' position and delivers what they missed: runs right
-    /// after the subscriber (re)subscribed, while it holds newer messages back. The command
-    /// connections may still be reconnecting, so each read is retried for a few seconds. Returns
-    /// false if the gap could not be filled: the subscriber then subscribes again and this runs
-    /// again.
-    func fillGaps() async -> Bool {
-        let positions = await sink.resumePositions()
+    /// Reads each room after the position of its subscribers on `loop` and delivers what they
+    /// missed: runs right after that loop's subscriber (re)subscribed, while it holds newer
+    /// messages back. The command connections may still be reconnecting, so each read is retried
+    /// for a few seconds. Returns false if the gap could not be filled: the subscriber then
+    /// subscribes again and this runs again.
+    func fillGaps(on loop: any EventLoop) async -> Bool {
+        let positions = await sink.resumePositions(on: loop)
         guard !positions.isEmpty else { return true }
         var filled = 0
         for (room, position) in positions {
@@ -202,7 +203,7 @@ public final class RedisBroker: Broker {
                     metrics.gapFillMessages.increment(by: Int64(filled))
                     return false
                 }
-                for message in page { sink.deliver(message) }
+                for message in page { sink.deliver(message, on: loop) }
                 filled += page.count
                 guard page.count == Self.gapFillPage, let last = page.last else { break }
                 after = last.id
@@ -293,43 +294,55 @@ public final class RedisBroker: Broker {
     }
 }
 
-/// Whether the broker's connections are up: it is up when every command connection and the
-/// subscription are.
+/// Whether the broker's connections are up: it is up when every command connection and every
+/// subscription (one of each per event loop) is.
 private final class ConnectionState: Sendable {
     private struct Flags {
-        var commandConnectionsUp = 0
-        var subscriber = false
+        /// The loops whose command connection, and whose subscription, is up.
+        var commandConnectionsUp: Set<ObjectIdentifier> = []
+        var subscriptionsUp: Set<ObjectIdentifier> = []
     }
     private let flags = Mutex(Flags())
-    private let commandConnections: Int
+    private let connections: Int
 
-    init(commandConnections: Int) {
-        self.commandConnections = commandConnections
+    init(connections: Int) {
+        self.connections = connections
     }
 
-    var isUp: Bool { flags.withLock { $0.commandConnectionsUp == commandConnections && $0.subscriber } }
+    var isUp: Bool { flags.withLock { isUp($0) } }
 
-    /// Records a command connection coming up or going down; true when it was the last to come up.
+    /// Records the command connection of `loop` coming up or going down; true when it was the
+    /// last to come up.
     @discardableResult
-    func commandConnection(up: Bool, _ metrics: RelayMetrics) -> Bool {
+    func commandConnection(of loop: any EventLoop, up: Bool, _ metrics: RelayMetrics) -> Bool {
         update(metrics) { flags in
-            flags.commandConnectionsUp += up ? 1 : -1
-            return up && flags.commandConnectionsUp == commandConnections
+            Self.set(&flags.commandConnectionsUp, ObjectIdentifier(loop), up)
+            return up && flags.commandConnectionsUp.count == connections
         }
     }
 
-    func subscription(up: Bool, _ metrics: RelayMetrics) {
+    /// Records the subscription of `loop` coming up or going down; true when it was the last to
+    /// come up.
+    @discardableResult
+    func subscription(of loop: any EventLoop, up: Bool, _ metrics: RelayMetrics) -> Bool {
         update(metrics) { flags in
-            flags.subscriber = up
-            return false
+            Self.set(&flags.subscriptionsUp, ObjectIdentifier(loop), up)
+            return up && flags.subscriptionsUp.count == connections
         }
     }
 
-    @discardableResult
+    private static func set(_ set: inout Set<ObjectIdentifier>, _ loop: ObjectIdentifier, _ up: Bool) {
+        if up { set.insert(loop) } else { set.remove(loop) }
+    }
+
+    private func isUp(_ flags: Flags) -> Bool {
+        flags.commandConnectionsUp.count == connections && flags.subscriptionsUp.count == connections
+    }
+
     private func update(_ metrics: RelayMetrics, _ change: (inout Flags) -> Bool) -> Bool {
         let (result, up) = flags.withLock { flags in
             let result = change(&flags)
-            return (result, flags.commandConnectionsUp == commandConnections && flags.subscriber)
+            return (result, isUp(flags))
         }
         metrics.brokerUp.record(up ? 1 : 0)
         return result

@@ -19,16 +19,23 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: Self.contentType]
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
+    }
+
+    /// The JSON body: `{"error": "<code>", "message": "…"}`.
+    var body: ByteBuffer {
         var body = ByteBuffer()
         body.writeStaticString("{\"error\":")
         JSONString.write(code, into: &body)
         body.writeStaticString(",\"message\":")
         JSONString.write(message, into: &body)
         body.writeStaticString("}")
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
-        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
+        return body
     }
+
+    static let contentType = "application/json; charset=utf-8"
 }
 
 extension APIError {

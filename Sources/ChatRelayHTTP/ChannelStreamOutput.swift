@@ -11,7 +11,7 @@ import Glibc
 ///
 /// Live events are already chunks (`StoredMessage.chunk`), framed once per event for every
 /// subscriber, so they skip the HTTP layers. Two kinds of connection carry streams:
-/// - a stream `StreamConnectionHandler` opened itself (`ownsResponse`): the HTTP codec has left
+/// - a stream `DirectRequestHandler` opened itself (`ownsResponse`): the HTTP codec has left
 ///   the pipeline, and once `beginDirectWrites()` ran, bytes go straight to the socket with one
 ///   `send(2)` (or `sendmsg(2)` for several chunks) while NIO holds nothing unsent for it. When
 ///   the socket takes less than it was given, the rest goes to NIO, which waits for the socket to
@@ -136,7 +136,7 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     }
 
     /// Whether an output that owns its response is below its connection's high-water mark: kept
-    /// by its `StreamConnectionHandler` as NIO reports changes, so the fan-out reads a field it
+    /// by its `DirectRequestHandler` as NIO reports changes, so the fan-out reads a field it
     /// already has in cache rather than the channel's atomic, once per subscriber per batch.
     /// While bytes go to the socket directly NIO holds none, so it stays true.
     var writable = true

@@ -5,8 +5,8 @@ import NIOCore
 /// the answer take no hop through the global executor's threads (each such hop is a thread
 /// wake-up, and under load a wait for a core).
 ///
-/// Handlers run this way must not block (they never do here: the broker's blocking calls run on
-/// threads of their own) and must not wait synchronously on a future of the same loop.
+/// Work run this way must not block (nothing here does: even Redis is reached through connections
+/// on the event loops) and must not wait synchronously on a future of the same loop.
 final class EventLoopTaskExecutor: TaskExecutor {
     let eventLoop: any EventLoop
 

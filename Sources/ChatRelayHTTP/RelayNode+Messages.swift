@@ -22,56 +22,30 @@ extension RelayNode {
         return room
     }
 
+    /// A publish through the router: the request's fields to `checkPublish`, its body to
+    /// `publish(_:body:)`, the answer as Hummingbird's response.
     func publish(room: RoomName, request: Request, context: RelayRequestContext) async throws -> Response {
-        if let wait = rateLimiter.admit(clientKey(request, context)) {
-            metrics.rateLimited.increment()
-            throw APIError.rateLimited(retryAfter: max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0)))
-        }
-        let limit = configuration.maxBodyBytes
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-            throw APIError.tooLarge(limit: limit)
-        }
-        guard let mediaType = MessageBodyDecoder.MediaType(contentType: request.headers[.contentType]) else {
-            throw APIError.unsupportedMediaType
-        }
-        let idempotencyKey = try Self.idempotencyKey(request)
+        let publish = try checkPublish(PublishRequest(
+            room: room,
+            contentType: request.headers[.contentType],
+            contentLength: request.headers[.contentLength].flatMap(Int.init),
+            idempotencyKey: request.headers[.idempotencyKey],
+            clientKey: clientKey(forwardedFor: request.headers[.xForwardedFor], address: context.channel.remoteAddress)))
         let body: ByteBuffer
         do {
-            body = try await request.body.collect(upTo: limit)
+            body = try await request.body.collect(upTo: configuration.maxBodyBytes)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError.tooLarge(limit: limit)
+            throw APIError.tooLarge(limit: configuration.maxBodyBytes)
         }
-        let fields = try MessageBodyDecoder.decode(body, as: mediaType)
-        let draft: MessageDraft
-        do {
-            draft = try MessageDraft(room: room, user: fields.user, text: fields.text).validated(limits: configuration.messageLimits)
-        } catch {
-            throw APIError.invalidField(error.description)
-        }
-
-        let started = ContinuousClock.now
-        let outcome: PublishOutcome
-        do {
-            outcome = try await broker.publish(draft, idempotencyKey: idempotencyKey)
-        } catch let error as BrokerError {
-            logger.warning("publish refused", metadata: ["room": "\(room)", "error": "\(error)"])
-            throw APIError.unavailable("The message was not accepted: the broker is unavailable. Retry shortly.")
-        }
-        metrics.publishLatency.record(duration: ContinuousClock.now - started)
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
-        headers[.location] = "/rooms/\(room)/messages?after=\(outcome.message.id)"
-        switch outcome {
-        case .created(let message):
-            metrics.messagesPublished.increment()
-            return Response(status: .created, headers: headers, body: ResponseBody(byteBuffer: message.json))
-        case .duplicate(let message):
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: message.json))
-        }
+        let answer = try await self.publish(publish, body: body)
+        var headers: HTTPFields = [.contentType: PublishAnswer.contentType]
+        headers[.location] = answer.location
+        return Response(status: answer.created ? .created : .ok, headers: headers, body: ResponseBody(byteBuffer: answer.body))
     }
 
     /// `Idempotency-Key`: 1 to 64 printable ASCII characters, if present.
-    static func idempotencyKey(_ request: Request) throws -> String? {
-        guard let key = request.headers[.idempotencyKey] else { return nil }
+    static func idempotencyKey(_ header: String?) throws(APIError) -> String? {
+        guard let key = header else { return nil }
         guard (1...64).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
             throw APIError.invalidField("Idempotency-Key: must be 1 to 64 printable ASCII characters")
         }
@@ -80,13 +54,13 @@ extension RelayNode {
 
     /// The rate limiter's key for a client: its address, or the first `X-Forwarded-For` hop when
     /// the node is told to trust its proxy.
-    func clientKey(_ request: Request, _ context: RelayRequestContext) -> String {
-        if configuration.trustForwardedFor, let forwarded = request.headers[.xForwardedFor],
+    func clientKey(forwardedFor: String?, address: SocketAddress?) -> String {
+        if configuration.trustForwardedFor, let forwarded = forwardedFor,
             let first = forwarded.split(separator: ",").first
         {
             return first.trimmingCharacters(in: .whitespaces)
         }
-        return context.channel.remoteAddress?.ipAddress ?? "unknown"
+        return address?.ipAddress ?? "unknown"
     }
 
     func history(room: RoomName, request: Request) async throws -> Response {

@@ -5,7 +5,7 @@ import NIOCore
 extension RelayNode {
     /// `GET /rooms/{room}/events` and `GET /events` (lobby), when they reach the router: a stream
     /// asked for on a connection that already served another request, or one the connection's
-    /// `StreamConnectionHandler` could not open itself (it hands the request over, and the error
+    /// `DirectRequestHandler` could not open itself (it hands the request over, and the error
     /// response comes from here).
     func addStreamRoutes(to router: Router<RelayRequestContext>) {
         router.get("/rooms/:room/events") { request, context in

@@ -1,11 +1,13 @@
 import ChatRelay
+import NIOCore
 import Synchronization
 import Testing
 
 final class RecordingSink: LiveEventSink {
     let received = Mutex<[StoredMessage]>([])
     func deliver(_ message: StoredMessage) { received.withLock { $0.append(message) } }
-    func resumePositions() async -> [RoomName: MessageID] { [:] }
+    func deliver(_ message: StoredMessage, on loop: any EventLoop) { Issue.record("the embedded broker delivers once per node") }
+    func resumePositions(on loop: any EventLoop) async -> [RoomName: MessageID] { [:] }
     var ids: [MessageID] { received.withLock { $0.map(\.id) } }
 }
 

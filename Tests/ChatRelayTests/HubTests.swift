@@ -224,6 +224,23 @@ import Testing
         #expect(out.written == [SSE.heartbeatChunk])
     }
 
+    /// A broker with one subscription per event loop hands each event to one loop's streams.
+    @Test func deliveringOnALoopReachesOnlyThatLoopsSubscribers() async throws {
+        let hub = makeHub()
+        let (first, second) = (output(0), output(1))
+        try hub.subscribe(room: room, after: MessageID(ms: 2, seq: 0), output: first).goLive(after: nil)
+        try hub.subscribe(room: room, after: MessageID(ms: 7, seq: 0), output: second).goLive(after: nil)
+        hub.deliver(stored(1, room: room), on: second.eventLoop)
+        hub.deliver(stored(8, room: room), on: second.eventLoop)
+        hub.deliver(stored(3, room: room), on: first.eventLoop)
+        try await second.settle { second.messageIDs == [8] }
+        try await first.settle { first.messageIDs == [3] }
+        #expect(first.messageIDs == [3])
+        #expect(second.messageIDs == [8])
+        #expect(await hub.resumePositions(on: first.eventLoop) == [room: MessageID(ms: 3, seq: 0)])
+        #expect(await hub.resumePositions(on: second.eventLoop) == [room: MessageID(ms: 8, seq: 0)])
+    }
+
     @Test func resumePositionsAreEachRoomsLeastAdvancedSubscriber() async throws {
         let hub = makeHub()
         let behind = output(0)

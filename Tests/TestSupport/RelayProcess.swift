@@ -43,7 +43,11 @@ public final class RelayProcess: Sendable {
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
             guard isRunning else { throw RelayProcessError.exited(status: -1, log: log()) }
-            if (try? await HTTP.get("\(baseURL)/health/live", timeout: .seconds(1)))?.status == 200 { return }
+            // Its own answer (X-Relay-Node), not that of some other server on the port.
+            if let reply = try? await HTTP.get("\(baseURL)/health/live", timeout: .seconds(1)), reply.status == 200 {
+                guard reply.header("X-Relay-Node") == nodeID else { throw RelayProcessError.portTaken(port: port, log: log()) }
+                return
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw RelayProcessError.notReady(log: log())
@@ -94,11 +98,14 @@ public final class RelayProcess: Sendable {
 
 public enum RelayProcessError: Error, CustomStringConvertible {
     case exited(status: Int32, log: String)
+    /// Another server answered on the node's port.
+    case portTaken(port: Int, log: String)
     case notReady(log: String)
 
     public var description: String {
         switch self {
         case .exited(let status, let log): "chat-relay exited with status \(status) before serving:\n\(log)"
+        case .portTaken(let port, let log): "another server answers on chat-relay's port \(port):\n\(log)"
         case .notReady(let log): "chat-relay did not answer /health/live within 20 s:\n\(log)"
         }
     }

@@ -4,7 +4,7 @@ import HummingbirdCore
 import NIOCore
 import NIOHTTP1
 
-/// A stream request a connection's `StreamConnectionHandler` opens itself, below Hummingbird.
+/// A stream request a connection's `DirectRequestHandler` opens itself, below Hummingbird.
 struct DirectStreamRequest: Sendable {
     let room: RoomName
     let lastEventID: MessageID?
@@ -69,5 +69,48 @@ extension RelayNode {
         // must not put it back in its pool for another request.
         head.writeStaticString("Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
         return head
+    }
+}
+
+/// A message POST a connection's `DirectRequestHandler` serves itself, below Hummingbird.
+struct DirectPublishRequest: Sendable {
+    let fields: PublishRequest
+    /// The declared body length (at most the node's body limit).
+    let contentLength: Int
+    /// The request's `Origin`, for the CORS headers.
+    let origin: String?
+    /// The client asked to close the connection after the answer.
+    let closeAfter: Bool
+}
+
+extension RelayNode {
+    /// The message POST `head` is, if this node can serve it below the router: a `POST` of a
+    /// message path over HTTP/1.1 with a valid room and a `Content-Length` within the body limit.
+    /// Anything else (a chunked or oversized body, `Expect`, an upgrade, a bad room) is left to
+    /// the router, which answers it.
+    func directPublishRequest(_ head: HTTPRequestHead, remoteAddress: SocketAddress?) -> DirectPublishRequest? {
+        guard head.method == .POST, head.version == .http1_1 else { return nil }
+        let headers = head.headers
+        guard !headers.contains(name: "transfer-encoding"), !headers.contains(name: "expect"), !headers.contains(name: "upgrade"),
+              let length = headers.first(name: "content-length").flatMap(Int.init), (0...configuration.maxBodyBytes).contains(length)
+        else { return nil }
+        let path = URI(head.uri).path
+        let room: RoomName
+        if path == "/messages" {
+            room = .lobby
+        } else if path.hasPrefix("/rooms/"), path.hasSuffix("/messages"), path.utf8.count > 16,
+                  let named = RoomName(path.dropFirst(7).dropLast(9)) {
+            room = named
+        } else {
+            return nil
+        }
+        let fields = PublishRequest(
+            room: room,
+            contentType: headers.first(name: "content-type"),
+            contentLength: length,
+            idempotencyKey: headers.first(name: "idempotency-key"),
+            clientKey: clientKey(forwardedFor: headers.first(name: "x-forwarded-for"), address: remoteAddress))
+        let closeAfter = headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
+        return DirectPublishRequest(fields: fields, contentLength: length, origin: headers.first(name: "origin"), closeAfter: closeAfter)
     }
 }

@@ -3,10 +3,10 @@ import Synchronization
 import TestSupport
 import Testing
 
-/// Streams on raw connections, byte for byte: a stream asked for by a connection's first request
-/// (which the node opens below its router), streams and other requests after it on a kept-alive
-/// connection (which the router serves), and first requests that are handed on to the router.
-@Suite struct StreamConnectionTests {
+/// Raw connections, byte for byte: a stream asked for by a connection's first request and message
+/// POSTs (which the node serves below its router), streams and other requests after them on a
+/// kept-alive connection (which the router serves), and requests that are handed on to the router.
+@Suite struct DirectRequestTests {
     @Test func aStreamAsTheFirstRequestIsChunkedAndEndsCleanlyWithTheDrain() async throws {
         let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--drain-timeout", "4", "--allow-origin", "http://chat.example"])
         defer { node.kill() }
@@ -187,6 +187,103 @@ import Testing
 
         let metrics = try await HTTP.get(node.baseURL + "/metrics").body
         #expect(!metrics.contains("chat_relay_subscribers_dropped_total{reason=\"slow\"} 1"))
+    }
+}
+
+extension DirectRequestTests {
+    static func post(_ path: String, _ body: String, headers: String = "Content-Type: application/json\r\n") -> String {
+        "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    /// POSTs pipelined on one kept-alive connection are answered in order, each as the router
+    /// would answer it; the first request of another kind hands the connection to the router,
+    /// which serves the rest of it, POSTs included.
+    @Test func pipelinedPostsAreAnsweredInOrderAndAnotherRequestHandsTheConnectionOver() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--allow-origin", "http://chat.example"])
+        defer { node.kill() }
+        let connection = RawExchange(try RawSocket(port: node.port))
+        let json = #"{"user":"ann","text":"one"}"#
+        try connection.send(
+            Self.post("/rooms/raw/messages", json, headers: "Content-Type: application/json\r\nOrigin: http://chat.example\r\n")
+                + Self.post("/messages", "user=bob&text=two", headers: "Content-Type: application/x-www-form-urlencoded\r\n")
+                + Self.post("/rooms/raw/messages", #"{"user":"ann","text":"three"}"#, headers: "Content-Type: application/json\r\nIdempotency-Key: k1\r\n")
+                + Self.post("/rooms/raw/messages", #"{"user":"ann","text":"three"}"#, headers: "Content-Type: application/json\r\nIdempotency-Key: k1\r\n")
+                + "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                + Self.post("/rooms/raw/messages", #"{"user":"ann","text":"after"}"#))
+        #expect(connection.wait { $0.responses.count == 6 && $0.responses[5].complete })
+        let responses = connection.responses
+        try #require(responses.count == 6)
+        #expect(responses.map(\.statusLine) == [
+            "HTTP/1.1 201 Created", "HTTP/1.1 201 Created", "HTTP/1.1 201 Created", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 201 Created",
+        ])
+        for response in responses {
+            #expect(response.headers["x-relay-node"] == node.nodeID)
+            #expect(response.headers["date"]?.hasSuffix(" GMT") == true)
+        }
+        #expect(responses[0].headers["access-control-allow-origin"] == "http://chat.example")
+        #expect(responses[1].headers["access-control-allow-origin"] == nil)
+        #expect(responses[0].headers["content-type"] == "application/json; charset=utf-8")
+        #expect(responses[0].body.contains(#""text":"one""#))
+        #expect(responses[1].body.contains(#""room":"lobby""#) && responses[1].body.contains(#""user":"bob""#))
+        // A repeated Idempotency-Key: the first message again, 200.
+        #expect(responses[3].body == responses[2].body)
+        let id = try #require(responses[0].body.split(separator: "\"").dropFirst(3).first.map(String.init))
+        #expect(responses[0].headers["location"] == "/rooms/raw/messages?after=\(id)")
+        #expect(responses[4].body.contains(#""status""#))
+        #expect(responses[5].body.contains(#""text":"after""#))
+
+        let history = try await HTTP.get(node.baseURL + "/rooms/raw/messages")
+        #expect(["one", "three", "after"].allSatisfy { history.body.contains(#""text":"\#($0)""#) })
+        #expect(history.body.components(separatedBy: #""text":"three""#).count == 2, "a repeated Idempotency-Key stores nothing")
+    }
+
+    /// The spec's errors, from the direct path as from the router; a request the direct path does
+    /// not take (an oversized body) still gets the router's answer.
+    @Test func postErrorsAreTheSpecsOnTheDirectPath() async throws {
+        // Every POST counts against the limit, refused or not: seven from this client, room for six.
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0.01", "--rate-burst", "6", "--max-body-bytes", "100"])
+        defer { node.kill() }
+        // Over the body limit: the router answers 413.
+        let large = RawExchange(try RawSocket(port: node.port))
+        try large.send(Self.post("/rooms/r/messages", #"{"user":"u","text":"\#(String(repeating: "x", count: 200))"}"#))
+        #expect(large.wait { $0.responses.first?.complete == true })
+        #expect(large.responses.first?.statusLine.hasPrefix("HTTP/1.1 413 ") == true)
+        #expect(large.responses.first?.body.contains(#""error":"too_large""#) == true)
+
+        let connection = RawExchange(try RawSocket(port: node.port))
+        try connection.send(
+            Self.post("/rooms/r/messages", "hi", headers: "Content-Type: text/plain\r\n")
+                + Self.post("/rooms/r/messages", #"{"user":"u""#)
+                + Self.post("/rooms/r/messages", #"{"user":"u","text":"k"}"#, headers: "Content-Type: application/json\r\nIdempotency-Key: has space\r\n")
+                + Self.post("/rooms/r/messages", #"{"user":"","text":"k"}"#)
+                + Self.post("/rooms/r/messages", #"{"user":"u","text":"ok"}"#)
+                + Self.post("/rooms/r/messages", #"{"user":"u","text":"limited"}"#))
+        #expect(connection.wait { $0.responses.count == 6 && $0.responses[5].complete })
+        let responses = connection.responses
+        try #require(responses.count == 6)
+        #expect(responses.map(\.statusLine) == [
+            "HTTP/1.1 415 Unsupported Media Type", "HTTP/1.1 400 Bad Request", "HTTP/1.1 400 Bad Request", "HTTP/1.1 400 Bad Request",
+            "HTTP/1.1 201 Created", "HTTP/1.1 429 Too Many Requests",
+        ])
+        let codes = responses.map { $0.body.split(separator: "\"").dropFirst(3).first.map(String.init) ?? "" }
+        #expect(codes[0] == "unsupported_media_type")
+        #expect(codes[1] == "invalid_body")
+        #expect(codes[2] == "invalid_field" && codes[3] == "invalid_field")
+        #expect(codes[5] == "rate_limited")
+        #expect(responses[5].headers["retry-after"] == "100", "a token every 100 s")
+        #expect(responses.allSatisfy { $0.headers["x-relay-node"] == node.nodeID })
+    }
+
+    /// `Connection: close` is honoured: the answer says so and the connection ends after it.
+    @Test func aPostAskingToCloseIsAnsweredThenTheConnectionCloses() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0"])
+        defer { node.kill() }
+        let connection = RawExchange(try RawSocket(port: node.port))
+        try connection.send(Self.post("/rooms/r/messages", #"{"user":"u","text":"bye"}"#, headers: "Content-Type: application/json\r\nConnection: close\r\n"))
+        #expect(connection.wait { $0.responses.first?.complete == true })
+        #expect(connection.responses.first?.statusLine == "HTTP/1.1 201 Created")
+        #expect(connection.responses.first?.headers["connection"] == "close")
+        #expect(await connection.peerClosed())
     }
 }
 

@@ -1,0 +1,68 @@
+import ChatRelay
+import NIOCore
+import NIOHTTP1
+
+extension DirectRequestHandler {
+    /// Opens the stream on the event loop once the node has its opening.
+    func open(_ request: DirectStreamRequest, context: ChannelHandlerContext) {
+        let output = ChannelStreamOutput(context: context, ownsResponse: true, deferredWrites: node.metrics.streamWritesDeferred)
+        self.output = output
+        let node = self.node
+        let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        Task(executorPreference: executor) {
+            let result: Result<RelayNode.StreamOpening, APIError>
+            do throws(APIError) {
+                result = .success(try await node.openStream(room: request.room, lastEventID: request.lastEventID, output: output))
+            } catch {
+                result = .failure(error)
+            }
+            // On the loop already (the task's executor); `execute` returns to the handler's isolation.
+            output.eventLoop.execute {
+                let (handler, context) = handler.value
+                handler.opened(result, origin: request.origin, context: context)
+            }
+        }
+    }
+
+    private func opened(_ result: Result<RelayNode.StreamOpening, APIError>, origin: String?, context: ChannelHandlerContext) {
+        guard case .opening(let readSince) = state else {
+            // Closed meanwhile: the close already ended the subscription, if there was one.
+            return
+        }
+        switch result {
+        case .failure:
+            // The router tries again and answers with the error if it fails too (draining, at the
+            // connection limit, the broker unreachable).
+            handOver(context: context, readSince: readSince)
+        case .success(let opening):
+            state = .streaming
+            decide(nil)
+            removeCodec(context: context)
+            output?.beginDirectWrites()
+            var head = node.directStreamHead(origin: origin)
+            // The opening as one chunk after the head, in one buffer (one send): its header, the
+            // bytes as they are, then CR LF.
+            head.writeString(String(opening.firstBytes.readableBytes, radix: 16))
+            head.writeStaticString("\r\n")
+            head.writeImmutableBuffer(opening.firstBytes)
+            head.writeStaticString("\r\n")
+            output?.write(head)
+            output?.flush()
+            // Runs after this, on this loop.
+            opening.subscription.goLive(after: opening.liveAfter)
+            releaseHeldRead(context: context)
+        }
+    }
+
+    /// Takes NIO's HTTP decoder and encoder out: a stream writes its own bytes, and keeps no
+    /// parser or read buffer for a client that has nothing more to send.
+    private func removeCodec(context: ChannelHandlerContext) {
+        let pipeline = context.pipeline.syncOperations
+        if let encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self) {
+            pipeline.removeHandler(context: encoder, promise: nil)
+        }
+        if let decoder = try? pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+            pipeline.removeHandler(context: decoder, promise: nil)
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import ChatRelay
+import HTTPTypes
+import NIOCore
+
+/// What a message POST says before its body, whichever way it reached the node (the router, or
+/// a connection's `DirectRequestHandler`).
+struct PublishRequest: Sendable {
+    let room: RoomName
+    let contentType: String?
+    let contentLength: Int?
+    /// The `Idempotency-Key` header, unchecked.
+    let idempotencyKey: String?
+    /// Who the rate limiter counts the message against (`RelayNode.clientKey`).
+    let clientKey: String
+}
+
+/// A POST that passed the checks made before its body is read.
+struct AdmittedPublish: Sendable {
+    let room: RoomName
+    let mediaType: MessageBodyDecoder.MediaType
+    let idempotencyKey: String?
+}
+
+/// The answer to an accepted POST: `201` with the new message, or `200` with the first message
+/// of a repeated `Idempotency-Key`.
+struct PublishAnswer: Sendable {
+    let created: Bool
+    /// `Location`: the room's messages after this one.
+    let location: String
+    /// The message JSON.
+    let body: ByteBuffer
+
+    static let contentType = "application/json; charset=utf-8"
+}
+
+extension RelayNode {
+    /// The checks before the body: the rate limit, the declared size, the media type and the
+    /// `Idempotency-Key`.
+    func checkPublish(_ request: PublishRequest) throws(APIError) -> AdmittedPublish {
+        if let wait = rateLimiter.admit(request.clientKey) {
+            metrics.rateLimited.increment()
+            throw APIError.rateLimited(retryAfter: max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0)))
+        }
+        if let length = request.contentLength, length > configuration.maxBodyBytes {
+            throw APIError.tooLarge(limit: configuration.maxBodyBytes)
+        }
+        guard let mediaType = MessageBodyDecoder.MediaType(contentType: request.contentType) else {
+            throw APIError.unsupportedMediaType
+        }
+        return AdmittedPublish(room: request.room, mediaType: mediaType, idempotencyKey: try Self.idempotencyKey(request.idempotencyKey))
+    }
+
+    /// Decodes and validates the body, hands the message to the broker and returns the answer.
+    func publish(_ request: AdmittedPublish, body: ByteBuffer) async throws(APIError) -> PublishAnswer {
+        let fields: (user: String, text: String)
+        do {
+            fields = try MessageBodyDecoder.decode(body, as: request.mediaType)
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError.invalidBody("The body cannot be read: \(error).")
+        }
+        let draft: MessageDraft
+        do {
+            draft = try MessageDraft(room: request.room, user: fields.user, text: fields.text).validated(limits: configuration.messageLimits)
+        } catch {
+            throw APIError.invalidField(error.description)
+        }
+        let started = ContinuousClock.now
+        let outcome: PublishOutcome
+        do {
+            outcome = try await broker.publish(draft, idempotencyKey: request.idempotencyKey)
+        } catch {
+            logger.warning("publish refused", metadata: ["room": "\(request.room)", "error": "\(error)"])
+            throw APIError.unavailable("The message was not accepted: the broker is unavailable. Retry shortly.")
+        }
+        metrics.publishLatency.record(duration: ContinuousClock.now - started)
+        let location = "/rooms/\(request.room)/messages?after=\(outcome.message.id)"
+        switch outcome {
+        case .created(let message):
+            metrics.messagesPublished.increment()
+            return PublishAnswer(created: true, location: location, body: message.json)
+        case .duplicate(let message):
+            return PublishAnswer(created: false, location: location, body: message.json)
+        }
+    }
+}
