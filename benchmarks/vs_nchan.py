@@ -37,7 +37,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 SCENARIOS = {
     # rounds: runs per system, alternating which goes first; the page shows each number's median.
-    "light": dict(subscribers=30, rate=20, duration=20, rounds=3),
+    "light": dict(subscribers=30, rate=20, duration=20, rounds=5),
     "medium": dict(subscribers=3000, rate=25, duration=20, rounds=3),
     "connections": dict(subscribers=6000, rate=10, duration=10, settle=3),
     "saturation": dict(subscribers=3000, rates=[25, 35, 50, 60, 70, 85, 100, 125, 150, 200, 300, 400, 600, 800, 1000], duration=10),
@@ -509,9 +509,13 @@ def markdown(results, info, spec, started):
     rounds = [(key, system, results[key][system]["rounds"]) for key, _ in rows for system in ("Nchan", "chat-relay")
               if results.get(key, {}).get(system, {}).get("rounds")]
     if rounds:
-        lines += ["", f"Light and medium ran {len(rounds[0][2])} rounds per system, each on freshly started servers, "
+        counts = {}
+        for key, _, runs in rounds:
+            counts.setdefault(key, len(runs))
+        ran = " and ".join(f"{key} {count} rounds" for key, count in counts.items())
+        lines += ["", f"These ran several rounds per system ({ran}), each on freshly started servers, "
                   "alternating which system went first; their rows above give each number's median over the rounds "
-                  "(lost: the sum). The rounds one by one:", "",
+                  "(lost: the sum). The rounds one by one, in the order they ran:", "",
                   "| scenario | system | p50 ms | p99 ms | server CPU µs/delivery | machine CPU µs/delivery |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for key, system, runs in rounds:

@@ -64,7 +64,10 @@ extension DirectRequestHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         state = .awaitingHead(first: false)
         process(readSince, context: context)
-        if case .awaitingHead = state {
+        switch state {
+        case .opening, .publishing:
+            break  // the next request is being served: reads stay held
+        case .awaitingHead, .receivingPublish, .streaming, .handedOver, .closed:
             releaseHeldRead(context: context)
         }
     }

@@ -274,6 +274,23 @@ extension DirectRequestTests {
         #expect(responses.allSatisfy { $0.headers["x-relay-node"] == node.nodeID })
     }
 
+    /// A request pipelined behind a POST whose body is still on its way when the POST is answered:
+    /// reading goes on, and it is answered when the rest arrives.
+    @Test func aPostPipelinedHalfwayBehindAnotherIsAnsweredWhenItsBodyArrives() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0"])
+        defer { node.kill() }
+        let connection = RawExchange(try RawSocket(port: node.port))
+        let second = Self.post("/rooms/r/messages", #"{"user":"u","text":"second, in two writes"}"#)
+        let cut = second.index(second.endIndex, offsetBy: -10)
+        try connection.send(Self.post("/rooms/r/messages", #"{"user":"u","text":"first"}"#) + second[..<cut])
+        #expect(connection.wait { $0.responses.first?.complete == true })
+        try await Task.sleep(for: .milliseconds(100))
+        try connection.send(String(second[cut...]))
+        #expect(connection.wait { $0.responses.count == 2 && $0.responses[1].complete })
+        #expect(connection.responses.map(\.statusLine) == ["HTTP/1.1 201 Created", "HTTP/1.1 201 Created"])
+        #expect(connection.responses.last?.body.contains("second, in two writes") == true)
+    }
+
     /// `Connection: close` is honoured: the answer says so and the connection ends after it.
     @Test func aPostAskingToCloseIsAnsweredThenTheConnectionCloses() async throws {
         let node = try await RelayProcess(arguments: ["--rate-limit", "0"])
