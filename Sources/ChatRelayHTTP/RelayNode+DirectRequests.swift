@@ -22,16 +22,7 @@ extension RelayNode {
         if headers.contains(name: "transfer-encoding") || headers.contains(name: "expect") { return nil }
         if let length = headers.first(name: "content-length"), length != "0" { return nil }
         let uri = URI(head.uri)
-        let path = uri.path
-        let room: RoomName
-        if path == "/events" {
-            room = .lobby
-        } else if path.hasPrefix("/rooms/"), path.hasSuffix("/events"), path.utf8.count > 14,
-                  let named = RoomName(path.dropFirst(7).dropLast(7)) {
-            room = named
-        } else {
-            return nil
-        }
+        guard let room = Self.room(in: uri.path, endpoint: "events") else { return nil }
         let lastEventID: MessageID?
         do {
             lastEventID = try Self.lastEventID(
@@ -94,16 +85,7 @@ extension RelayNode {
         guard !headers.contains(name: "transfer-encoding"), !headers.contains(name: "expect"), !headers.contains(name: "upgrade"),
               let length = headers.first(name: "content-length").flatMap(Int.init), (0...configuration.maxBodyBytes).contains(length)
         else { return nil }
-        let path = URI(head.uri).path
-        let room: RoomName
-        if path == "/messages" {
-            room = .lobby
-        } else if path.hasPrefix("/rooms/"), path.hasSuffix("/messages"), path.utf8.count > 16,
-                  let named = RoomName(path.dropFirst(7).dropLast(9)) {
-            room = named
-        } else {
-            return nil
-        }
+        guard let room = Self.room(in: URI(head.uri).path, endpoint: "messages") else { return nil }
         let fields = PublishRequest(
             room: room,
             contentType: headers.first(name: "content-type"),
@@ -112,5 +94,18 @@ extension RelayNode {
             clientKey: clientKey(forwardedFor: headers.first(name: "x-forwarded-for"), address: remoteAddress))
         let closeAfter = headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
         return DirectPublishRequest(fields: fields, contentLength: length, origin: headers.first(name: "origin"), closeAfter: closeAfter)
+    }
+}
+
+extension RelayNode {
+    /// The room a path of `endpoint` names, as the router's routes match them: `/<endpoint>` is
+    /// the lobby, `/rooms/<room>/<endpoint>` a room with a valid name; anything else is nil.
+    static func room(in path: String, endpoint: String) -> RoomName? {
+        if path.utf8.count == endpoint.utf8.count + 1, path.hasPrefix("/"), path.hasSuffix(endpoint) {
+            return .lobby
+        }
+        let suffix = "/" + endpoint
+        guard path.hasPrefix("/rooms/"), path.hasSuffix(suffix), path.utf8.count > 7 + suffix.utf8.count else { return nil }
+        return RoomName(path.dropFirst(7).dropLast(suffix.count))
     }
 }

@@ -146,21 +146,18 @@ public final class RedisClient: @unchecked Sendable {
 
     private func connect() {
         state = .connecting
-        RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout)
-            .assumeIsolated()
-            .whenComplete { [self] result in
-                switch result {
-                case .success(let connection):
-                    connected(connection)
-                case .failure(let error):
-                    let error = error as? RedisError ?? .connectionFailed("\(error)")
-                    guard case .connecting = state else { return }  // stopped meanwhile
-                    lastError = error
-                    state = .down(nextAttempt: .now() + .init(backoff.next()))
-                    failWaiting(.notConnected(error.description))
-                    setConnected(false, error)
-                }
+        RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout) { [self] result in
+            switch result {
+            case .success(let connection):
+                connected(connection)
+            case .failure(let error):
+                guard case .connecting = state else { return }  // stopped meanwhile
+                lastError = error
+                state = .down(nextAttempt: .now() + .init(backoff.next()))
+                failWaiting(.notConnected(error.description))
+                setConnected(false, error)
             }
+        }
     }
 
     private func connected(_ connection: RedisConnection) {

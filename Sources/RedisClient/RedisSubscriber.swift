@@ -124,17 +124,15 @@ public final class RedisSubscriber: @unchecked Sendable {
 
     private func connect() {
         state = .connecting
-        RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout)
-            .assumeIsolated()
-            .whenComplete { [self] result in
-                switch result {
-                case .success(let connection):
-                    connected(connection)
-                case .failure(let error):
-                    guard case .connecting = state else { return }
-                    failed(error as? RedisError ?? .connectionFailed("\(error)"))
-                }
+        RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout) { [self] result in
+            switch result {
+            case .success(let connection):
+                connected(connection)
+            case .failure(let error):
+                guard case .connecting = state else { return }  // stopped meanwhile
+                failed(error)
             }
+        }
     }
 
     private func connected(_ connection: RedisConnection) {

@@ -12,6 +12,20 @@ import Testing
         return client
     }
 
+    /// A started subscriber to "ch" that reports everything to `received`.
+    func subscriber(_ server: RedisServer, reporting received: Received) throws -> RedisSubscriber {
+        let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { reconnected in
+            received.subscribed(reconnected: reconnected)
+            return .proceed
+        } onMessage: { _, payload in
+            received.message(payload)
+        } onDown: { _ in
+            received.down()
+        }
+        subscriber.start()
+        return subscriber
+    }
+
     @Test func argvCarriesBinaryAndUTF8Exactly() async throws {
         let server = try await RedisServer(appendOnly: false)
         defer { server.killNow() }
@@ -119,15 +133,7 @@ import Testing
         let client = try client(server)
         defer { client.stop() }
         let received = Received()
-        let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { reconnected in
-            received.subscribed(reconnected: reconnected)
-            return .proceed
-        } onMessage: { _, payload in
-            received.message(payload)
-        } onDown: { _ in
-            received.down()
-        }
-        subscriber.start()
+        let subscriber = try subscriber(server, reporting: received)
         defer { subscriber.stop() }
         #expect(try await client.command(["SET", "k", "v"]) == .status("OK"))
         #expect(await received.wait { $0.subscribed == 1 })
@@ -188,15 +194,7 @@ import Testing
         let server = try await RedisServer(appendOnly: false)
         defer { server.killNow() }
         let received = Received()
-        let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { reconnected in
-            received.subscribed(reconnected: reconnected)
-            return .proceed
-        } onMessage: { _, payload in
-            received.message(payload)
-        } onDown: { _ in
-            received.down()
-        }
-        subscriber.start()
+        let subscriber = try subscriber(server, reporting: received)
         defer { subscriber.stop() }
         #expect(await received.wait { $0.subscribed == 1 })
         let client = try client(server)
