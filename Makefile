@@ -39,7 +39,7 @@ cluster: build
 cluster-stop:
 	@scripts/cluster.sh stop
 
-# chat-relay and Nchan side by side (about 10 minutes): writes docs/BENCHMARKS.md.
+# chat-relay and Nchan side by side (about 15 minutes): writes docs/BENCHMARKS.md.
 bench-vs-nchan:
 	benchmarks/vs-nchan.sh
 

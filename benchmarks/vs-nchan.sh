@@ -4,7 +4,7 @@
 # which starts three Nchan nodes and three relay nodes (each trio on its own Redis), drives both
 # with `chat-relay bench`, and writes docs/BENCHMARKS.md and docs/benchmarks/.
 #
-#   benchmarks/vs-nchan.sh              # every scenario, about 10 minutes
+#   benchmarks/vs-nchan.sh              # every scenario, about 15 minutes
 #   benchmarks/vs-nchan.sh --quick      # a short smoke run of every scenario
 #   benchmarks/vs-nchan.sh --help       # scenarios and options
 #

@@ -564,7 +564,7 @@ def markdown(results, info, spec, started):
     notes = ROOT / "docs" / "benchmarks" / "notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
-    lines += ["", "## Reproduce", "", "```", "benchmarks/vs-nchan.sh            # about 10 minutes; writes this file",
+    lines += ["", "## Reproduce", "", "```", "benchmarks/vs-nchan.sh            # about 15 minutes; writes this file",
               "benchmarks/vs-nchan.sh --quick    # a smoke run", "```",
               "", "Raw numbers of this run: [benchmarks/results.json](benchmarks/results.json).", ""]
     return "\n".join(lines)
