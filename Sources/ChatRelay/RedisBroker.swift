@@ -315,36 +315,32 @@ private final class ConnectionState: Sendable {
     /// last to come up.
     @discardableResult
     func commandConnection(of loop: any EventLoop, up: Bool, _ metrics: RelayMetrics) -> Bool {
-        update(metrics) { flags in
-            Self.set(&flags.commandConnectionsUp, ObjectIdentifier(loop), up)
-            return up && flags.commandConnectionsUp.count == connections
-        }
+        mark(\.commandConnectionsUp, loop, up, metrics)
     }
 
     /// Records the subscription of `loop` coming up or going down; true when it was the last to
     /// come up.
     @discardableResult
     func subscription(of loop: any EventLoop, up: Bool, _ metrics: RelayMetrics) -> Bool {
-        update(metrics) { flags in
-            Self.set(&flags.subscriptionsUp, ObjectIdentifier(loop), up)
-            return up && flags.subscriptionsUp.count == connections
-        }
+        mark(\.subscriptionsUp, loop, up, metrics)
     }
 
-    private static func set(_ set: inout Set<ObjectIdentifier>, _ loop: ObjectIdentifier, _ up: Bool) {
-        if up { set.insert(loop) } else { set.remove(loop) }
+    /// Marks `loop` up or down in `kind`; true when it was the last of its kind to come up.
+    private func mark(_ kind: WritableKeyPath<Flags, Set<ObjectIdentifier>>, _ loop: any EventLoop, _ up: Bool,
+                      _ metrics: RelayMetrics) -> Bool {
+        let (lastUp, allUp) = flags.withLock { flags in
+            if up {
+                flags[keyPath: kind].insert(ObjectIdentifier(loop))
+            } else {
+                flags[keyPath: kind].remove(ObjectIdentifier(loop))
+            }
+            return (up && flags[keyPath: kind].count == connections, isUp(flags))
+        }
+        metrics.brokerUp.record(allUp ? 1 : 0)
+        return lastUp
     }
 
     private func isUp(_ flags: Flags) -> Bool {
         flags.commandConnectionsUp.count == connections && flags.subscriptionsUp.count == connections
-    }
-
-    private func update(_ metrics: RelayMetrics, _ change: (inout Flags) -> Bool) -> Bool {
-        let (result, up) = flags.withLock { flags in
-            let result = change(&flags)
-            return (result, isUp(flags))
-        }
-        metrics.brokerUp.record(up ? 1 : 0)
-        return result
     }
 }

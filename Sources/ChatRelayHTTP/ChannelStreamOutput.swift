@@ -204,12 +204,7 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     /// which meets the same error, closes the channel and fails the write, and that failure ends
     /// direct writes.
     private static func send(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer) -> Int {
-        while true {
-            let sent = Glibc.send(descriptor, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
-            if sent >= 0 { return sent }
-            if errno == EINTR { continue }
-            return 0
-        }
+        bytesSent { Glibc.send(descriptor, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL)) }
     }
 
     /// `sendmsg(2)` of `vectors`, as `send` does one buffer.
@@ -217,8 +212,13 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
         var message = msghdr()
         message.msg_iov = vectors.baseAddress
         message.msg_iovlen = vectors.count
+        return bytesSent { sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL)) }
+    }
+
+    /// What a send call took: retried when a signal interrupted it, 0 for a full socket or an error.
+    private static func bytesSent(_ call: () -> Int) -> Int {
         while true {
-            let sent = sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL))
+            let sent = call()
             if sent >= 0 { return sent }
             if errno == EINTR { continue }
             return 0

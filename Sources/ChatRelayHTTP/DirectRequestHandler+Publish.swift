@@ -7,20 +7,10 @@ extension DirectRequestHandler {
     /// Publishes a POST's message on the event loop's executor, then answers it.
     func publish(_ request: DirectPublishRequest, body: ByteBuffer, context: ChannelHandlerContext) {
         let node = self.node
-        let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let loop = context.eventLoop
-        Task(executorPreference: executor) {
-            let result: Result<PublishAnswer, APIError>
-            do throws(APIError) {
-                let admitted = try node.checkPublish(request.fields)
-                result = .success(try await node.publish(admitted, body: body))
-            } catch {
-                result = .failure(error)
-            }
-            loop.execute {
-                let (handler, context) = handler.value
-                handler.answer(request, with: result, context: context)
-            }
+        run({ () async throws(APIError) in
+            try await node.publish(try node.checkPublish(request.fields), body: body)
+        }, context: context) { handler, result, context in
+            handler.answer(request, with: result, context: context)
         }
     }
 

@@ -8,19 +8,10 @@ extension DirectRequestHandler {
         let output = ChannelStreamOutput(context: context, ownsResponse: true, deferredWrites: node.metrics.streamWritesDeferred)
         self.output = output
         let node = self.node
-        let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        Task(executorPreference: executor) {
-            let result: Result<RelayNode.StreamOpening, APIError>
-            do throws(APIError) {
-                result = .success(try await node.openStream(room: request.room, lastEventID: request.lastEventID, output: output))
-            } catch {
-                result = .failure(error)
-            }
-            // On the loop already (the task's executor); `execute` returns to the handler's isolation.
-            output.eventLoop.execute {
-                let (handler, context) = handler.value
-                handler.opened(result, origin: request.origin, context: context)
-            }
+        run({ () async throws(APIError) in
+            try await node.openStream(room: request.room, lastEventID: request.lastEventID, output: output)
+        }, context: context) { handler, result, context in
+            handler.opened(result, origin: request.origin, context: context)
         }
     }
 

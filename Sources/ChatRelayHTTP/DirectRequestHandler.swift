@@ -227,6 +227,30 @@ final class DirectRequestHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
+    /// Runs the node's async `work` as a task on the connection's event loop, then `then` with
+    /// its result, back in this handler on that loop.
+    func run<Value: Sendable>(
+        _ work: @escaping @Sendable () async throws(APIError) -> Value,
+        context: ChannelHandlerContext,
+        then: @escaping (DirectRequestHandler, Result<Value, APIError>, ChannelHandlerContext) -> Void
+    ) {
+        let loop = context.eventLoop
+        let handler = NIOLoopBound((self, context, then), eventLoop: loop)
+        Task(executorPreference: executor) {
+            let result: Result<Value, APIError>
+            do throws(APIError) {
+                result = .success(try await work())
+            } catch {
+                result = .failure(error)
+            }
+            // On the loop already (the task's executor); `execute` returns to the handler's isolation.
+            loop.execute {
+                let (handler, context, then) = handler.value
+                then(handler, result, context)
+            }
+        }
+    }
+
     /// Passes on a read asked for while a request was being served.
     func releaseHeldRead(context: ChannelHandlerContext) {
         if readHeld {
