@@ -145,15 +145,24 @@ final class DirectRequestHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        output?.socketClosed()
+        releaseOutput()
         if case .handedOver = state {} else { state = .closed }
         decide(nil)
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        output?.socketClosed()
+        releaseOutput()
         decide(nil)
+    }
+
+    /// The socket is closed (or this handler left the pipeline): direct writes stop, and the
+    /// output is let go. It holds this handler's context, which holds this handler: kept, the
+    /// three would keep each other (and the channel, its pipeline and buffers) alive for ever
+    /// after the connection closed, about 4 KiB per stream that ever ended.
+    private func releaseOutput() {
+        output?.socketClosed()
+        output = nil
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
