@@ -22,7 +22,7 @@ COMPOSE = .tools/compose/compose/docker-compose
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
-.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop bench-vs-nchan
+.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop bench-vs-nchan soak
 
 run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
@@ -42,6 +42,11 @@ cluster-stop:
 # chat-relay and Nchan side by side (about 15 minutes): writes docs/BENCHMARKS.md.
 bench-vs-nchan:
 	benchmarks/vs-nchan.sh
+
+# Three nodes on Redis under churn, traffic and abuse for 30 minutes, memory and descriptors
+# sampled: writes docs/benchmarks/soak.* and the soak section of docs/BENCHMARKS.md.
+soak:
+	benchmarks/soak.sh
 
 build:
 	$(SWIFT) build --product chat-relay

@@ -51,7 +51,7 @@ start() {
   for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
   for index in "${!replicas[@]}"; do
     "$bin" serve --host "${replicas[$index]}" --port "$RELAY_PORT" --node-id "relay-$((index + 1))" \
-      --redis-url "redis://127.0.0.1:$REDIS_PORT" --trust-forwarded-for \
+      --redis-url "redis://127.0.0.1:$REDIS_PORT" --trusted-proxies 127.0.0.1 \
       > "$state/relay-$((index + 1)).log" 2>&1 & echo $! > "$state/relay-$((index + 1)).pid"
   done
   for address in "${replicas[@]}"; do wait_http "http://$address:$RELAY_PORT/health/ready" "relay on $address"; done

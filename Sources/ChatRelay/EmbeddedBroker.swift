@@ -4,7 +4,10 @@ import Synchronization
 /// The in-process broker of a node that runs alone (no Redis): a history ring per room in memory,
 /// live events handed straight to the node's hub.
 ///
-/// History lives as long as the process; a restart starts empty.
+/// History lives as long as the process; a restart starts empty. A room whose last message is
+/// older than `historyTTL` is forgotten by a periodic sweep (`run()`). A room that starts (again)
+/// remembers that whatever came before its first message is gone, so a client resuming from an
+/// id of before gets `reset`, never silence.
 public final class EmbeddedBroker: Broker {
     private struct State {
         var rooms: [RoomName: HistoryRing] = [:]
@@ -14,16 +17,21 @@ public final class EmbeddedBroker: Broker {
 
     public let kind = "embedded"
     public let historyCapacity: Int
+    /// A room is forgotten this long after its last message; nil: never.
+    public let historyTTL: Duration?
     private let sink: any LiveEventSink
     private let clock: @Sendable () -> UInt64
     private let state = Mutex(State())
 
     /// - Parameters:
     ///   - history: messages retained per room (`--history`).
+    ///   - historyTTL: how long a room is kept after its last message (`--history-ttl`); nil: for ever.
     ///   - sink: the node's hub.
     ///   - clock: milliseconds since the epoch; tests pass their own.
-    public init(history: Int, sink: any LiveEventSink, clock: @escaping @Sendable () -> UInt64 = Timestamp.nowMilliseconds) {
+    public init(history: Int, historyTTL: Duration? = nil, sink: any LiveEventSink,
+                clock: @escaping @Sendable () -> UInt64 = Timestamp.nowMilliseconds) {
         self.historyCapacity = max(1, history)
+        self.historyTTL = historyTTL
         self.sink = sink
         self.clock = clock
     }
@@ -38,7 +46,13 @@ public final class EmbeddedBroker: Broker {
             }
             let id = state.ids.next(nowMilliseconds: now)
             let stored = StoredMessage(Message(id: id, room: draft.room, user: draft.user, text: draft.text, timeMs: now))
-            state.rooms[draft.room, default: HistoryRing(capacity: historyCapacity)].append(stored)
+            if state.rooms[draft.room]?.append(stored) == nil {
+                var ring = HistoryRing(capacity: historyCapacity)
+                ring.append(stored)
+                // What the room held before (if it expired, or before a restart) is gone.
+                ring.markLost(below: id)
+                state.rooms[draft.room] = ring
+            }
             if let idempotencyKey {
                 state.idempotency.record(room: draft.room, key: idempotencyKey, message: stored, now: now)
             }
@@ -50,7 +64,9 @@ public final class EmbeddedBroker: Broker {
 
     public func replay(room: RoomName, after id: MessageID) async throws -> Replay {
         state.withLock { state in
-            state.rooms[room]?.replay(after: id) ?? Replay(oldestRetained: nil, messagesLost: false, messages: [])
+            // No such room: it expired, or the node restarted, or it never had a message; a client
+            // with an id from it may have missed something.
+            state.rooms[room]?.replay(after: id) ?? Replay(oldestRetained: nil, messagesLost: true, messages: [])
         }
     }
 
@@ -66,10 +82,57 @@ public final class EmbeddedBroker: Broker {
         }
     }
 
-    /// Nothing to connect: waits until cancelled, then returns.
+    /// Rooms held now.
+    public var roomCount: Int { state.withLock { $0.rooms.count } }
+
+    /// Nothing to connect: sweeps expired rooms until cancelled, then returns.
     public func run() async throws {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(3600))
+        guard let historyTTL else {
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            return
         }
+        // A tenth of the TTL between sweeps, from 1 s to 1 min: a room outlives its TTL by at most that.
+        let interval = min(.seconds(60), max(.seconds(1), historyTTL / 10))
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            sweepExpired()
+        }
+    }
+
+    /// Forgets every room whose last message is older than the TTL, and returns how many.
+    /// The rooms are checked in batches, each under the lock for a moment only, so publishing goes
+    /// on between them however many rooms there are.
+    @discardableResult
+    public func sweepExpired() -> Int {
+        guard let historyTTL else { return 0 }
+        let ttlMilliseconds = UInt64(historyTTL.components.seconds) * 1000 + UInt64(historyTTL.components.attoseconds / 1_000_000_000_000_000)
+        let rooms = state.withLock { Array($0.rooms.keys) }
+        var removed = 0
+        var start = rooms.startIndex
+        while start < rooms.endIndex {
+            let batch = rooms[start..<min(start + 1024, rooms.endIndex)]
+            start = batch.endIndex
+            let now = clock()
+            guard now > ttlMilliseconds else { break }
+            let expiredBefore = now - ttlMilliseconds
+            removed += state.withLock { state in
+                var count = 0
+                for room in batch {
+                    // The newest id's milliseconds are the time of the room's last message.
+                    if let newest = state.rooms[room]?.newest, newest.ms < expiredBefore {
+                        state.rooms[room] = nil
+                        count += 1
+                    }
+                }
+                // A dictionary keeps its capacity: give back the storage of what was swept.
+                if count > 0, state.rooms.count * 4 < state.rooms.capacity {
+                    var compacted = [RoomName: HistoryRing](minimumCapacity: state.rooms.count)
+                    for (room, ring) in state.rooms { compacted[room] = ring }
+                    state.rooms = compacted
+                }
+                return count
+            }
+        }
+        return removed
     }
 }

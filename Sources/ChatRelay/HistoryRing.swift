@@ -1,14 +1,17 @@
 /// The last `capacity` messages of one room, oldest first, in a fixed ring (the embedded broker's history).
 ///
-/// It remembers the newest id it has evicted, so it can tell a resuming client whether the gap
-/// since its last id can still be filled.
+/// It remembers below which id messages are gone (the newest it evicted, or where a room that
+/// began after a loss began), so it can tell a resuming client whether the gap since its last id
+/// can still be filled.
 public struct HistoryRing: Sendable {
     public let capacity: Int
     private var storage: [StoredMessage] = []
     /// Index of the oldest message in `storage` once the ring is full.
     private var head = 0
-    /// The newest id that no longer fits; nil while nothing was evicted.
-    public private(set) var lastEvicted: MessageID?
+    /// A client whose last id is below this one missed messages that are gone: the newest id
+    /// evicted, or the first id of a room marked as beginning after a loss (`markLost(below:)`).
+    /// Nil while nothing was lost.
+    public private(set) var lostBelow: MessageID?
 
     public init(capacity: Int) {
         precondition(capacity > 0, "a history ring holds at least one message")
@@ -33,10 +36,17 @@ public struct HistoryRing: Sendable {
         if storage.count < capacity {
             storage.append(message)
         } else {
-            lastEvicted = storage[head].id
+            lostBelow = max(lostBelow ?? .zero, storage[head].id)
             storage[head] = message
             head = (head + 1) % capacity
         }
+    }
+
+    /// Records that messages before `id` may have existed and are gone: a room that expired, or
+    /// whose node restarted, starts again with its next message. A client resuming from below
+    /// `id` then gets `reset` rather than silence.
+    public mutating func markLost(below id: MessageID) {
+        lostBelow = max(lostBelow ?? .zero, id)
     }
 
     /// What a client that last saw `id` missed: every retained message after it, oldest first,
@@ -44,7 +54,7 @@ public struct HistoryRing: Sendable {
     public func replay(after id: MessageID) -> Replay {
         let start = firstIndex(after: id)
         let messages = (start..<storage.count).map { self[$0] }
-        if let lastEvicted, id < lastEvicted {
+        if let lostBelow, id < lostBelow {
             return Replay(oldestRetained: oldest, messagesLost: true, messages: messages)
         }
         return Replay(oldestRetained: oldest, messagesLost: false, messages: messages)

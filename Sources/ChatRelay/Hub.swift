@@ -75,6 +75,7 @@ public final class Hub: LiveEventSink {
                                             fanout: fanout, now: MonotonicClock.nanoseconds())
             state.subscriptions[ObjectIdentifier(subscription)] = subscription
             var route = state.routes.removeValue(forKey: room) ?? Route()
+            if route.fanouts.isEmpty { metrics.subscribedRooms.increment() }
             if let index = route.fanouts.firstIndex(where: { $0 === fanout }) {
                 route.counts[index] += 1
             } else {
@@ -186,6 +187,32 @@ public final class Hub: LiveEventSink {
         }
     }
 
+    /// What the hub and its fan-outs hold: each must be back to zero once every stream ended.
+    public struct Bookkeeping: Equatable, Sendable {
+        /// Open streams.
+        public var subscriptions: Int
+        /// Rooms with subscribers, and (room, event loop) routes to them.
+        public var rooms: Int
+        public var routes: Int
+        /// Subscribers in the fan-outs' lists, and events or subscribers queued for them.
+        public var fanoutSubscribers: Int
+        public var fanoutQueued: Int
+    }
+
+    /// Counts what the hub and every fan-out hold now (asking each event loop in turn).
+    public func bookkeeping() async -> Bookkeeping {
+        var counts = state.withLock { state in
+            Bookkeeping(subscriptions: state.subscriptions.count, rooms: state.routes.count,
+                        routes: state.routes.values.reduce(0) { $0 + $1.fanouts.count }, fanoutSubscribers: 0, fanoutQueued: 0)
+        }
+        for fanout in allFanouts() {
+            let (subscribers, queued) = (try? await fanout.eventLoop.submit { fanout.heldCounts() }.get()) ?? (0, 0)
+            counts.fanoutSubscribers += subscribers
+            counts.fanoutQueued += queued
+        }
+        return counts
+    }
+
     /// Every event loop's fan-out (one per loop that ever had a subscriber).
     private func allFanouts() -> [LoopFanout] {
         state.withLock { Array($0.fanouts.values) }
@@ -202,7 +229,12 @@ public final class Hub: LiveEventSink {
             route.fanouts.remove(at: index)
             route.counts.remove(at: index)
         }
-        state.routes[room] = route.fanouts.isEmpty ? nil : route
+        if route.fanouts.isEmpty {
+            state.routes[room] = nil
+            metrics.subscribedRooms.decrement()
+        } else {
+            state.routes[room] = route
+        }
         return true
     }
 }

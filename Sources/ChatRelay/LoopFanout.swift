@@ -216,6 +216,12 @@ final class LoopFanout: @unchecked Sendable {
         }
     }
 
+    /// The subscribers in the rooms' lists, and the entries queued or being written, on the loop.
+    func heldCounts() -> (subscribers: Int, queued: Int) {
+        let queued = inbox.withLock { $0.entries.count } + steps.count - nextStep
+        return (rooms.values.reduce(0) { $0 + $1.count }, queued)
+    }
+
     /// For each room, the least advanced position of this loop's subscribers, on the loop.
     func positions() -> [RoomName: MessageID] {
         var positions: [RoomName: MessageID] = [:]

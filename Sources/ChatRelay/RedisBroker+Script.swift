@@ -8,8 +8,14 @@ extension RedisBroker {
     /// not say what it removed, and `max-deleted-entry-id` ignores trimming. With it a resuming
     /// client gets `reset` exactly when something it missed is gone.
     ///
+    /// A stream the XADD created (the room is new, or expired, or Redis lost it) gets its marker
+    /// set to its first id: whatever came before is gone, and a client resuming from an older id
+    /// gets `reset`. With a history TTL, every publish sets the stream's and the marker's expiry
+    /// anew, so an idle room's keys go away together.
+    ///
     /// KEYS: stream, trimmed-marker, idempotency key (or "").
-    /// ARGV: maxlen, slack, channel, json tail, room, idempotency TTL (seconds).
+    /// ARGV: maxlen, slack, channel, json tail, room, idempotency TTL (seconds), history TTL
+    /// (milliseconds, 0: none).
     /// Returns `{1, id}` when stored, `{0, "<id> <json>"}` for a repeated idempotency key.
     static let publishScript = """
         local stream, trimmed, idem = KEYS[1], KEYS[2], KEYS[3]
@@ -22,10 +28,17 @@ extension RedisBroker {
         local json = '{"id":"' .. id .. ARGV[4]
         if idem ~= '' then redis.call('SET', idem, id .. ' ' .. json, 'EX', ARGV[6]) end
         local length = redis.call('XLEN', stream)
-        if length > maxlen + slack then
+        if length == 1 then
+          redis.call('SET', trimmed, id)
+        elseif length > maxlen + slack then
           local victims = redis.call('XRANGE', stream, '-', '+', 'COUNT', length - maxlen)
           redis.call('XTRIM', stream, 'MAXLEN', maxlen)
           redis.call('SET', trimmed, victims[#victims][1])
+        end
+        local ttl = tonumber(ARGV[7])
+        if ttl > 0 then
+          redis.call('PEXPIRE', stream, ttl)
+          redis.call('PEXPIRE', trimmed, ttl)
         end
         redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. id .. ' ' .. json)
         return {1, id}

@@ -23,6 +23,8 @@ public final class RedisBroker: Broker {
     public let kind = "redis"
     public let keys: RedisKeys
     public let historyCapacity: Int
+    /// A room's keys expire this long after its last message; nil: never.
+    public let historyTTL: Duration?
     private let url: RedisURL
     /// One per event loop, in the group's order.
     private let clients: [RedisClient]
@@ -37,11 +39,13 @@ public final class RedisBroker: Broker {
     ///   - history: messages kept per room (the stream's length).
     ///   - sink: the node's hub.
     ///   - eventLoopGroup: the loops the node serves requests on; each gets a command connection.
-    public init(url: RedisURL, prefix: String, history: Int, sink: any LiveEventSink, metrics: RelayMetrics, logger: Logger,
-                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    ///   - historyTTL: how long a room's keys live after its last message (`--history-ttl`); nil: for ever.
+    public init(url: RedisURL, prefix: String, history: Int, historyTTL: Duration? = nil, sink: any LiveEventSink, metrics: RelayMetrics,
+                logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.url = url
         self.keys = RedisKeys(prefix: prefix)
         self.historyCapacity = max(1, history)
+        self.historyTTL = historyTTL
         self.sink = sink
         self.metrics = metrics
         self.logger = logger
@@ -117,6 +121,7 @@ public final class RedisBroker: Broker {
             RedisArgument(tailBytes),
             RedisArgument(draft.room.value),
             RedisArgument(Int(IdempotencyCache.window / 1000)),
+            RedisArgument(historyTTLMilliseconds),
         ]
         var reply = try await runScript(keysAndArguments)
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
@@ -152,6 +157,12 @@ public final class RedisBroker: Broker {
         return try await call(["EVALSHA", RedisArgument(sha!)] + keysAndArguments)
     }
 
+    /// The history TTL as the script takes it: milliseconds, 0 for none.
+    private var historyTTLMilliseconds: Int {
+        guard let historyTTL else { return 0 }
+        return Int(historyTTL.components.seconds) * 1000 + Int(historyTTL.components.attoseconds / 1_000_000_000_000_000)
+    }
+
     /// How far past `maxlen` a stream may grow before it is trimmed back.
     static func trimSlack(_ maxlen: Int) -> Int { max(1, min(100, maxlen / 10)) }
 
@@ -166,12 +177,16 @@ public final class RedisBroker: Broker {
         let replies = try await pipeline([
             ["XRANGE", RedisArgument(keys.stream(room)), RedisArgument("(" + id.description), "+", "COUNT", RedisArgument(historyCapacity + Self.trimSlack(historyCapacity))],
             ["GET", RedisArgument(keys.trimmed(room))],
+            ["EXISTS", RedisArgument(keys.stream(room))],
         ])
         let messages = try Self.entries(replies[0], room: room)
         let lastTrimmed = replies[1].string.flatMap { MessageID($0) }
-        // A message after `id` was trimmed exactly when `id` is older than the newest trimmed one;
-        // then the replay starts at the oldest retained message, the first of `messages`.
-        let lost = lastTrimmed.map { id < $0 } ?? false
+        // A message after `id` is gone exactly when `id` is older than the marker (the newest
+        // trimmed id, or the first id of a stream that began after a loss); then the replay starts
+        // at the oldest retained message, the first of `messages`. A room that does not exist
+        // expired (or Redis lost it): a client with an id from it may have missed something.
+        let exists = replies[2].integer.map { $0 > 0 } ?? true
+        let lost = exists ? (lastTrimmed.map { id < $0 } ?? false) : true
         return Replay(oldestRetained: messages.first?.id, messagesLost: lost, messages: messages)
     }
 

@@ -5,6 +5,14 @@ import Metrics
 public struct RelayMetrics: Sendable {
     /// Open SSE streams on this node.
     public let openStreams: Meter
+    /// Rooms with at least one open stream on this node.
+    public let subscribedRooms: Meter
+    /// Open connections of every kind (streams, kept-alive, half-sent requests).
+    public let openConnections: Meter
+    /// Connections closed because a request did not arrive in full within the request timeout,
+    /// or because no request came within the idle timeout.
+    public let requestTimeouts: Counter
+    public let idleTimeouts: Counter
     /// Messages this node accepted (201).
     public let messagesPublished: Counter
     /// Events handed to local subscribers (one per subscriber per message).
@@ -19,6 +27,8 @@ public struct RelayMetrics: Sendable {
     /// Requests refused: over the rate limit, at the connection limit.
     public let rateLimited: Counter
     public let connectionLimited: Counter
+    /// Connections refused (answered `503`, or closed at once) past `--max-open-connections`.
+    public let openConnectionsLimited: Counter
     /// 1 when the broker connection and subscription are up.
     public let brokerUp: Gauge
     /// Broker reconnections after a loss.
@@ -34,6 +44,10 @@ public struct RelayMetrics: Sendable {
 
     public init(factory: any MetricsFactory) {
         openStreams = Meter(label: "chat_relay_open_streams", factory: factory)
+        subscribedRooms = Meter(label: "chat_relay_subscribed_rooms", factory: factory)
+        openConnections = Meter(label: "chat_relay_open_connections", factory: factory)
+        requestTimeouts = Counter(label: "chat_relay_connections_timed_out_total", dimensions: [("reason", "request")], factory: factory)
+        idleTimeouts = Counter(label: "chat_relay_connections_timed_out_total", dimensions: [("reason", "idle")], factory: factory)
         messagesPublished = Counter(label: "chat_relay_messages_published_total", factory: factory)
         eventsDelivered = Counter(label: "chat_relay_events_delivered_total", factory: factory)
         streamWritesDeferred = Counter(label: "chat_relay_stream_writes_deferred_total", factory: factory)
@@ -41,6 +55,7 @@ public struct RelayMetrics: Sendable {
         droppedDraining = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "draining")], factory: factory)
         rateLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "rate_limited")], factory: factory)
         connectionLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_connections")], factory: factory)
+        openConnectionsLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_open_connections")], factory: factory)
         brokerUp = Gauge(label: "chat_relay_broker_up", factory: factory)
         brokerReconnects = Counter(label: "chat_relay_broker_reconnects_total", factory: factory)
         gapFillMessages = Counter(label: "chat_relay_gap_fill_messages_total", factory: factory)

@@ -19,39 +19,24 @@ extension DirectRequestHandler {
     private func answer(_ request: DirectPublishRequest, with result: Result<PublishAnswer, APIError>, context: ChannelHandlerContext) {
         guard case .publishing(_, let readSince) = state else { return }  // closed meanwhile
         let closing = request.closeAfter || closeWhenAnswered
-        var headers = HTTPHeaders()
-        let status: HTTPResponseStatus
+        let head: HTTPResponseHead
         let body: ByteBuffer
         switch result {
         case .success(let answer):
-            status = answer.created ? .created : .ok
-            headers.add(name: "Content-Type", value: PublishAnswer.contentType)
-            headers.add(name: "Location", value: answer.location)
+            head = node.responseHead(status: answer.created ? .created : .ok, contentType: PublishAnswer.contentType,
+                                     contentLength: answer.body.readableBytes, origin: request.origin, closing: closing) {
+                $0.add(name: "Location", value: answer.location)
+            }
             body = answer.body
         case .failure(let error):
-            status = HTTPResponseStatus(statusCode: Int(error.status.code), reasonPhrase: error.status.reasonPhrase)
-            headers.add(name: "Content-Type", value: APIError.contentType)
-            if let retryAfter = error.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
-            body = error.body
+            (head, body) = node.errorResponse(error, origin: request.origin, closing: closing)
         }
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
-        headers.add(name: "X-Relay-Node", value: node.configuration.nodeID)
-        if let origin = request.origin, let cors = node.cors {
-            for field in cors.responseHeaders(origin: origin) {
-                headers.add(name: field.name.rawName, value: field.value)
-            }
-        }
-        headers.add(name: "Date", value: HTTPDate.now())
-        if closing { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        writeAnswer(head, body, closing: closing, context: context)
         if closing {
             state = .closed
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             decide(nil)
             return
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         state = .awaitingHead(first: false)
         process(readSince, context: context)
         switch state {
@@ -60,5 +45,18 @@ extension DirectRequestHandler {
         case .awaitingHead, .receivingPublish, .streaming, .handedOver, .closed:
             releaseHeldRead(context: context)
         }
+    }
+}
+
+extension ChannelOutboundHandler where OutboundOut == HTTPServerResponsePart {
+    /// Writes a whole answer and flushes it; when `closing`, closes the connection once it is sent.
+    func writeAnswer(_ head: HTTPResponseHead, _ body: ByteBuffer, closing: Bool, context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        guard closing else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

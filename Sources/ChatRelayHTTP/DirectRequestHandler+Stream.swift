@@ -45,10 +45,17 @@ extension DirectRequestHandler {
         }
     }
 
-    /// Takes NIO's HTTP decoder and encoder out: a stream writes its own bytes, and keeps no
-    /// parser or read buffer for a client that has nothing more to send.
+    /// Takes NIO's HTTP decoder and encoder out, and the request timeouts with them: a stream
+    /// writes its own bytes (no handler between this one and the socket may expect HTTP parts),
+    /// and keeps no parser, read buffer or timer for a client that has nothing more to send.
     private func removeCodec(context: ChannelHandlerContext) {
         let pipeline = context.pipeline.syncOperations
+        if let timeouts = try? pipeline.context(handlerType: RequestTimeoutHandler.self) {
+            pipeline.removeHandler(context: timeouts, promise: nil)
+        }
+        if let bytes = try? pipeline.context(handlerType: RequestTimeoutHandler.InboundBytes.self) {
+            pipeline.removeHandler(context: bytes, promise: nil)
+        }
         if let encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self) {
             pipeline.removeHandler(context: encoder, promise: nil)
         }

@@ -21,6 +21,8 @@ import NIOHTTPTypesHTTP1
 /// - Anything else, or a stream the node could not open (the router then answers with the error):
 ///   Hummingbird's handlers and async channel are added behind this one, the request parts read
 ///   so far are passed on, and this handler leaves the pipeline.
+/// - On a connection past the node's open-connection limit (`refusal`), the first request,
+///   whatever it is, gets that `503` and the connection closes.
 ///
 /// Why below Hummingbird: a request that goes through its async channel, router and middleware
 /// costs several times the CPU of the work itself, and after an idle moment (a chat at a few
@@ -64,12 +66,19 @@ final class DirectRequestHandler: ChannelDuplexHandler, RemovableChannelHandler 
     var closeWhenAnswered = false
     /// Runs the node's async work for this connection on the connection's own event loop.
     let executor: EventLoopTaskExecutor
+    /// The answer to the connection's first request, whatever it is, before the connection
+    /// closes: the node is over its open-connection limit.
+    private let refusal: APIError?
 
-    /// - Parameter eventLoop: the connection's.
-    init(node: RelayNode, eventLoop: any EventLoop, handedOver: EventLoopPromise<HTTPAsyncChannel?>, logger: Logger) {
+    /// - Parameters:
+    ///   - eventLoop: the connection's.
+    ///   - refusal: refuse the connection with this answer instead of serving it.
+    init(node: RelayNode, eventLoop: any EventLoop, handedOver: EventLoopPromise<HTTPAsyncChannel?>, refusal: APIError? = nil,
+         logger: Logger) {
         self.node = node
         self.executor = EventLoopTaskExecutor(eventLoop: eventLoop)
         self.handedOver = handedOver
+        self.refusal = refusal
         self.logger = logger
     }
 
@@ -87,6 +96,13 @@ final class DirectRequestHandler: ChannelDuplexHandler, RemovableChannelHandler 
             case .awaitingHead(let first):
                 guard case .head(let head) = part else {
                     handOver(context: context, readSince: Array(parts[index...]))
+                    return
+                }
+                if let refusal {
+                    state = .closed
+                    decide(nil)
+                    let (responseHead, body) = node.errorResponse(refusal, origin: head.headers.first(name: "origin"), closing: true)
+                    writeAnswer(responseHead, body, closing: true, context: context)
                     return
                 }
                 if first, let request = node.directStreamRequest(head) {

@@ -6,12 +6,24 @@ public struct RelayConfiguration: Sendable {
     public var nodeID: String
     /// Messages retained per room by the embedded broker.
     public var history: Int = 1000
+    /// A room's history expires this long after its last message (nil: never).
+    public var historyTTL: Duration? = .seconds(24 * 3600)
     /// How often an idle stream gets a heartbeat comment.
     public var heartbeat: Duration = .seconds(15)
     /// The `retry:` a stream opens with, in milliseconds.
     public var retryMilliseconds: Int = 2000
     /// The most open streams; beyond it `503`.
     public var maxConnections: Int = 10_000
+    /// The most open connections of any kind (streams, kept-alive, half-sent requests); beyond it
+    /// a new connection's first request gets `503` and the connection closes. Nil: 1000 more
+    /// than `maxConnections`, so health checks and POSTs still get through at the stream limit.
+    public var maxOpenConnections: Int?
+    /// A request's head and body must arrive within this time from its first byte (a new
+    /// connection's first request: from the connection's opening); else `408` and the connection
+    /// closes.
+    public var requestTimeout: Duration = .seconds(30)
+    /// A kept-alive connection with no request for this long after its last answer is closed.
+    public var idleTimeout: Duration = .seconds(60)
     /// The most bytes of a POST body; beyond it `413`.
     public var maxBodyBytes: Int = 16 * 1024
     /// The most UTF-8 bytes of a message's text.
@@ -19,8 +31,9 @@ public struct RelayConfiguration: Sendable {
     /// POSTs per second per client (0: no limit) and the burst it may take at once.
     public var rateLimit: Double = 20
     public var rateBurst: Double = 40
-    /// Take the client address for the rate limit from `X-Forwarded-For` (behind a trusted proxy).
-    public var trustForwardedFor = false
+    /// The proxies whose `X-Forwarded-For` is believed: the rate limit counts the rightmost
+    /// address in it that is not one of them. Empty: the connection's own address.
+    public var trustedProxies = TrustedProxies()
     /// Messages that may wait for one subscriber before it is disconnected as slow.
     public var subscriberBuffer: Int = 1024
     /// How long a drain may take, from the signal to the process exit.
@@ -39,4 +52,7 @@ public struct RelayConfiguration: Sendable {
     public var drainRetryMilliseconds: ClosedRange<Int> { 500...max(500, min(5000, retryMilliseconds * 2)) }
 
     public var messageLimits: MessageLimits { MessageLimits(maxTextBytes: maxMessageBytes) }
+
+    /// `maxOpenConnections`, or its default.
+    public var openConnectionLimit: Int { maxOpenConnections ?? maxConnections + 1000 }
 }

@@ -18,6 +18,9 @@ typealias HTTPAsyncChannel = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 /// the event loop, and the connection is left with nothing but that handler; POSTs are answered
 /// there. Any other request (and a stream that cannot be opened) is handed to Hummingbird, which
 /// then serves the connection as usual, with `HTTP1Channel`'s pipeline and loop.
+///
+/// Every connection is counted against `--max-open-connections` (`ConnectionLimiter`) and timed
+/// by a `RequestTimeoutHandler` after the HTTP codec, whichever path serves it.
 struct RelayHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     /// A connection, and what it became once its first request head arrived: Hummingbird's async
     /// channel, or nil when a stream took it (or it closed first).
@@ -31,23 +34,42 @@ struct RelayHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     let node: RelayNode
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Connection> {
-        channel.eventLoop.makeCompletedFuture {
+        let node = self.node
+        let admission = node.connections.admit()
+        node.metrics.openConnections.increment()
+        channel.closeFuture.whenComplete { _ in
+            node.connections.release()
+            node.metrics.openConnections.decrement()
+        }
+        if admission != .served { node.metrics.openConnectionsLimited.increment() }
+        guard admission != .dropped else {
+            channel.close(promise: nil)
+            return channel.eventLoop.makeSucceededFuture(Connection(channel: channel, handedOver: channel.eventLoop.makeSucceededFuture(nil)))
+        }
+        return channel.eventLoop.makeCompletedFuture {
             // As `HTTP1Channel` sets it up, with its decoder limits.
             let limits = HTTP1Channel.Configuration.DecoderConfiguration()
             var decoderLimits = NIOHTTPDecoderLimitConfiguration()
             decoderLimits.maxHeaderFieldSize = limits.maxHeaderFieldSize
             decoderLimits.maxHeaderListSize = limits.maxHeaderListSize
             decoderLimits.maxHeaderFieldCount = limits.maxHeaderFieldCount
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            let pipeline = channel.pipeline.syncOperations
+            try pipeline.configureHTTPServerPipeline(
                 withPipeliningAssistance: false,
                 withErrorHandling: false,
                 withOutboundHeaderValidation: false,
                 withEncoderConfiguration: .init(),
                 withDecoderLimitConfiguration: decoderLimits
             )
+            let timeouts = RequestTimeoutHandler(node: node)
+            try pipeline.addHandler(RequestTimeoutHandler.InboundBytes(timeouts), position: .first)
+            try pipeline.addHandler(timeouts)
             let handedOver = channel.eventLoop.makePromise(of: HTTPAsyncChannel?.self)
-            try channel.pipeline.syncOperations.addHandler(
-                DirectRequestHandler(node: node, eventLoop: channel.eventLoop, handedOver: handedOver, logger: logger))
+            let refusal = admission == .refused
+                ? APIError.unavailable("This node is at its limit of \(node.connections.limit) open connections; retry shortly or use another node.", retryAfter: 2)
+                : nil
+            try pipeline.addHandler(
+                DirectRequestHandler(node: node, eventLoop: channel.eventLoop, handedOver: handedOver, refusal: refusal, logger: logger))
             return Connection(channel: channel, handedOver: handedOver.futureResult)
         }
     }

@@ -63,6 +63,43 @@ extension RelayNode {
     }
 }
 
+extension RelayNode {
+    /// The head of an answer written below the router, with the headers the router's answers
+    /// carry: `Content-Type`, `Content-Length`, `X-Relay-Node`, CORS for `origin`, `Date`, and
+    /// `Connection: close` when `closing`; `extra` adds the answer's own.
+    func responseHead(
+        status: HTTPResponseStatus, contentType: String, contentLength: Int, origin: String?, closing: Bool,
+        extra: (inout HTTPHeaders) -> Void = { _ in }
+    ) -> HTTPResponseHead {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        extra(&headers)
+        headers.add(name: "Content-Length", value: String(contentLength))
+        headers.add(name: "X-Relay-Node", value: configuration.nodeID)
+        if let origin, let cors {
+            for field in cors.responseHeaders(origin: origin) {
+                headers.add(name: field.name.rawName, value: field.value)
+            }
+        }
+        headers.add(name: "Date", value: HTTPDate.now())
+        if closing { headers.add(name: "Connection", value: "close") }
+        return HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+    }
+
+    /// `error` as an answer written below the router: its head (with `Retry-After` if it has one)
+    /// and its JSON body.
+    func errorResponse(_ error: APIError, origin: String?, closing: Bool) -> (HTTPResponseHead, ByteBuffer) {
+        let body = error.body
+        let head = responseHead(
+            status: HTTPResponseStatus(statusCode: Int(error.status.code), reasonPhrase: error.status.reasonPhrase),
+            contentType: APIError.contentType, contentLength: body.readableBytes, origin: origin, closing: closing
+        ) { headers in
+            if let retryAfter = error.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
+        }
+        return (head, body)
+    }
+}
+
 /// A message POST a connection's `DirectRequestHandler` serves itself, below Hummingbird.
 struct DirectPublishRequest: Sendable {
     let fields: PublishRequest
@@ -91,7 +128,7 @@ extension RelayNode {
             contentType: headers.first(name: "content-type"),
             contentLength: length,
             idempotencyKey: headers.first(name: "idempotency-key"),
-            clientKey: clientKey(forwardedFor: headers.first(name: "x-forwarded-for"), address: remoteAddress))
+            clientKey: clientKey(forwardedFor: headers["x-forwarded-for"], address: remoteAddress))
         let closeAfter = headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
         return DirectPublishRequest(fields: fields, contentLength: length, origin: headers.first(name: "origin"), closeAfter: closeAfter)
     }

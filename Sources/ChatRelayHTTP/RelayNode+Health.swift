@@ -31,6 +31,7 @@ extension RelayNode {
         JSONString.write(configuration.nodeID, into: &body)
         body.writeString(",\"broker\":\"\(broker.kind)\",\"brokerUp\":\(broker.isReady),\"draining\":\(hub.isDraining)")
         body.writeString(",\"connections\":\(hub.connectionCount),\"maxConnections\":\(configuration.maxConnections)")
+        body.writeString(",\"openConnections\":\(connections.count),\"maxOpenConnections\":\(connections.limit)")
         body.writeString(",\"uptimeSeconds\":\((MonotonicClock.nanoseconds() - startedAt) / 1_000_000_000)}")
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"]
         if !ready { headers[.retryAfter] = "1" }

@@ -30,7 +30,7 @@ extension RelayNode {
             contentType: request.headers[.contentType],
             contentLength: request.headers[.contentLength].flatMap(Int.init),
             idempotencyKey: request.headers[.idempotencyKey],
-            clientKey: clientKey(forwardedFor: request.headers[.xForwardedFor], address: context.channel.remoteAddress)))
+            clientKey: clientKey(forwardedFor: request.headers[values: .xForwardedFor], address: context.channel.remoteAddress)))
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: configuration.maxBodyBytes)
@@ -52,15 +52,10 @@ extension RelayNode {
         return key
     }
 
-    /// The rate limiter's key for a client: its address, or the first `X-Forwarded-For` hop when
-    /// the node is told to trust its proxy.
-    func clientKey(forwardedFor: String?, address: SocketAddress?) -> String {
-        if configuration.trustForwardedFor, let forwarded = forwardedFor,
-            let first = forwarded.split(separator: ",").first
-        {
-            return first.trimmingCharacters(in: .whitespaces)
-        }
-        return address?.ipAddress ?? "unknown"
+    /// The rate limiter's key for a client: its address as `--trusted-proxies` lets the node find
+    /// it (`TrustedProxies.clientAddress`).
+    func clientKey(forwardedFor: [String], address: SocketAddress?) -> String {
+        configuration.trustedProxies.clientAddress(peer: address, forwardedFor: forwardedFor)
     }
 
     func history(room: RoomName, request: Request) async throws -> Response {

@@ -15,6 +15,8 @@ public final class RelayNode: Sendable {
     public let metrics: RelayMetrics
     public let registry: PrometheusCollectorRegistry
     public let rateLimiter: RateLimiter
+    /// Open connections of every kind, against `--max-open-connections`.
+    let connections: ConnectionLimiter
     /// The CORS policy of `--allow-origin`, or nil without it.
     let cors: CORSPolicyMiddleware?
     let logger: Logger
@@ -42,14 +44,17 @@ public final class RelayNode: Sendable {
         self.hub = hub
         self.broker = makeBroker(hub, metrics)
         self.rateLimiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
+        self.connections = ConnectionLimiter(limit: configuration.openConnectionLimit)
         self.cors = configuration.allowOrigins.isEmpty ? nil : CORSPolicyMiddleware(allowOrigins: configuration.allowOrigins)
         metrics.openStreams.set(0)
+        metrics.openConnections.set(0)
+        metrics.subscribedRooms.set(0)
     }
 
     /// The node with the embedded in-process broker.
     public convenience init(configuration: RelayConfiguration, logger: Logger) {
         self.init(configuration: configuration, logger: logger) { hub, _ in
-            EmbeddedBroker(history: configuration.history, sink: hub)
+            EmbeddedBroker(history: configuration.history, historyTTL: configuration.historyTTL, sink: hub)
         }
     }
 

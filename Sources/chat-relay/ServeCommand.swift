@@ -31,6 +31,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Messages kept per room (in memory, or in the room's Redis stream). (env: HISTORY, default: 1000)")
     var history: Int?
 
+    @Option(name: .customLong("history-ttl"), help: "A room's history expires this long after its last message; 0 keeps it for ever. A client resuming in an expired room gets event: reset. Seconds, or with s, m, h, d. (env: HISTORY_TTL, default: 24h)")
+    var historyTTL: String?
+
     @Option(help: "Seconds between heartbeat comments on an idle stream. (env: HEARTBEAT, default: 15)")
     var heartbeat: Double?
 
@@ -39,6 +42,15 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("max-connections"), help: "Most open streams; beyond it 503 with Retry-After. (env: MAX_CONNECTIONS, default: 10000)")
     var maxConnections: Int?
+
+    @Option(name: .customLong("max-open-connections"), help: "Most open connections of any kind (streams, kept-alive, half-sent requests); beyond it a new connection's request gets 503 with Retry-After and the connection closes. (env: MAX_OPEN_CONNECTIONS, default: --max-connections + 1000)")
+    var maxOpenConnections: Int?
+
+    @Option(name: .customLong("request-timeout"), help: "Time a request's head and body may take to arrive, from its first byte (a new connection: from its opening); then 408 and the connection closes. Seconds, or with s, m, h. (env: REQUEST_TIMEOUT, default: 30)")
+    var requestTimeout: String?
+
+    @Option(name: .customLong("idle-timeout"), help: "Time a kept-alive connection may wait for its next request; then it is closed. Seconds, or with s, m, h. (env: IDLE_TIMEOUT, default: 60)")
+    var idleTimeout: String?
 
     @Option(name: .customLong("max-body-bytes"), help: "Most bytes of a POST body; beyond it 413. (env: MAX_BODY_BYTES, default: 16384)")
     var maxBodyBytes: Int?
@@ -52,7 +64,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("rate-burst"), help: "POSTs a client may send at once before --rate-limit applies. (env: RATE_BURST, default: 40)")
     var rateBurst: Double?
 
-    @Flag(name: .customLong("trust-forwarded-for"), help: "Rate-limit by the first X-Forwarded-For address (only behind a proxy you trust). (env: TRUST_FORWARDED_FOR=1)")
+    @Option(name: .customLong("trusted-proxies"), help: "Addresses or CIDR ranges of the proxies in front of the node, comma-separated (e.g. 10.0.0.0/8,127.0.0.1). A request from one of them is rate-limited by the rightmost X-Forwarded-For address that is not a trusted proxy, never by one the client wrote. (env: TRUSTED_PROXIES, default: none: the connection's address)")
+    var trustedProxies: String?
+
+    @Flag(name: .customLong("trust-forwarded-for"), help: .hidden)
     var trustForwardedFor = false
 
     @Option(name: .customLong("subscriber-buffer"), help: "Messages a slow subscriber may fall behind (sent while its connection already holds 64 KiB unsent, or while its replay is written) before it is disconnected. (env: SUBSCRIBER_BUFFER, default: 1024)")
@@ -78,16 +93,20 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = settings.logLevel
         // Every stream is a socket: the default soft limit (often 1024) would cap a node far below
         // --max-connections.
-        if let files = FileLimit.raiseToHardLimit(), files < settings.relay.maxConnections + 64 {
-            logger.warning("the open-file limit is below --max-connections; raise it (ulimit -n) or streams will fail", metadata: [
-                "limit": "\(files)", "max-connections": "\(settings.relay.maxConnections)",
+        // Every connection is a descriptor: the open-connection limit, the refusals past it (256)
+        // and the node's own (Redis, the listener).
+        let descriptorsNeeded = settings.relay.openConnectionLimit + 256 + 64
+        if let files = FileLimit.raiseToHardLimit(), files < descriptorsNeeded {
+            logger.warning("the open-file limit is below what --max-open-connections needs; raise it (ulimit -n) or connections will fail", metadata: [
+                "limit": "\(files)", "needed": "\(descriptorsNeeded)", "max-open-connections": "\(settings.relay.openConnectionLimit)",
             ])
         }
 
         let node: RelayNode
         if let redis = settings.redis {
             node = RelayNode(configuration: settings.relay, logger: logger) { hub, metrics in
-                RedisBroker(url: redis, prefix: settings.redisPrefix, history: settings.relay.history, sink: hub, metrics: metrics, logger: logger)
+                RedisBroker(url: redis, prefix: settings.redisPrefix, history: settings.relay.history, historyTTL: settings.relay.historyTTL,
+                            sink: hub, metrics: metrics, logger: logger)
             }
         } else {
             node = RelayNode(configuration: settings.relay, logger: logger)
@@ -97,6 +116,8 @@ struct ServeCommand: AsyncParsableCommand {
             "broker": "\(node.broker.kind)",
             "redis": "\(settings.redis.map { "\($0)" } ?? "-")",
             "history": "\(settings.relay.history)",
+            "history-ttl": "\(settings.relay.historyTTL.map { "\($0)" } ?? "none")",
+            "trusted-proxies": "\(settings.relay.trustedProxies.isEmpty ? "none" : settings.relay.trustedProxies.description)",
         ])
         try await node.run(host: settings.host, port: settings.port)
         logger.info("stopped")

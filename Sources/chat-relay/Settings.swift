@@ -54,7 +54,28 @@ struct Settings {
         relay.maxMessageBytes = try value(command.maxMessageBytes, "MAX_MESSAGE_BYTES", Int.init) ?? relay.maxMessageBytes
         relay.rateLimit = try value(command.rateLimit, "RATE_LIMIT", Double.init) ?? relay.rateLimit
         relay.rateBurst = try value(command.rateBurst, "RATE_BURST", Double.init) ?? relay.rateBurst
-        relay.trustForwardedFor = command.trustForwardedFor || ["1", "true", "yes"].contains(environment["TRUST_FORWARDED_FOR"]?.lowercased() ?? "")
+        if command.trustForwardedFor || environment["TRUST_FORWARDED_FOR"].map({ !$0.isEmpty }) == true {
+            // It trusted the first X-Forwarded-For hop, which the client writes itself.
+            throw ValidationError("--trust-forwarded-for (TRUST_FORWARDED_FOR) is gone: it believed an address the client can write. Give the proxies' addresses instead, e.g. --trusted-proxies 10.0.0.0/8 (TRUSTED_PROXIES).")
+        }
+        if let list = try value(command.trustedProxies, "TRUSTED_PROXIES", { $0 }) {
+            do {
+                relay.trustedProxies = try TrustedProxies(parsing: list)
+            } catch {
+                throw ValidationError("--trusted-proxies: \(error).")
+            }
+        }
+        relay.maxOpenConnections = try value(command.maxOpenConnections, "MAX_OPEN_CONNECTIONS", Int.init)
+        if let text = try value(command.requestTimeout, "REQUEST_TIMEOUT", { $0 }) {
+            relay.requestTimeout = try Self.duration(text, flag: "--request-timeout")
+        }
+        if let text = try value(command.idleTimeout, "IDLE_TIMEOUT", { $0 }) {
+            relay.idleTimeout = try Self.duration(text, flag: "--idle-timeout")
+        }
+        if let text = try value(command.historyTTL, "HISTORY_TTL", { $0 }) {
+            let ttl = try Self.duration(text, flag: "--history-ttl")
+            relay.historyTTL = ttl == .zero ? nil : ttl
+        }
         relay.subscriberBuffer = try value(command.subscriberBuffer, "SUBSCRIBER_BUFFER", Int.init) ?? relay.subscriberBuffer
         if let seconds = try value(command.drainTimeout, "DRAIN_TIMEOUT", Double.init) { relay.drainTimeout = .milliseconds(Int64(seconds * 1000)) }
         relay.allowOrigins = command.allowOrigin.isEmpty
@@ -65,6 +86,11 @@ struct Settings {
         guard relay.heartbeat >= .milliseconds(100) else { throw ValidationError("--heartbeat must be at least 0.1 seconds.") }
         guard relay.retryMilliseconds >= 0 else { throw ValidationError("--retry-ms must not be negative.") }
         guard relay.maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1.") }
+        guard relay.openConnectionLimit >= 1 else { throw ValidationError("--max-open-connections must be at least 1.") }
+        guard relay.requestTimeout > .zero, relay.idleTimeout > .zero else {
+            throw ValidationError("--request-timeout and --idle-timeout must be more than 0 seconds.")
+        }
+        if let ttl = relay.historyTTL, ttl < .seconds(1) { throw ValidationError("--history-ttl must be 0 (never) or at least 1 second.") }
         guard relay.maxBodyBytes >= 64 else { throw ValidationError("--max-body-bytes must be at least 64.") }
         guard relay.maxMessageBytes >= 1 else { throw ValidationError("--max-message-bytes must be at least 1.") }
         guard relay.rateLimit >= 0, relay.rateBurst >= 1 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst at least 1.") }
@@ -82,6 +108,21 @@ struct Settings {
             throw ValidationError("--log-format must be text or json; got \(formatText.debugDescription).")
         }
         logFormat = format
+    }
+
+    /// A duration flag: seconds (`30`, `0.5`), or a number with `s`, `m`, `h` or `d`.
+    static func duration(_ text: String, flag: String) throws -> Duration {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var number = Substring(text.trimmingCharacters(in: .whitespaces))
+        var scale = 1.0
+        if let last = number.last, let unit = units[last] {
+            scale = unit
+            number = number.dropLast()
+        }
+        guard let value = Double(number), value >= 0, value.isFinite else {
+            throw ValidationError("\(flag) must be a number of seconds, or a number with s, m, h or d (30, 90s, 5m, 24h, 7d); got \(text.debugDescription).")
+        }
+        return .milliseconds(Int64((value * scale * 1000).rounded()))
     }
 
     /// Makes the log handler of the chosen format, at the chosen level, on standard error.

@@ -50,3 +50,69 @@ final class RecordingSink: LiveEventSink {
         }
     }
 }
+
+/// `--history-ttl` on the embedded broker: idle rooms are forgotten, and a client resuming from
+/// before is told so.
+@Suite struct EmbeddedBrokerExpiryTests {
+    final class Clock: Sendable {
+        let now = Mutex<UInt64>(1_000_000)
+        func advance(milliseconds: UInt64) { now.withLock { $0 += milliseconds } }
+        var read: @Sendable () -> UInt64 { { [self] in now.withLock { $0 } } }
+    }
+
+    func publish(_ broker: EmbeddedBroker, _ room: RoomName, _ text: String = "t") async throws -> MessageID {
+        try await broker.publish(MessageDraft(room: room, user: "u", text: text), idempotencyKey: nil).message.id
+    }
+
+    @Test func idleRoomsAreSweptAndActiveOnesKept() async throws {
+        let clock = Clock()
+        let broker = EmbeddedBroker(history: 10, historyTTL: .seconds(60), sink: RecordingSink(), clock: clock.read)
+        for index in 0..<3000 { _ = try await publish(broker, RoomName("idle-\(index)")!) }
+        clock.advance(milliseconds: 30_000)
+        let active = RoomName("active")!
+        _ = try await publish(broker, active)
+        #expect(broker.sweepExpired() == 0)
+        clock.advance(milliseconds: 30_001)
+        // The idle rooms' last message is 60.001 s old now; the active one's 30.001 s.
+        #expect(broker.sweepExpired() == 3000)
+        #expect(broker.roomCount == 1)
+        #expect(try await broker.history(room: RoomName("idle-7")!, after: nil, limit: 10).isEmpty)
+        #expect(try await broker.history(room: active, after: nil, limit: 10).count == 1)
+        clock.advance(milliseconds: 60_000)
+        #expect(broker.sweepExpired() == 1)
+        #expect(broker.roomCount == 0)
+    }
+
+    @Test func aClientResumingInAnExpiredRoomGetsResetNeverSilence() async throws {
+        let clock = Clock()
+        let broker = EmbeddedBroker(history: 10, historyTTL: .seconds(1), sink: RecordingSink(), clock: clock.read)
+        let room = RoomName("r")!
+        let first = try await publish(broker, room)
+        let second = try await publish(broker, room)
+        #expect(!(try await broker.replay(room: room, after: first)).messagesLost)
+        clock.advance(milliseconds: 2000)
+        broker.sweepExpired()
+        // The room is gone: whatever came after the client's id is gone with it.
+        let gone = try await broker.replay(room: room, after: second)
+        #expect(gone.messagesLost)
+        #expect(gone.messages.isEmpty)
+        #expect(gone.oldestRetained == nil)
+        // The room starts again: a client from before it gets reset and what is there now.
+        let third = try await publish(broker, room)
+        let resumed = try await broker.replay(room: room, after: first)
+        #expect(resumed.messagesLost)
+        #expect(resumed.messages.map(\.id) == [third])
+        #expect(resumed.oldestRetained == third)
+        // A client that has the new room's message missed nothing.
+        #expect(!(try await broker.replay(room: room, after: third)).messagesLost)
+    }
+
+    @Test func withoutATTLNothingIsSwept() async throws {
+        let clock = Clock()
+        let broker = EmbeddedBroker(history: 10, sink: RecordingSink(), clock: clock.read)
+        _ = try await publish(broker, RoomName("r")!)
+        clock.advance(milliseconds: 365 * 86_400_000)
+        #expect(broker.sweepExpired() == 0)
+        #expect(broker.roomCount == 1)
+    }
+}

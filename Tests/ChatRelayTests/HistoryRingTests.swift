@@ -17,7 +17,7 @@ func stored(_ ms: UInt64, _ seq: UInt64 = 0, room: RoomName = .lobby, text: Stri
         #expect(ring.count == 5)
         #expect(ring.oldest == MessageID(ms: 8, seq: 0))
         #expect(ring.newest == MessageID(ms: 12, seq: 0))
-        #expect(ring.lastEvicted == MessageID(ms: 7, seq: 0))
+        #expect(ring.lostBelow == MessageID(ms: 7, seq: 0))
         #expect(ring.latest(limit: 100).map(\.id.ms) == [8, 9, 10, 11, 12])
         #expect(ring.latest(limit: 2).map(\.id.ms) == [11, 12])
     }
@@ -44,6 +44,21 @@ func stored(_ ms: UInt64, _ seq: UInt64 = 0, room: RoomName = .lobby, text: Stri
         #expect(!ring.replay(after: MessageID(ms: 7, seq: 0)).messagesLost)
         // Nothing evicted yet: no reset even from the very beginning.
         #expect(!self.ring(capacity: 50, filledWith: 1...12).replay(after: .zero).messagesLost)
+    }
+
+    @Test func aRoomThatBeganAfterALossResetsClientsFromBefore() {
+        var ring = HistoryRing(capacity: 5)
+        ring.append(stored(20))
+        ring.markLost(below: MessageID(ms: 20, seq: 0))
+        ring.append(stored(21))
+        #expect(ring.replay(after: MessageID(ms: 19, seq: 0)).messagesLost)
+        #expect(ring.replay(after: MessageID(ms: 19, seq: 0)).messages.map(\.id.ms) == [20, 21])
+        #expect(!ring.replay(after: MessageID(ms: 20, seq: 0)).messagesLost)
+        // Eviction moves the mark on; it never moves back.
+        for ms in 22...30 { ring.append(stored(UInt64(ms))) }
+        #expect(ring.lostBelow == MessageID(ms: 25, seq: 0))
+        ring.markLost(below: MessageID(ms: 3, seq: 0))
+        #expect(ring.lostBelow == MessageID(ms: 25, seq: 0))
     }
 
     @Test func pagesAfterAnId() {

@@ -263,4 +263,45 @@ import Testing
         waiter.cancel()
         #expect(await waiter.value == .finished)
     }
+
+    /// Every way a stream ends — unsubscribed, closed as slow, ended between turns of a large
+    /// fan-out, refused, drained — leaves nothing behind in the hub or its fan-outs.
+    @Test func theBookkeepingReturnsToZeroHoweverStreamsEnd() async throws {
+        let zero = Hub.Bookkeeping(subscriptions: 0, rooms: 0, routes: 0, fanoutSubscribers: 0, fanoutQueued: 0)
+        let hub = makeHub(buffer: 2, maxConnections: 2000)
+        var subscriptions: [(Subscription, RecordingOutput)] = []
+        for index in 0..<(LoopFanout.writesPerTurn * 3) {
+            let out = output(index % 2)
+            let roomName = RoomName("room-\(index % 7)")!
+            let s = try hub.subscribe(room: roomName, output: out)
+            // Some never go live: they queue events until they are dropped as slow.
+            if index % 5 != 0 { s.goLive(after: nil) }
+            // Some stop taking events: dropped as slow once their buffer is over.
+            if index % 11 == 0 { out.isWritable = false }
+            subscriptions.append((s, out))
+        }
+        for round in 1...4 {
+            for roomIndex in 0..<7 { hub.deliver(stored(UInt64(round), room: RoomName("room-\(roomIndex)")!)) }
+        }
+        // Half end while the fan-out may be between turns of a batch.
+        for (index, (s, _)) in subscriptions.enumerated() where index % 2 == 1 { hub.unsubscribe(s) }
+        try await subscriptions[0].1.settle()
+        try await subscriptions[1].1.settle()
+        let midway = await hub.bookkeeping()
+        #expect(midway.subscriptions > 0 && midway.rooms == 7)
+        // The rest end with a drain; every stream is unsubscribed when its handler sees the end.
+        let drained = Task { await hub.drain(spread: .zero, retry: 500...500, deadline: .seconds(5)) }
+        for (s, _) in subscriptions {
+            _ = await s.closed()
+            hub.unsubscribe(s)
+        }
+        await drained.value
+        var counts = await hub.bookkeeping()
+        for _ in 0..<100 where counts != zero {
+            try await Task.sleep(for: .milliseconds(20))
+            counts = await hub.bookkeeping()
+        }
+        #expect(counts == zero)
+        #expect(hub.connectionCount == 0)
+    }
 }

@@ -92,7 +92,9 @@ import Testing
     }
 
     @Test func rateLimited() async throws {
-        let node = try await RelayProcess(arguments: ["--rate-limit", "1", "--rate-burst", "3"])
+        // A burst of 3, then one POST per 10 s: no refill can come between the test's POSTs,
+        // however slowly a loaded machine sends them.
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0.1", "--rate-burst", "3"])
         defer { node.kill() }
         var statuses: [Int] = []
         var limited: HTTP.Reply?

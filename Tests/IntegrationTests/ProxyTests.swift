@@ -17,22 +17,25 @@ import Testing
         let proxy: ProxyServer
         let relayPort: Int
 
-        static func start(_ kind: ProxyServer.Kind, drainTimeout: Int = 3) async throws -> Topology {
+        static func start(_ kind: ProxyServer.Kind, drainTimeout: Int = 3, replicas: Int = 3, arguments: [String] = []) async throws -> Topology {
             let redis = try await RedisServer(appendOnly: true)
+            let addresses = Array(ProxyTests.addresses.prefix(replicas))
             let dns = try await LoopbackDNS(name: replicaName, addresses: addresses)
             let relayPort = freeLoopbackPort()
             var nodes: [RelayProcess] = []
             for (index, address) in addresses.enumerated() {
-                nodes.append(try await Self.node(index, address: address, port: relayPort, redis: redis, drainTimeout: drainTimeout))
+                nodes.append(try await Self.node(index, address: address, port: relayPort, redis: redis, drainTimeout: drainTimeout, arguments: arguments))
             }
             let proxy = try await ProxyServer(kind, dnsPort: dns.port, replicas: "\(replicaName):\(relayPort)")
             return Topology(redis: redis, dns: dns, nodes: nodes, proxy: proxy, relayPort: relayPort)
         }
 
-        static func node(_ index: Int, address: String, port: Int, redis: RedisServer, drainTimeout: Int) async throws -> RelayProcess {
+        /// - Parameter arguments: flags after the topology's own (a later flag wins).
+        static func node(_ index: Int, address: String, port: Int, redis: RedisServer, drainTimeout: Int, arguments: [String] = []) async throws -> RelayProcess {
+            // The proxies connect to the replicas from 127.0.0.1.
             try await RelayProcess(nodeID: "replica-\(index)", host: address, port: port, arguments: [
-                "--redis-url", redis.url, "--rate-limit", "0", "--trust-forwarded-for", "--drain-timeout", "\(drainTimeout)", "--retry-ms", "500",
-            ])
+                "--redis-url", redis.url, "--rate-limit", "0", "--trusted-proxies", "127.0.0.1", "--drain-timeout", "\(drainTimeout)", "--retry-ms", "500",
+            ] + arguments)
         }
 
         /// Restarts replica `index` on its address and port.
@@ -51,14 +54,14 @@ import Testing
         func waitForEveryReplica() async throws {
             var seen = Set<String>()
             let deadline = ContinuousClock.now + .seconds(20)
-            while seen.count < addresses.count, ContinuousClock.now < deadline {
+            while seen.count < nodes.count, ContinuousClock.now < deadline {
                 if let reply = try? await HTTP.get(proxy.baseURL + "/health/ready"), reply.status == 200, let node = reply.header("X-Relay-Node") {
                     seen.insert(node)
                 } else {
                     try await Task.sleep(for: .milliseconds(100))
                 }
             }
-            #expect(seen.count == addresses.count, "replicas reached through \(proxy.kind): \(seen)")
+            #expect(seen.count == nodes.count, "replicas reached through \(proxy.kind): \(seen)")
         }
     }
 
@@ -219,5 +222,46 @@ import Testing
         #expect(Set(shown ?? []) == ["hello from \(aliceNode)", "hello from \(bobNode ?? "?")"])
         await alice.close()
         await bob.close()
+    }
+
+    /// A message POST through `proxy` from the loopback address `source`, on a connection of its
+    /// own; returns the status.
+    static func post(_ proxy: ProxyServer, from source: String, forwardedFor: String?) async -> Int? {
+        await withCheckedContinuation { continuation in
+            Thread {
+                let body = "{\"user\":\"u\",\"text\":\"t\"}"
+                let forwarded = forwardedFor.map { "X-Forwarded-For: \($0)\r\n" } ?? ""
+                guard let socket = try? RawSocket(port: proxy.port, from: source, receiveBuffer: 65536),
+                      (try? socket.send("POST /rooms/limited/messages HTTP/1.1\r\nHost: t\r\n\(forwarded)Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")) != nil
+                else { return continuation.resume(returning: nil) }
+                let answer = socket.receive(until: { $0.hasSuffix("}") }, timeout: .seconds(10))
+                socket.close()
+                continuation.resume(returning: Int(answer.dropFirst("HTTP/1.1 ".count).prefix(3)))
+            }.start()
+        }
+    }
+
+    /// The rate limit behind the shipped proxy configs: a client counts as the address the proxy
+    /// saw, whatever it writes in X-Forwarded-For, and two clients behind one proxy are counted
+    /// apart. One replica, so that one node's buckets see every POST.
+    @Test(arguments: ProxyServer.Kind.allCases)
+    func spoofedForwardedForHopsDoNotEscapeTheRateLimitBehindTheProxy(kind: ProxyServer.Kind) async throws {
+        // A burst of 2, then one POST per 10 s: a refill cannot happen during the test.
+        let topology = try await Topology.start(kind, replicas: 1, arguments: ["--rate-limit", "0.1", "--rate-burst", "2"])
+        defer { topology.kill() }
+        try await topology.waitForEveryReplica()
+        let (mallory, alice) = ("127.0.0.5", "127.0.0.6")
+        var statuses: [Int?] = []
+        for index in 0..<6 {
+            // As in the issue: a made-up address, and one that looks like a real client's.
+            statuses.append(await Self.post(topology.proxy, from: mallory, forwardedFor: "10.9.9.\(index), 203.0.113.7"))
+        }
+        #expect(statuses == [201, 201, 429, 429, 429, 429], "one client writing X-Forwarded-For through \(kind)")
+        #expect(await Self.post(topology.proxy, from: mallory, forwardedFor: nil) == 429)
+        // Another client behind the same proxy has a bucket of its own, even when it claims to be
+        // the first one.
+        #expect(await Self.post(topology.proxy, from: alice, forwardedFor: mallory) == 201)
+        #expect(await Self.post(topology.proxy, from: alice, forwardedFor: nil) == 201)
+        #expect(await Self.post(topology.proxy, from: alice, forwardedFor: nil) == 429)
     }
 }

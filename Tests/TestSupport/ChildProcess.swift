@@ -48,7 +48,12 @@ public final class ChildProcess: Sendable {
                 let signal = raw & 0x7F
                 known = signal == 0 ? (raw >> 8) & 0xFF : 128 + signal
             } else if result == -1 {
-                known = -1  // already reaped elsewhere
+                // Reaped elsewhere: by Foundation, between its check above and ours, which then
+                // has the status a moment later. -1 only if it never does.
+                let deadline = ContinuousClock.now + .seconds(1)
+                while process.isRunning, ContinuousClock.now < deadline { usleep(1000) }
+                known = process.isRunning ? -1
+                    : process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
             }
             return known
         }

@@ -16,25 +16,36 @@ public final class RawSocket: @unchecked Sendable {
     }
 
     /// Connects with a small receive buffer, so the server's writes back up quickly.
-    public init(port: Int, receiveBuffer: Int32 = 4096) throws {
+    /// - Parameter source: a loopback address to connect from (127.0.0.5, …), so a test can play
+    ///   clients at different addresses; nil: the kernel's choice (127.0.0.1).
+    public init(port: Int, from source: String? = nil, receiveBuffer: Int32 = 4096) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw RawSocketError.failed("socket") }
         var size = receiveBuffer
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        // Closed here and marked on failure, so deinit (which runs for a class whose init throws
+        // after setting every property) does not close the number again: by then it may be
+        // another thread's socket.
+        if let source, Self.withAddress(source, port: 0, { bind(fd, $0, $1) }) != 0 {
+            Glibc.close(fd)
+            fd = -1
+            throw RawSocketError.failed("bind \(source)")
         }
-        guard result == 0 else {
-            // Closed here and marked, so deinit (which runs for a class whose init throws after
-            // setting every property) does not close the number again: by then it may be another
-            // thread's socket.
+        guard Self.withAddress("127.0.0.1", port: port, { connect(fd, $0, $1) }) == 0 else {
             Glibc.close(fd)
             fd = -1
             throw RawSocketError.failed("connect")
+        }
+    }
+
+    /// Calls `body` with the IPv4 socket address of `host` and `port`, and its length.
+    private static func withAddress(_ host: String, port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr(host)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
     }
 
@@ -112,6 +123,15 @@ public final class RawSocket: @unchecked Sendable {
             if n == 0 { return true }
             if n < 0 { return errno != EAGAIN && errno != EWOULDBLOCK }
         }
+    }
+
+    /// Closes the connection with a reset (RST) instead of an orderly end of stream, as a client
+    /// whose network went away or whose process was killed does.
+    public func reset() {
+        guard fd >= 0 else { return }
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close()
     }
 
     /// Closes the connection (the peer sees end of stream).
