@@ -17,8 +17,8 @@ import Synchronization
 /// events posted after it (see `Hub.subscribe`).
 ///
 /// Invariant that makes `@unchecked Sendable` true: every `var` but `inbox` is used only on
-/// `eventLoop` (subscribers are added from the inbox and removed there); `inbox` is a `Mutex`; the
-/// rest is immutable.
+/// `eventLoop`, asserted (subscribers are added from the inbox and removed there); `inbox` is a
+/// `Mutex`; the rest is immutable.
 final class LoopFanout: @unchecked Sendable {
     let eventLoop: any EventLoop
     private unowned let hub: Hub
@@ -90,6 +90,7 @@ final class LoopFanout: @unchecked Sendable {
 
     /// Adds a subscriber, on the loop.
     private func add(_ subscription: Subscription) {
+        eventLoop.assertInEventLoop()
         guard !subscription.ended else { return }
         subscription.slot = rooms[subscription.room, default: []].count
         rooms[subscription.room, default: []].append(subscription)
@@ -97,6 +98,7 @@ final class LoopFanout: @unchecked Sendable {
 
     /// Removes a subscriber, on the loop; harmless if it is not here.
     func remove(_ subscription: Subscription) {
+        eventLoop.assertInEventLoop()
         let slot = subscription.slot
         guard slot >= 0, var subscribers = rooms.removeValue(forKey: subscription.room),
               slot < subscribers.count, subscribers[slot] === subscription
@@ -112,6 +114,7 @@ final class LoopFanout: @unchecked Sendable {
 
     /// Takes the queued entries as a batch, then writes it.
     private func deliverQueued() {
+        eventLoop.assertInEventLoop()
         // Take the spare array out first, so the inbox gets its storage uniquely and appending to
         // it does not copy.
         var batch: [Entry] = []
@@ -154,6 +157,7 @@ final class LoopFanout: @unchecked Sendable {
     /// Writes the batch's steps until `writesPerTurn` writes are done; the rest waits for a task
     /// of its own. When the batch is done, takes the next one if events came meanwhile.
     private func writeTurn() {
+        eventLoop.assertInEventLoop()
         let now = MonotonicClock.nanoseconds()
         var budget = Self.writesPerTurn
         var delivered = 0
@@ -209,6 +213,7 @@ final class LoopFanout: @unchecked Sendable {
 
     /// Writes a heartbeat to every subscriber idle since `idleSince`, on the loop.
     func heartbeat(idleSince: UInt64, now: UInt64) {
+        eventLoop.assertInEventLoop()
         for subscribers in rooms.values {
             for subscription in subscribers {
                 subscription.heartbeatIfIdle(since: idleSince, now: now)
@@ -218,12 +223,14 @@ final class LoopFanout: @unchecked Sendable {
 
     /// The subscribers in the rooms' lists, and the entries queued or being written, on the loop.
     func heldCounts() -> (subscribers: Int, queued: Int) {
+        eventLoop.assertInEventLoop()
         let queued = inbox.withLock { $0.entries.count } + steps.count - nextStep
         return (rooms.values.reduce(0) { $0 + $1.count }, queued)
     }
 
     /// For each room, the least advanced position of this loop's subscribers, on the loop.
     func positions() -> [RoomName: MessageID] {
+        eventLoop.assertInEventLoop()
         var positions: [RoomName: MessageID] = [:]
         for (room, subscribers) in rooms {
             if let oldest = subscribers.lazy.compactMap(\.floor).min() {

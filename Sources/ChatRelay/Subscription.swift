@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// Invariant that makes `@unchecked Sendable` true: the `var`s below the `loop-confined` mark are
 /// read and written only on `output.eventLoop` (the fan-out runs there and every other access hops
-/// there); `ending` is a `Mutex`; everything else is immutable.
+/// there; asserted); `ending` is a `Mutex`; everything else is immutable.
 public final class Subscription: @unchecked Sendable {
     /// Why a stream ends.
     public enum CloseReason: Sendable, Equatable {
@@ -85,6 +85,7 @@ public final class Subscription: @unchecked Sendable {
     /// not had and flushes once. Returns how many it took (written, or queued while not live), or
     /// nil when the subscriber is too slow: it must then be dropped and its connection closed.
     func offer(_ events: [StoredMessage], now: UInt64) -> Int? {
+        output.eventLoop.assertInEventLoop()
         // Ended while its fan-out was between turns of a batch.
         if ended { return 0 }
         guard live else {
@@ -122,6 +123,7 @@ public final class Subscription: @unchecked Sendable {
 
     /// Writes a heartbeat if nothing was written since `idleSince`, on the event loop.
     func heartbeatIfIdle(since idleSince: UInt64, now: UInt64) {
+        output.eventLoop.assertInEventLoop()
         guard live, !ended, lastWrite <= idleSince else { return }
         output.write(SSE.heartbeatChunk)
         output.flush()
@@ -140,6 +142,7 @@ public final class Subscription: @unchecked Sendable {
     /// Closes a subscriber found too slow by the fan-out, on the event loop. Returns false if it
     /// was already being closed for another reason.
     func closeAsSlowOnLoop() -> Bool {
+        output.eventLoop.assertInEventLoop()
         let first = claim(.slow)
         finishOnLoop(.slow)
         return first
@@ -157,6 +160,7 @@ public final class Subscription: @unchecked Sendable {
     /// The end of the stream on the event loop: leaves the fan-out, writes the last bytes, wakes
     /// the waiting handler.
     func finishOnLoop(_ reason: CloseReason) {
+        output.eventLoop.assertInEventLoop()
         if !ended {
             ended = true
             fanout.remove(self)

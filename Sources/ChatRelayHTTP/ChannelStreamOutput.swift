@@ -25,10 +25,12 @@ import Glibc
 /// Why write to the socket ourselves: a node writes each event to thousands of connections, and
 /// NIO's write path per connection (the pipeline, the pending-writes queue, a retain and release
 /// of the event's shared buffer from every event loop) costs about as much CPU as the system call
-/// itself. Sending from the shared buffer keeps only the system call.
+/// itself. Sending from the shared buffer keeps only the system call. The socket comes from NIO's
+/// supported API, inside the scope it lends it for (`Channel.withSocket`), and each buffer's bytes
+/// are sent inside the scope that lends them: nothing outlives either.
 ///
-/// Invariant that makes `@unchecked Sendable` true: `context`, `writable`, `descriptor`,
-/// `inChannel` and `needsFlush` are used only on `eventLoop`, which is all `StreamOutput` allows;
+/// Invariant that makes `@unchecked Sendable` true: `context`, `writable`, `direct`, `inChannel`
+/// and `needsFlush` are used only on `eventLoop` (asserted), which is all `StreamOutput` allows;
 /// `channel` is thread-safe; the rest is immutable.
 final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     let eventLoop: any EventLoop
@@ -38,9 +40,9 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     /// Counts the times the socket took less than it was given.
     private let deferredWrites: Counter?
 
-    /// The connection's socket while bytes may be sent to it directly; -1 when every write goes
-    /// through NIO (before `beginDirectWrites()`, after a failed send, once the channel closed).
-    private var descriptor: CInt = -1
+    /// Bytes may be sent to the socket directly: after `beginDirectWrites()`, until a send failed
+    /// or the channel closed.
+    private var direct = false
     /// Writes handed to NIO that it has not sent yet. While there are any, writes queue behind
     /// them in NIO, so that nothing overtakes them.
     private var inChannel = 0
@@ -75,25 +77,32 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     /// From now on bytes go to the socket itself when NIO holds none: call it once the HTTP codec
     /// has left a connection that `ownsResponse`, before its first byte is written.
     func beginDirectWrites() {
+        eventLoop.assertInEventLoop()
         guard ownsResponse, inChannel == 0, !needsFlush, channel.isActive else { return }
-        descriptor = channel.connectedSocketDescriptor() ?? -1
+        // A channel that cannot lend its socket (not a socket channel) keeps NIO's write path.
+        direct = channel.withSocket { _ in true } ?? false
     }
 
-    /// The channel closed its socket (NIO does so on this loop, and says so before it runs
-    /// anything else): its number may soon name another connection.
+    /// The channel closed: no byte goes to its socket directly again.
     func socketClosed() {
-        descriptor = -1
+        direct = false
     }
 
     /// Whether bytes are sent to the socket directly now.
-    var writesDirectly: Bool { descriptor >= 0 && inChannel == 0 }
+    var writesDirectly: Bool { direct && inChannel == 0 }
 
     func write(_ bytes: ByteBuffer) {
+        eventLoop.assertInEventLoop()
         guard writesDirectly else {
             writeThroughChannel(bytes)
             return
         }
-        let sent = bytes.withUnsafeReadableBytes { Self.send(descriptor, $0) }
+        guard let sent = channel.withSocket({ socket in bytes.withUnsafeReadableBytes { Self.send(socket, $0) } }) else {
+            // The channel closed its socket: NIO fails the write as it does for any closed channel.
+            direct = false
+            writeThroughChannel(bytes)
+            return
+        }
         if sent < bytes.readableBytes {
             deferredWrites?.increment()
             writeRest(of: CollectionOfOne(bytes), sent: sent)
@@ -101,6 +110,7 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     }
 
     func write(_ events: ArraySlice<StoredMessage>) {
+        eventLoop.assertInEventLoop()
         guard writesDirectly, events.count > 1 else {
             if events.count == 1 {
                 write(events[events.startIndex].chunk)
@@ -112,16 +122,10 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
             return
         }
         let count = min(events.count, Self.maximumChunksPerSend)
-        let (sent, total) = withUnsafeTemporaryAllocation(of: iovec.self, capacity: count) { vectors -> (Int, Int) in
-            var total = 0
-            for (slot, index) in events.indices.prefix(count).enumerated() {
-                // The pointer outlives the closure: `events` keeps the buffer's storage alive
-                // and unchanged until this function returns, and `sendmsg` is done before then.
-                let bytes = events[index].chunk.withUnsafeReadableBytes { $0 }
-                vectors[slot] = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
-                total += bytes.count
-            }
-            return (Self.send(descriptor, vectors: UnsafeMutableBufferPointer(rebasing: vectors[..<count])), total)
+        guard let (sent, total) = channel.withSocket({ Self.send($0, chunksOf: events.prefix(count)) }) else {
+            direct = false
+            for index in events.indices { writeThroughChannel(events[index].chunk) }
+            return
         }
         if sent < total { deferredWrites?.increment() }
         if sent < total || count < events.count {
@@ -130,6 +134,7 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     }
 
     func flush() {
+        eventLoop.assertInEventLoop()
         guard needsFlush else { return }
         needsFlush = false
         context.flush()
@@ -148,13 +153,13 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     }
 
     func endResponse() {
+        eventLoop.assertInEventLoop()
         guard ownsResponse, channel.isActive else { return }
         // The last chunk, then the connection closes once it is sent: nothing else can follow a
         // stream on it.
         let channel = self.channel
         var rest = Self.lastChunk
-        if writesDirectly {
-            let sent = rest.withUnsafeReadableBytes { Self.send(descriptor, $0) }
+        if writesDirectly, let sent = channel.withSocket({ socket in rest.withUnsafeReadableBytes { Self.send(socket, $0) } }) {
             if sent == rest.readableBytes {
                 channel.close(promise: nil)
                 return
@@ -162,7 +167,7 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
             rest.moveReaderIndex(forwardBy: sent)
         }
         // NIO sends in order: when the last chunk is sent, so is everything before it.
-        descriptor = -1
+        direct = false
         context.writeAndFlush(NIOAny(rest)).whenComplete { _ in channel.close(promise: nil) }
     }
 
@@ -184,7 +189,7 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     /// NIO has sent it, and direct writes resume only when none is left.
     private func writeThroughChannel(_ bytes: ByteBuffer) {
         needsFlush = true
-        guard descriptor >= 0 else {
+        guard direct else {
             context.write(NIOAny(bytes), promise: nil)
             return
         }
@@ -194,7 +199,7 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
             inChannel -= 1
             // A write NIO failed (the connection broke or closed): NIO closes the channel, and
             // the socket must not be written to again.
-            if case .failure = result { descriptor = -1 }
+            if case .failure = result { direct = false }
         }
         context.write(NIOAny(bytes), promise: promise)
     }
@@ -207,12 +212,26 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
         bytesSent { Glibc.send(descriptor, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL)) }
     }
 
-    /// `sendmsg(2)` of `vectors`, as `send` does one buffer.
-    private static func send(_ descriptor: CInt, vectors: UnsafeMutableBufferPointer<iovec>) -> Int {
-        var message = msghdr()
-        message.msg_iov = vectors.baseAddress
-        message.msg_iovlen = vectors.count
-        return bytesSent { sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL)) }
+    /// `sendmsg(2)` of the chunks of `events`, as `send` does one buffer; returns how many bytes
+    /// the socket took and how many there were. Each chunk's bytes are lent by its own
+    /// `withUnsafeReadableBytes`, the scopes nested one in another, and `sendmsg` runs in the
+    /// innermost: no pointer is used outside the scope that lent it.
+    private static func send(_ descriptor: CInt, chunksOf events: ArraySlice<StoredMessage>) -> (sent: Int, total: Int) {
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: events.count) { vectors in
+            func gather(_ index: ArraySlice<StoredMessage>.Index, slot: Int, total: Int) -> (Int, Int) {
+                guard index < events.endIndex else {
+                    var message = msghdr()
+                    message.msg_iov = vectors.baseAddress
+                    message.msg_iovlen = slot
+                    return (bytesSent { sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL)) }, total)
+                }
+                return events[index].chunk.withUnsafeReadableBytes { bytes in
+                    vectors[slot] = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+                    return gather(index + 1, slot: slot + 1, total: total + bytes.count)
+                }
+            }
+            return gather(events.startIndex, slot: 0, total: 0)
+        }
     }
 
     /// What a send call took: retried when a signal interrupted it, 0 for a full socket or an error.

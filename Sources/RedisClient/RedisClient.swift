@@ -16,7 +16,7 @@ import Synchronization
 /// stays true to the server's state.
 ///
 /// Invariant that makes `@unchecked Sendable` true: every `var` is read and written only on
-/// `eventLoop` (public methods hop there); `connected` is atomic; the rest is immutable.
+/// `eventLoop` (public methods hop there; the rest assert it); `connected` is atomic; the rest is immutable.
 public final class RedisClient: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var url: RedisURL
@@ -126,6 +126,7 @@ public final class RedisClient: @unchecked Sendable {
     // MARK: On the event loop
 
     private func submit(_ commands: [RedisCommand], _ promise: EventLoopPromise<[RedisReply]>) {
+        eventLoop.assertInEventLoop()
         switch state {
         case .ready(let connection):
             connection.handler.value.send(commands, promise: promise)
@@ -145,6 +146,7 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     private func connect() {
+        eventLoop.assertInEventLoop()
         state = .connecting
         RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout) { [self] result in
             switch result {
@@ -161,6 +163,7 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     private func connected(_ connection: RedisConnection) {
+        eventLoop.assertInEventLoop()
         guard case .connecting = state else {
             connection.channel.close(promise: nil)
             return
@@ -183,6 +186,7 @@ public final class RedisClient: @unchecked Sendable {
 
     /// The connection closed (the server went away, a reply timed out, a protocol error).
     private func lost(_ connection: RedisConnection) {
+        eventLoop.assertInEventLoop()
         guard case .ready(let current) = state, current.channel === connection.channel else { return }
         let error = RedisError.connectionLost("\(configuration.url.host):\(configuration.url.port) closed the connection")
         lastError = error
@@ -194,6 +198,7 @@ public final class RedisClient: @unchecked Sendable {
     /// Every tick: drops a connection whose oldest request has waited too long, pings an idle one,
     /// and reconnects when an attempt is due.
     private func check() {
+        eventLoop.assertInEventLoop()
         let now = NIODeadline.now()
         switch state {
         case .ready(let connection):
@@ -212,12 +217,14 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     private func failWaiting(_ error: RedisError) {
+        eventLoop.assertInEventLoop()
         let requests = waiting
         waiting.removeAll()
         for request in requests { request.promise.fail(error) }
     }
 
     private func setConnected(_ value: Bool, _ error: RedisError?) {
+        eventLoop.assertInEventLoop()
         if connected.exchange(value, ordering: .relaxed) != value { onStateChange(value, error) }
     }
 }

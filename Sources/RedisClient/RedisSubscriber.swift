@@ -14,7 +14,7 @@ import Synchronization
 /// `onSubscribed` runs again).
 ///
 /// Invariant that makes `@unchecked Sendable` true: every `var` is read and written only on
-/// `eventLoop` (public methods hop there); `up` is atomic; the rest is immutable.
+/// `eventLoop` (public methods hop there; the rest assert it); `up` is atomic; the rest is immutable.
 public final class RedisSubscriber: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var url: RedisURL
@@ -123,6 +123,7 @@ public final class RedisSubscriber: @unchecked Sendable {
     }
 
     private func connect() {
+        eventLoop.assertInEventLoop()
         state = .connecting
         RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout) { [self] result in
             switch result {
@@ -136,6 +137,7 @@ public final class RedisSubscriber: @unchecked Sendable {
     }
 
     private func connected(_ connection: RedisConnection) {
+        eventLoop.assertInEventLoop()
         guard case .connecting = state else {
             connection.channel.close(promise: nil)
             return
@@ -154,6 +156,7 @@ public final class RedisSubscriber: @unchecked Sendable {
 
     /// A connection attempt failed or the connection was lost: report it, back off, retry.
     private func failed(_ error: RedisError) {
+        eventLoop.assertInEventLoop()
         if up.exchange(false, ordering: .relaxed) || !everSubscribed {
             onDown(error)
         }
@@ -161,6 +164,7 @@ public final class RedisSubscriber: @unchecked Sendable {
     }
 
     private func received(_ reply: RedisReply, on connection: RedisConnection) {
+        eventLoop.assertInEventLoop()
         // Anything from the server proves it alive.
         pingOutstandingSince = nil
         guard let parts = reply.array, let kind = parts.first?.string else { return }
@@ -197,6 +201,7 @@ public final class RedisSubscriber: @unchecked Sendable {
     /// `onSubscribed` returned: hand over what was held, in order, then go live, unless it asked
     /// to start over.
     private func caughtUp(_ disposition: Disposition, on connection: RedisConnection) {
+        eventLoop.assertInEventLoop()
         guard case .catchingUp(let current, let held) = state, current.channel === connection.channel else { return }
         guard disposition == .proceed else {
             current.handler.value.close(.connectionLost("the handler asked to subscribe again"))
@@ -211,6 +216,7 @@ public final class RedisSubscriber: @unchecked Sendable {
 
     /// Every tick: pings, declares a silent server dead, reconnects when due.
     private func check() {
+        eventLoop.assertInEventLoop()
         let now = NIODeadline.now()
         if let connection {
             if let since = pingOutstandingSince, now - since > .init(configuration.deadAfter) {

@@ -66,6 +66,7 @@ final class PublishScheduler: @unchecked Sendable {
     }
 
     private func tick() {
+        loop.assertInEventLoop()
         let now = NIODeadline.now().uptimeNanoseconds
         while nextDue < count, due(nextDue) <= now {
             waiting.append(nextDue)
@@ -78,6 +79,7 @@ final class PublishScheduler: @unchecked Sendable {
     }
 
     private func dispatch() {
+        loop.assertInEventLoop()
         while waitingHead < waiting.count, let publisher = idle.popLast() {
             let sequence = waiting[waitingHead]
             waitingHead += 1
@@ -94,6 +96,7 @@ final class PublishScheduler: @unchecked Sendable {
     }
 
     func answered(_ sequence: Int, sent: UInt64, status: Int, by publisher: PublisherHandler) {
+        loop.assertInEventLoop()
         let now = NIODeadline.now().uptimeNanoseconds
         _ = responseTime.record(now > sent ? now - sent : 0)
         if (200..<300).contains(status) {
@@ -108,6 +111,7 @@ final class PublishScheduler: @unchecked Sendable {
     }
 
     func connectionLost(_ publisher: PublisherHandler, inFlight: Int?) {
+        loop.assertInEventLoop()
         connections -= 1
         idle.removeAll { $0 === publisher }
         if inFlight != nil {
@@ -127,6 +131,7 @@ final class PublishScheduler: @unchecked Sendable {
     }
 
     private func complete() {
+        loop.assertInEventLoop()
         answered += 1
         if answered == count { finished.succeed(()) }
     }

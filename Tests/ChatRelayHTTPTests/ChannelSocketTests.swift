@@ -9,10 +9,10 @@ import Testing
 import Glibc
 #endif
 
-/// The descriptor a stream's live events are sent to directly: it must be the connection's own
-/// socket, or nothing.
-@Suite struct ChannelSocketDescriptorTests {
-    @Test func anAcceptedConnectionsDescriptorIsItsSocket() async throws {
+/// The socket a stream's live events are sent to directly: the connection's own, lent by NIO, or
+/// none.
+@Suite struct ChannelSocketTests {
+    @Test func anAcceptedConnectionLendsItsOwnSocket() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let accepted = group.next().makePromise(of: (any Channel).self)
         let server = try await ServerBootstrap(group: group)
@@ -29,12 +29,10 @@ import Glibc
             .connect(to: server.localAddress!).get()
         let channel = try await accepted.futureResult.get()
 
-        let descriptor = try await channel.eventLoop.submit { channel.connectedSocketDescriptor() }.get()
-        let found = try #require(descriptor)
         // Bytes sent to it arrive at this connection's client, not anywhere else.
         let bytes = Array("sent past NIO".utf8)
         let sent = try await channel.eventLoop.submit {
-            bytes.withUnsafeBytes { send(found, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL)) }
+            channel.withSocket { socket in bytes.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL)) } }
         }.get()
         #expect(sent == bytes.count)
         var waited = 0
@@ -44,18 +42,23 @@ import Glibc
         }
         #expect(received.text == "sent past NIO")
 
-        // The client's own channel is a TCP connection too, with a different descriptor.
-        let clientDescriptor = try await client.eventLoop.submit { client.connectedSocketDescriptor() }.get()
-        #expect(clientDescriptor != nil && clientDescriptor != found)
+        // The client's own channel is a TCP connection too, with another socket.
+        let serverSocket = try await channel.eventLoop.submit { channel.withSocket { $0 } }.get()
+        let clientSocket = try await client.eventLoop.submit { client.withSocket { $0 } }.get()
+        #expect(clientSocket != nil && clientSocket != serverSocket)
 
-        try await client.close()
+        // Once closed, a channel lends nothing: its number may soon name another file.
+        try await channel.close()
+        #expect(try await channel.eventLoop.submit { channel.withSocket { $0 } }.get() == nil)
+
+        try? await client.close()
         try await server.close()
         try await group.shutdownGracefully()
     }
 
     @Test func aChannelWithoutASocketHasNone() throws {
         let channel = EmbeddedChannel()
-        #expect(channel.connectedSocketDescriptor() == nil)
+        #expect(channel.withSocket { $0 } == nil)
         _ = try channel.finish()
     }
 }
