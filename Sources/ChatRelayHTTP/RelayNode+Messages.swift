@@ -62,10 +62,7 @@ extension RelayNode {
         let query = request.uri.queryParameters
         var after: MessageID? = nil
         if let text = query.get("after") {
-            guard let id = MessageID(text) else {
-                throw APIError.invalidField("after: must be a message id of the form <ms>-<seq>")
-            }
-            after = id
+            after = try Self.messageID(text, field: "after")
         }
         var limit = 50
         if let text = query.get("limit") {

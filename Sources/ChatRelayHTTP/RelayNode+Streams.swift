@@ -109,7 +109,8 @@ extension RelayNode {
             logger.warning("cannot replay", metadata: ["room": "\(room)", "error": "\(error)"])
             throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
         }
-        if lastEventID != nil, replay.messagesLost {
+        // `0` asks for everything retained: a client that had nothing cannot have missed it.
+        if let lastEventID, lastEventID > .zero, replay.messagesLost {
             opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained))
         }
         for message in replay.messages {
@@ -121,8 +122,15 @@ extension RelayNode {
     /// The id to resume after: the `Last-Event-ID` header, else the `lastEventId` query parameter.
     static func lastEventID(header: String?, query: String?) throws(APIError) -> MessageID? {
         guard let text = header ?? query, !text.isEmpty else { return nil }
+        return try messageID(text, field: "Last-Event-ID")
+    }
+
+    /// A message id a client gives (`Last-Event-ID`, `after`): `<ms>-<seq>`, or `0` for the very
+    /// beginning (as Redis takes it), the same as `0-0`.
+    static func messageID(_ text: String, field: String) throws(APIError) -> MessageID {
+        if text == "0" { return .zero }
         guard let id = MessageID(text) else {
-            throw APIError.invalidField("Last-Event-ID: must be a message id of the form <ms>-<seq>")
+            throw APIError.invalidField("\(field): must be a message id of the form <ms>-<seq>, or 0 for the beginning")
         }
         return id
     }

@@ -120,6 +120,19 @@ import Testing
         let noGap = try await SSEClient("\(node.baseURL)/rooms/r/events", headers: [("Last-Event-ID", ids[4])])
         #expect(await noGap.waitForMessages(5))
         #expect(noGap.events.allSatisfy { $0.type == "message" })
+        // 0 (and 0-0) ask for everything retained: a client that had nothing missed nothing.
+        for zero in ["0", "0-0"] {
+            let everything = try await SSEClient("\(node.baseURL)/rooms/r/events", headers: [("Last-Event-ID", zero)])
+            #expect(everything.status == 200)
+            #expect(await everything.waitForMessages(5))
+            #expect(everything.messageIDs == Array(ids[5...]))
+            #expect(everything.events.allSatisfy { $0.type == "message" }, "Last-Event-ID: \(zero)")
+        }
+        let byQuery = try await SSEClient("\(node.baseURL)/rooms/r/events?lastEventId=0")
+        #expect(await byQuery.waitForMessages(5))
+        #expect(byQuery.events.allSatisfy { $0.type == "message" })
+        let history = try await HTTP.get("\(node.baseURL)/rooms/r/messages?after=0").json["messages"] as? [[String: Any]]
+        #expect(history?.compactMap { $0["id"] as? String } == Array(ids[5...]))
     }
 
     @Test func heartbeatsArriveWhileIdle() async throws {
