@@ -61,6 +61,7 @@ let package = Package(
             name: "ChatRelayHTTP",
             dependencies: [
                 "ChatRelay",
+                "RedisClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -131,16 +131,6 @@ public final class Hub: LiveEventSink {
         return (try? await loop.submit { fanout.positions() }.get()) ?? [:]
     }
 
-    /// For every room with subscribers here, the id after which the least advanced of them still
-    /// needs messages (asked of each event loop in turn).
-    public func resumePositions() async -> [RoomName: MessageID] {
-        var positions: [RoomName: MessageID] = [:]
-        for fanout in allFanouts() {
-            positions.merge(await resumePositions(on: fanout.eventLoop)) { min($0, $1) }
-        }
-        return positions
-    }
-
     /// Writes a heartbeat to every subscriber that has written nothing for `interval`.
     public func heartbeat(interval: Duration, now: UInt64 = MonotonicClock.nanoseconds()) {
         let intervalNanoseconds = UInt64(interval.components.seconds) * 1_000_000_000

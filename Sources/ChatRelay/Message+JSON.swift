@@ -7,9 +7,24 @@ extension Message {
     /// Hand-written rather than `JSONEncoder`: it runs once per message on the publish path, and
     /// the escaping must guarantee a single line (no raw CR, LF, U+2028 or U+2029) whatever the text.
     public func writeJSON(into buffer: inout ByteBuffer) {
-        buffer.writeStaticString("{\"id\":\"")
+        buffer.writeString(Self.jsonBeforeID)
         buffer.writeString(id.description)
         Self.writeJSONTail(room: room, user: user, text: text, timeMs: timeMs, into: &buffer)
+    }
+
+    /// What a message's JSON holds before its id. The one place it is spelled: the Redis publish
+    /// script, which learns the id from `XADD`, takes it as an argument.
+    public static let jsonBeforeID = "{\"id\":\""
+
+    /// A message's JSON from its id and the tail after it (`writeJSONTail`), as a Redis stream
+    /// entry stores it.
+    public static func json(id: String, tail: some Collection<UInt8>) -> ByteBuffer {
+        var json = ByteBuffer()
+        json.reserveCapacity(tail.count + 32)
+        json.writeString(jsonBeforeID)
+        json.writeString(id)
+        json.writeBytes(tail)
+        return json
     }
 
     /// Everything of the JSON after the id: `","room":"…","user":…,"text":…,"time":"…"}`.

@@ -15,7 +15,7 @@ extension RedisBroker {
     ///
     /// KEYS: stream, trimmed-marker, idempotency key (or "").
     /// ARGV: maxlen, slack, channel, json tail, room, idempotency TTL (seconds), history TTL
-    /// (milliseconds, 0: none).
+    /// (milliseconds, 0: none), what the JSON holds before the id (`Message.jsonBeforeID`).
     /// Returns `{1, id}` when stored, `{0, "<id> <json>"}` for a repeated idempotency key.
     static let publishScript = """
         local stream, trimmed, idem = KEYS[1], KEYS[2], KEYS[3]
@@ -25,7 +25,7 @@ extension RedisBroker {
           if first then return {0, first} end
         end
         local id = redis.call('XADD', stream, '*', 'm', ARGV[4])
-        local json = '{"id":"' .. id .. ARGV[4]
+        local json = ARGV[8] .. id .. ARGV[4]
         if idem ~= '' then redis.call('SET', idem, id .. ' ' .. json, 'EX', ARGV[6]) end
         local length = redis.call('XLEN', stream)
         if length == 1 then

@@ -122,6 +122,7 @@ public final class RedisBroker: Broker {
             RedisArgument(draft.room.value),
             RedisArgument(Int(IdempotencyCache.window / 1000)),
             RedisArgument(historyTTLMilliseconds),
+            RedisArgument(Message.jsonBeforeID),
         ]
         var reply = try await runScript(keysAndArguments)
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
@@ -136,7 +137,7 @@ public final class RedisBroker: Broker {
             guard let id = MessageID(String(decoding: value, as: UTF8.self)) else {
                 throw BrokerError.unavailable("Redis returned the id \(String(decoding: value, as: UTF8.self).debugDescription)")
             }
-            return .created(StoredMessage(id: id, room: draft.room, json: Self.json(id: id.description, tail: tailBytes)))
+            return .created(StoredMessage(id: id, room: draft.room, json: Message.json(id: id.description, tail: tailBytes)))
         }
         // "<id> <json>"
         guard let space = value.firstIndex(of: UInt8(ascii: " ")),
@@ -283,19 +284,8 @@ public final class RedisBroker: Broker {
             guard let parts = entry.array, parts.count == 2, let idText = parts[0].string, let id = MessageID(idText),
                 let fields = parts[1].array, fields.count >= 2, let tail = fields[1].bytes
             else { return nil }
-            return StoredMessage(id: id, room: room, json: json(id: idText, tail: tail))
+            return StoredMessage(id: id, room: room, json: Message.json(id: idText, tail: tail))
         }
-    }
-
-    /// The message JSON from its id and the tail the stream stores: `{"id":"` + id + tail (the same
-    /// concatenation the publish script makes for the live event).
-    static func json(id: String, tail: [UInt8]) -> ByteBuffer {
-        var json = ByteBuffer()
-        json.reserveCapacity(tail.count + 32)
-        json.writeStaticString("{\"id\":\"")
-        json.writeString(id)
-        json.writeBytes(tail)
-        return json
     }
 
     /// A live event: `<room> <id> <json>`.

@@ -1,5 +1,6 @@
-import NIOCore
 import ChatRelay
+import NIOCore
+import RedisClient
 
 import Foundation
 
@@ -79,34 +80,12 @@ public enum MessageBodyDecoder {
 
     /// `+` as space and `%XX` as a byte; the result must be UTF-8.
     static func percentDecoded(_ encoded: some Collection<UInt8>) throws -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(encoded.count)
-        var iterator = encoded.makeIterator()
-        while let byte = iterator.next() {
-            switch byte {
-            case UInt8(ascii: "+"):
-                bytes.append(UInt8(ascii: " "))
-            case UInt8(ascii: "%"):
-                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
-                    throw APIError.invalidBody("The form body has a broken %-escape.")
-                }
-                bytes.append(high << 4 | low)
-            default:
-                bytes.append(byte)
-            }
+        guard let bytes = PercentDecoding.bytes(encoded, plusAsSpace: true) else {
+            throw APIError.invalidBody("The form body has a broken %-escape.")
         }
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw APIError.invalidBody("The form body is not valid UTF-8.")
         }
         return string
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

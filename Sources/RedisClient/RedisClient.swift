@@ -228,11 +228,3 @@ public final class RedisClient: @unchecked Sendable {
         if connected.exchange(value, ordering: .relaxed) != value { onStateChange(value, error) }
     }
 }
-
-extension TimeAmount {
-    /// The same span as a `Duration`.
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}

@@ -33,8 +33,6 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     var onPush: ((RedisReply) -> Void)?
     /// After each flush: how many requests (and commands) it carried.
     var onRoundTrip: ((_ requests: Int, _ commands: Int) -> Void)?
-    /// When the connection last received anything.
-    private(set) var lastReceived = NIODeadline.now()
 
     /// When the oldest request still waiting for its replies was sent.
     var oldestPendingSince: NIODeadline? { pending.first?.sentAt }
@@ -99,7 +97,6 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastReceived = .now()
         do {
             try reader.feed(unwrapInboundIn(data))
             while let reply = try reader.next() {

@@ -72,17 +72,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     private static func percentDecoded(_ text: String) throws(RedisError) -> String {
-        var bytes: [UInt8] = []
-        var iterator = text.utf8.makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%") {
-                guard let high = iterator.next(), let low = iterator.next(),
-                    let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-                else { throw .invalidURL("broken %-escape in the credentials") }
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
+        guard let bytes = PercentDecoding.bytes(text.utf8, plusAsSpace: false) else {
+            throw .invalidURL("broken %-escape in the credentials")
         }
         return String(decoding: bytes, as: UTF8.self)
     }

@@ -244,14 +244,17 @@ import Testing
     @Test func resumePositionsAreEachRoomsLeastAdvancedSubscriber() async throws {
         let hub = makeHub()
         let behind = output(0)
-        let ahead = output(1)
+        let ahead = output(0)
+        let elsewhere = output(1)
         try hub.subscribe(room: room, after: MessageID(ms: 3, seq: 0), output: behind).goLive(after: nil)
         try hub.subscribe(room: room, after: MessageID(ms: 9, seq: 0), output: ahead).goLive(after: nil)
         try hub.subscribe(room: other, after: MessageID(ms: 5, seq: 1), output: ahead).goLive(after: nil)
+        // Another loop's subscriber is that loop's business.
+        try hub.subscribe(room: room, after: MessageID(ms: 1, seq: 0), output: elsewhere).goLive(after: nil)
         try await behind.settle()
-        try await ahead.settle()
-        let positions = await hub.resumePositions()
-        #expect(positions == [room: MessageID(ms: 3, seq: 0), other: MessageID(ms: 5, seq: 1)])
+        try await elsewhere.settle()
+        #expect(await hub.resumePositions(on: behind.eventLoop) == [room: MessageID(ms: 3, seq: 0), other: MessageID(ms: 5, seq: 1)])
+        #expect(await hub.resumePositions(on: elsewhere.eventLoop) == [room: MessageID(ms: 1, seq: 0)])
     }
 
     @Test func cancellingTheWaitingHandlerEndsTheStream() async throws {
