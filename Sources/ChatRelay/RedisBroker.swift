@@ -29,11 +29,11 @@ public final class RedisBroker: Broker {
     /// One per event loop, in the group's order.
     private let clients: [RedisClient]
     private let nextClient = Atomic<Int>(0)
-    private let state: ConnectionState
+    private let state: RedisReadiness
     private let scriptSHA = Mutex<String?>(nil)
-    private let sink: any LiveEventSink
-    private let metrics: RelayMetrics
-    private let logger: Logger
+    let sink: any LiveEventSink
+    let metrics: RelayMetrics
+    let logger: Logger
 
     /// - Parameters:
     ///   - history: messages kept per room (the stream's length).
@@ -50,7 +50,7 @@ public final class RedisBroker: Broker {
         self.metrics = metrics
         self.logger = logger
         let loops = Array(eventLoopGroup.makeIterator())
-        let state = ConnectionState(connections: loops.count)
+        let state = RedisReadiness(connections: loops.count)
         self.state = state
         self.clients = loops.map { loop in
             RedisClient(configuration: .init(url: url), eventLoop: loop) { connected, error in
@@ -199,53 +199,6 @@ public final class RedisBroker: Broker {
         return try Self.entries(try await call(["XREVRANGE", stream, "+", "-", "COUNT", RedisArgument(limit)]), room: room).reversed()
     }
 
-    /// Reads each room after the position of its subscribers on `loop` and delivers what they
-    /// missed: runs right after that loop's subscriber (re)subscribed, while it holds newer
-    /// messages back. The command connections may still be reconnecting, so each read is retried
-    /// for a few seconds. Returns false if the gap could not be filled: the subscriber then
-    /// subscribes again and this runs again.
-    func fillGaps(on loop: any EventLoop) async -> Bool {
-        let positions = await sink.resumePositions(on: loop)
-        guard !positions.isEmpty else { return true }
-        var filled = 0
-        for (room, position) in positions {
-            var after = position
-            while true {
-                let page: [StoredMessage]
-                do {
-                    page = try await readRetrying(room: room, after: after)
-                } catch {
-                    logger.warning("gap fill failed; subscribing again", metadata: ["room": "\(room)", "error": "\(error)"])
-                    metrics.gapFillMessages.increment(by: Int64(filled))
-                    return false
-                }
-                for message in page { sink.deliver(message, on: loop) }
-                filled += page.count
-                guard page.count == Self.gapFillPage, let last = page.last else { break }
-                after = last.id
-            }
-        }
-        metrics.gapFillMessages.increment(by: Int64(filled))
-        logger.info("gap filled", metadata: ["rooms": "\(positions.count)", "messages": "\(filled)"])
-        return true
-    }
-
-    static let gapFillPage = 500
-
-    /// One page of history after `id`, retried for up to 3 s while the command connection is still
-    /// coming back.
-    private func readRetrying(room: RoomName, after id: MessageID) async throws -> [StoredMessage] {
-        let deadline = ContinuousClock.now + .seconds(3)
-        while true {
-            do {
-                return try await history(room: room, after: id, limit: Self.gapFillPage)
-            } catch {
-                guard ContinuousClock.now < deadline else { throw error }
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-        }
-    }
-
     // MARK: Helpers
 
     private func call(_ command: RedisCommand) async throws -> RedisReply {
@@ -275,77 +228,5 @@ public final class RedisBroker: Broker {
             }
         }
         return replies
-    }
-
-    /// XRANGE / XREVRANGE entries `[id, [field, value, …]]` as messages: the JSON is `{"id":"` + id + tail.
-    static func entries(_ reply: RedisReply, room: RoomName) throws -> [StoredMessage] {
-        guard let entries = reply.array else { throw BrokerError.unavailable("unexpected reply: \(reply)") }
-        return entries.compactMap { entry in
-            guard let parts = entry.array, parts.count == 2, let idText = parts[0].string, let id = MessageID(idText),
-                let fields = parts[1].array, fields.count >= 2, let tail = fields[1].bytes
-            else { return nil }
-            return StoredMessage(id: id, room: room, json: Message.json(id: idText, tail: tail))
-        }
-    }
-
-    /// A live event: `<room> <id> <json>`.
-    static func parseEvent(_ payload: [UInt8]) -> StoredMessage? {
-        guard let firstSpace = payload.firstIndex(of: UInt8(ascii: " ")),
-            let room = RoomName(String(decoding: payload[..<firstSpace], as: UTF8.self)),
-            let secondSpace = payload[(firstSpace + 1)...].firstIndex(of: UInt8(ascii: " ")),
-            let id = MessageID(String(decoding: payload[(firstSpace + 1)..<secondSpace], as: UTF8.self))
-        else { return nil }
-        return StoredMessage(id: id, room: room, json: ByteBuffer(bytes: payload[(secondSpace + 1)...]))
-    }
-}
-
-/// Whether the broker's connections are up: it is up when every command connection and every
-/// subscription (one of each per event loop) is.
-private final class ConnectionState: Sendable {
-    private struct Flags {
-        /// The loops whose command connection, and whose subscription, is up.
-        var commandConnectionsUp: Set<ObjectIdentifier> = []
-        var subscriptionsUp: Set<ObjectIdentifier> = []
-    }
-    private let flags = Mutex(Flags())
-    private let connections: Int
-
-    init(connections: Int) {
-        self.connections = connections
-    }
-
-    var isUp: Bool { flags.withLock { isUp($0) } }
-
-    /// Records the command connection of `loop` coming up or going down; true when it was the
-    /// last to come up.
-    @discardableResult
-    func commandConnection(of loop: any EventLoop, up: Bool, _ metrics: RelayMetrics) -> Bool {
-        mark(\.commandConnectionsUp, loop, up, metrics)
-    }
-
-    /// Records the subscription of `loop` coming up or going down; true when it was the last to
-    /// come up.
-    @discardableResult
-    func subscription(of loop: any EventLoop, up: Bool, _ metrics: RelayMetrics) -> Bool {
-        mark(\.subscriptionsUp, loop, up, metrics)
-    }
-
-    /// Marks `loop` up or down in `kind`; true when it was the last of its kind to come up.
-    private func mark(_ kind: WritableKeyPath<Flags, Set<ObjectIdentifier>>, _ loop: any EventLoop, _ up: Bool,
-                      _ metrics: RelayMetrics) -> Bool {
-        let (lastUp, allUp) = flags.withLock { flags in
-            if up {
-                flags[keyPath: kind].insert(ObjectIdentifier(loop))
-            } else {
-                flags[keyPath: kind].remove(ObjectIdentifier(loop))
-            }
-            return (up && flags[keyPath: kind].count == connections, isUp(flags))
-        }
-        metrics.brokerUp.record(allUp ? 1 : 0)
-        return lastUp
-    }
-
-    private func isUp(_ flags: Flags) -> Bool {
-        flags.commandConnectionsUp.count == connections && flags.subscriptionsUp.count == connections
     }
 }

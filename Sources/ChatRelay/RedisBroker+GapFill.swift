@@ -1,0 +1,50 @@
+import NIOCore
+
+extension RedisBroker {
+    /// Reads each room after the position of its subscribers on `loop` and delivers what they
+    /// missed: runs right after that loop's subscriber (re)subscribed, while it holds newer
+    /// messages back. The command connections may still be reconnecting, so each read is retried
+    /// for a few seconds. Returns false if the gap could not be filled: the subscriber then
+    /// subscribes again and this runs again.
+    func fillGaps(on loop: any EventLoop) async -> Bool {
+        let positions = await sink.resumePositions(on: loop)
+        guard !positions.isEmpty else { return true }
+        var filled = 0
+        for (room, position) in positions {
+            var after = position
+            while true {
+                let page: [StoredMessage]
+                do {
+                    page = try await readRetrying(room: room, after: after)
+                } catch {
+                    logger.warning("gap fill failed; subscribing again", metadata: ["room": "\(room)", "error": "\(error)"])
+                    metrics.gapFillMessages.increment(by: Int64(filled))
+                    return false
+                }
+                for message in page { sink.deliver(message, on: loop) }
+                filled += page.count
+                guard page.count == Self.gapFillPage, let last = page.last else { break }
+                after = last.id
+            }
+        }
+        metrics.gapFillMessages.increment(by: Int64(filled))
+        logger.info("gap filled", metadata: ["rooms": "\(positions.count)", "messages": "\(filled)"])
+        return true
+    }
+
+    static let gapFillPage = 500
+
+    /// One page of history after `id`, retried for up to 3 s while the command connection is still
+    /// coming back.
+    private func readRetrying(room: RoomName, after id: MessageID) async throws -> [StoredMessage] {
+        let deadline = ContinuousClock.now + .seconds(3)
+        while true {
+            do {
+                return try await history(room: room, after: id, limit: Self.gapFillPage)
+            } catch {
+                guard ContinuousClock.now < deadline else { throw error }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+}
