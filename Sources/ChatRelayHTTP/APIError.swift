@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import ChatRelay
@@ -10,18 +11,29 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     public var message: String
     /// Seconds for `Retry-After`, if any.
     public var retryAfter: Int?
+    /// The methods a path takes, for `Allow` (a `405`).
+    public var allow: String?
 
-    public init(_ status: HTTPResponse.Status, code: String, message: String, retryAfter: Int? = nil) {
+    public init(_ status: HTTPResponse.Status, code: String, message: String, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.retryAfter = retryAfter
+        self.allow = allow
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers: HTTPFields = [.contentType: Self.contentType]
-        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        for (name, value) in extraHeaders { headers[HTTPField.Name(name)!] = value }
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
+    }
+
+    /// The headers an error answer carries besides the common ones, whichever path writes it.
+    var extraHeaders: [(String, String)] {
+        var headers: [(String, String)] = []
+        if let retryAfter { headers.append(("Retry-After", String(retryAfter))) }
+        if let allow { headers.append(("Allow", allow)) }
+        return headers
     }
 
     /// The JSON body: `{"error": "<code>", "message": "…"}`.
@@ -68,6 +80,10 @@ extension APIError {
     }
 
     static let draining = APIError.unavailable("This node is draining; connect to another node.", retryAfter: 1)
+
+    static func methodNotAllowed(_ method: String, allow: String) -> APIError {
+        APIError(.methodNotAllowed, code: "method_not_allowed", message: "This path takes \(allow), not \(method.prefix(20)).", allow: allow)
+    }
 
     /// The code for a status Hummingbird itself produced (unknown path, wrong method, …).
     static func code(for status: HTTPResponse.Status) -> String {

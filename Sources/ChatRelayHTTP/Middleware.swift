@@ -17,7 +17,8 @@ struct NodeHeaderMiddleware: RouterMiddleware {
 }
 
 /// Turns every error into the spec's JSON error body: ours as they are, Hummingbird's own
-/// (unknown path, wrong method, body too large) with a code for their status, anything else as 500.
+/// (unknown path, body too large) with a code for their status, a known path asked with another
+/// method as `405` with `Allow`, anything else as 500.
 struct JSONErrorMiddleware: RouterMiddleware {
     typealias Context = RelayRequestContext
     let logger: Logger
@@ -28,6 +29,9 @@ struct JSONErrorMiddleware: RouterMiddleware {
         } catch let error as APIError {
             throw error
         } catch let error as HTTPError {
+            if error.status == .notFound, let allow = RelayNode.allowedMethods(onPath: request.uri.path) {
+                throw APIError.methodNotAllowed(request.method.rawValue, allow: allow)
+            }
             throw APIError(error.status, code: APIError.code(for: error.status), message: error.body ?? error.status.reasonPhrase)
         } catch let error as any HTTPResponseError {
             throw APIError(error.status, code: APIError.code(for: error.status), message: error.status.reasonPhrase)

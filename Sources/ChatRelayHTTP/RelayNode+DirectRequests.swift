@@ -86,15 +86,15 @@ extension RelayNode {
         return HTTPResponseHead(version: .http1_1, status: status, headers: headers)
     }
 
-    /// `error` as an answer written below the router: its head (with `Retry-After` if it has one)
-    /// and its JSON body.
+    /// `error` as an answer written below the router: its head (with `Retry-After` or `Allow` if
+    /// it has them) and its JSON body.
     func errorResponse(_ error: APIError, origin: String?, closing: Bool) -> (HTTPResponseHead, ByteBuffer) {
         let body = error.body
         let head = responseHead(
             status: HTTPResponseStatus(statusCode: Int(error.status.code), reasonPhrase: error.status.reasonPhrase),
             contentType: APIError.contentType, contentLength: body.readableBytes, origin: origin, closing: closing
         ) { headers in
-            if let retryAfter = error.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
+            for (name, value) in error.extraHeaders { headers.add(name: name, value: value) }
         }
         return (head, body)
     }
@@ -135,6 +135,24 @@ extension RelayNode {
 }
 
 extension RelayNode {
+    /// The methods the node's routes take on `path` (for `Allow`), or nil for a path it does not
+    /// serve at all: a known path asked with another method is `405`, an unknown one `404`.
+    static func allowedMethods(onPath path: String) -> String? {
+        switch path {
+        case "/", "/health", "/health/live", "/health/ready", "/metrics", "/events": return "GET"
+        case "/messages": return "POST"
+        default: break
+        }
+        guard path.hasPrefix("/rooms/") else { return nil }
+        let rest = path.dropFirst("/rooms/".count).split(separator: "/", omittingEmptySubsequences: false)
+        guard rest.count == 2, !rest[0].isEmpty else { return nil }
+        switch rest[1] {
+        case "messages": return "GET, POST"
+        case "events": return "GET"
+        default: return nil
+        }
+    }
+
     /// The room a path of `endpoint` names, as the router's routes match them: `/<endpoint>` is
     /// the lobby, `/rooms/<room>/<endpoint>` a room with a valid name; anything else is nil.
     static func room(in path: String, endpoint: String) -> RoomName? {
