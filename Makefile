@@ -25,14 +25,23 @@ SCHEMATHESIS = .tools/schemathesis/bin/st
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
-.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop bench-vs-nchan soak
+.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop bench-vs-nchan soak format lint
 
 run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
 	$(BIN_DIR)/chat-relay serve --host $(HOST) --port $(PORT)
 
-test: deps-test build-tests release-static $(COMPOSE) $(SCHEMATHESIS)
+test: lint deps-test build-tests release-static $(COMPOSE) $(SCHEMATHESIS)
 	$(SWIFT) test --skip-build
+
+# The code's layout, by swift-format (in the toolchain) and .swift-format: `make format` fixes it,
+# `make lint` (part of `make test`) fails on anything it would change.
+FORMATTED = Sources Tests Package.swift
+format:
+	$(SWIFT) format --in-place --recursive $(FORMATTED)
+
+lint:
+	$(SWIFT) format lint --strict --recursive $(FORMATTED)
 
 # Three relays on one Redis behind nginx, on loopback, without Docker.
 cluster: build

@@ -2,14 +2,14 @@
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
     name: "chat-relay",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "chat-relay", targets: ["chat-relay"]),
+        .executable(name: "chat-relay", targets: ["chat-relay"])
     ],
     dependencies: [
         // Only versions present in the machine's local package copies (see the env skill).

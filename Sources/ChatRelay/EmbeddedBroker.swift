@@ -28,8 +28,10 @@ public final class EmbeddedBroker: Broker {
     ///   - historyTTL: how long a room is kept after its last message (`--history-ttl`); nil: for ever.
     ///   - sink: the node's hub.
     ///   - clock: milliseconds since the epoch; tests pass their own.
-    public init(history: Int, historyTTL: Duration? = nil, sink: any LiveEventSink,
-                clock: @escaping @Sendable () -> UInt64 = Timestamp.nowMilliseconds) {
+    public init(
+        history: Int, historyTTL: Duration? = nil, sink: any LiveEventSink,
+        clock: @escaping @Sendable () -> UInt64 = Timestamp.nowMilliseconds
+    ) {
         self.historyCapacity = max(1, history)
         self.historyTTL = historyTTL
         self.sink = sink
@@ -105,7 +107,8 @@ public final class EmbeddedBroker: Broker {
     @discardableResult
     public func sweepExpired() -> Int {
         guard let historyTTL else { return 0 }
-        let ttlMilliseconds = UInt64(historyTTL.components.seconds) * 1000 + UInt64(historyTTL.components.attoseconds / 1_000_000_000_000_000)
+        let ttlMilliseconds =
+            UInt64(historyTTL.components.seconds) * 1000 + UInt64(historyTTL.components.attoseconds / 1_000_000_000_000_000)
         let rooms = state.withLock { Array($0.rooms.keys) }
         var removed = 0
         var start = rooms.startIndex

@@ -71,8 +71,9 @@ public final class Hub: LiveEventSink {
                 fanout = LoopFanout(eventLoop: loop, hub: self)
                 state.fanouts[key] = fanout
             }
-            let subscription = Subscription(room: room, after: after, capacity: subscriberBuffer, output: output,
-                                            fanout: fanout, now: MonotonicClock.nanoseconds())
+            let subscription = Subscription(
+                room: room, after: after, capacity: subscriberBuffer, output: output,
+                fanout: fanout, now: MonotonicClock.nanoseconds())
             state.subscriptions[ObjectIdentifier(subscription)] = subscription
             var route = state.routes.removeValue(forKey: room) ?? Route()
             if route.fanouts.isEmpty { metrics.subscribedRooms.increment() }
@@ -133,7 +134,8 @@ public final class Hub: LiveEventSink {
 
     /// Writes a heartbeat to every subscriber that has written nothing for `interval`.
     public func heartbeat(interval: Duration, now: UInt64 = MonotonicClock.nanoseconds()) {
-        let intervalNanoseconds = UInt64(interval.components.seconds) * 1_000_000_000
+        let intervalNanoseconds =
+            UInt64(interval.components.seconds) * 1_000_000_000
             + UInt64(interval.components.attoseconds / 1_000_000_000)
         guard now > intervalNanoseconds else { return }
         let idleSince = now - intervalNanoseconds
@@ -192,8 +194,9 @@ public final class Hub: LiveEventSink {
     /// Counts what the hub and every fan-out hold now (asking each event loop in turn).
     public func bookkeeping() async -> Bookkeeping {
         var counts = state.withLock { state in
-            Bookkeeping(subscriptions: state.subscriptions.count, rooms: state.routes.count,
-                        routes: state.routes.values.reduce(0) { $0 + $1.fanouts.count }, fanoutSubscribers: 0, fanoutQueued: 0)
+            Bookkeeping(
+                subscriptions: state.subscriptions.count, rooms: state.routes.count,
+                routes: state.routes.values.reduce(0) { $0 + $1.fanouts.count }, fanoutSubscribers: 0, fanoutQueued: 0)
         }
         for fanout in allFanouts() {
             let (subscribers, queued) = (try? await fanout.eventLoop.submit { fanout.heldCounts() }.get()) ?? (0, 0)
@@ -212,7 +215,7 @@ public final class Hub: LiveEventSink {
         guard state.subscriptions.removeValue(forKey: ObjectIdentifier(subscription)) != nil else { return false }
         let room = subscription.room
         guard var route = state.routes[room],
-              let index = route.fanouts.firstIndex(where: { $0 === subscription.fanout })
+            let index = route.fanouts.firstIndex(where: { $0 === subscription.fanout })
         else { return true }
         route.counts[index] -= 1
         if route.counts[index] == 0 {

@@ -101,7 +101,7 @@ final class LoopFanout: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         let slot = subscription.slot
         guard slot >= 0, var subscribers = rooms.removeValue(forKey: subscription.room),
-              slot < subscribers.count, subscribers[slot] === subscription
+            slot < subscribers.count, subscribers[slot] === subscription
         else { return }
         let last = subscribers.removeLast()
         if slot < subscribers.count {

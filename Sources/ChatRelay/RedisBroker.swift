@@ -40,8 +40,10 @@ public final class RedisBroker: Broker {
     ///   - sink: the node's hub.
     ///   - eventLoopGroup: the loops the node serves requests on; each gets a command connection.
     ///   - historyTTL: how long a room's keys live after its last message (`--history-ttl`); nil: for ever.
-    public init(url: RedisURL, prefix: String, history: Int, historyTTL: Duration? = nil, sink: any LiveEventSink, metrics: RelayMetrics,
-                logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    public init(
+        url: RedisURL, prefix: String, history: Int, historyTTL: Duration? = nil, sink: any LiveEventSink, metrics: RelayMetrics,
+        logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.url = url
         self.keys = RedisKeys(prefix: prefix)
         self.historyCapacity = max(1, history)
@@ -176,7 +178,10 @@ public final class RedisBroker: Broker {
 
     public func replay(room: RoomName, after id: MessageID) async throws -> Replay {
         let replies = try await pipeline([
-            ["XRANGE", RedisArgument(keys.stream(room)), RedisArgument("(" + id.description), "+", "COUNT", RedisArgument(historyCapacity + Self.trimSlack(historyCapacity))],
+            [
+                "XRANGE", RedisArgument(keys.stream(room)), RedisArgument("(" + id.description), "+", "COUNT",
+                RedisArgument(historyCapacity + Self.trimSlack(historyCapacity)),
+            ],
             ["GET", RedisArgument(keys.trimmed(room))],
             ["EXISTS", RedisArgument(keys.stream(room))],
         ])
@@ -194,7 +199,8 @@ public final class RedisBroker: Broker {
     public func history(room: RoomName, after id: MessageID?, limit: Int) async throws -> [StoredMessage] {
         let stream = RedisArgument(keys.stream(room))
         if let id {
-            return try Self.entries(try await call(["XRANGE", stream, RedisArgument("(" + id.description), "+", "COUNT", RedisArgument(limit)]), room: room)
+            return try Self.entries(
+                try await call(["XRANGE", stream, RedisArgument("(" + id.description), "+", "COUNT", RedisArgument(limit)]), room: room)
         }
         return try Self.entries(try await call(["XREVRANGE", stream, "+", "-", "COUNT", RedisArgument(limit)]), room: room).reversed()
     }
@@ -209,7 +215,8 @@ public final class RedisBroker: Broker {
     /// on it; from anywhere else, the connections in turn.
     private var client: RedisClient {
         if let current = MultiThreadedEventLoopGroup.currentEventLoop,
-           let own = clients.first(where: { $0.eventLoop === current }) {
+            let own = clients.first(where: { $0.eventLoop === current })
+        {
             return own
         }
         return clients[nextClient.add(1, ordering: .relaxed).oldValue % clients.count]

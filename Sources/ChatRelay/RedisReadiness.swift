@@ -34,8 +34,10 @@ final class RedisReadiness: Sendable {
     }
 
     /// Marks `loop` up or down in `kind`; true when it was the last of its kind to come up.
-    private func mark(_ kind: WritableKeyPath<Flags, Set<ObjectIdentifier>>, _ loop: any EventLoop, _ up: Bool,
-                      _ metrics: RelayMetrics) -> Bool {
+    private func mark(
+        _ kind: WritableKeyPath<Flags, Set<ObjectIdentifier>>, _ loop: any EventLoop, _ up: Bool,
+        _ metrics: RelayMetrics
+    ) -> Bool {
         let (lastUp, allUp) = flags.withLock { flags in
             if up {
                 flags[keyPath: kind].insert(ObjectIdentifier(loop))

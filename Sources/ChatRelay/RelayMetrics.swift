@@ -54,8 +54,10 @@ public struct RelayMetrics: Sendable {
         droppedSlow = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "slow")], factory: factory)
         droppedDraining = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "draining")], factory: factory)
         rateLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "rate_limited")], factory: factory)
-        connectionLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_connections")], factory: factory)
-        openConnectionsLimited = Counter(label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_open_connections")], factory: factory)
+        connectionLimited = Counter(
+            label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_connections")], factory: factory)
+        openConnectionsLimited = Counter(
+            label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_open_connections")], factory: factory)
         brokerUp = Gauge(label: "chat_relay_broker_up", factory: factory)
         brokerReconnects = Counter(label: "chat_relay_broker_reconnects_total", factory: factory)
         gapFillMessages = Counter(label: "chat_relay_gap_fill_messages_total", factory: factory)

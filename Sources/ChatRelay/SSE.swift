@@ -39,7 +39,9 @@ public enum SSE {
     /// `chunkHeaderSpace` bytes before them and CR LF after them.
     static func frameAsChunk(_ buffer: inout ByteBuffer) {
         let length = buffer.readableBytes
-        precondition(length > 0 && length < 1 << 24 && buffer.readerIndex >= chunkHeaderSpace, "a chunk needs 1 byte to 16 MiB and room for its header")
+        precondition(
+            length > 0 && length < 1 << 24 && buffer.readerIndex >= chunkHeaderSpace,
+            "a chunk needs 1 byte to 16 MiB and room for its header")
         var digits = 1
         while length >> (4 * digits) > 0 { digits += 1 }
         let start = buffer.readerIndex - digits - 2

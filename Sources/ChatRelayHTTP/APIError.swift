@@ -1,7 +1,7 @@
+import ChatRelay
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import ChatRelay
 
 /// An error response of the spec: `{"error": "<code>", "message": "<for a person>"}` with its status,
 /// and `Retry-After` where the client should come back later.
@@ -60,7 +60,9 @@ extension APIError {
     }
 
     static func invalidRoom(_ name: String) -> APIError {
-        APIError(.badRequest, code: "invalid_room", message: "A room name is 1 to 64 letters, digits, '_' or '-'; got \(name.debugDescription.prefix(80)).")
+        APIError(
+            .badRequest, code: "invalid_room",
+            message: "A room name is 1 to 64 letters, digits, '_' or '-'; got \(name.debugDescription.prefix(80)).")
     }
 
     static func tooLarge(limit: Int) -> APIError {
@@ -72,7 +74,9 @@ extension APIError {
         message: "Send the message as application/json or application/x-www-form-urlencoded.")
 
     static func rateLimited(retryAfter: Int) -> APIError {
-        APIError(.tooManyRequests, code: "rate_limited", message: "Too many messages from this client; retry in \(retryAfter) s.", retryAfter: retryAfter)
+        APIError(
+            .tooManyRequests, code: "rate_limited", message: "Too many messages from this client; retry in \(retryAfter) s.",
+            retryAfter: retryAfter)
     }
 
     static func unavailable(_ message: String, retryAfter: Int = 1) -> APIError {
@@ -82,7 +86,8 @@ extension APIError {
     static let draining = APIError.unavailable("This node is draining; connect to another node.", retryAfter: 1)
 
     static func methodNotAllowed(_ method: String, allow: String) -> APIError {
-        APIError(.methodNotAllowed, code: "method_not_allowed", message: "This path takes \(allow), not \(method.prefix(20)).", allow: allow)
+        APIError(
+            .methodNotAllowed, code: "method_not_allowed", message: "This path takes \(allow), not \(method.prefix(20)).", allow: allow)
     }
 
     /// The code for a status Hummingbird itself produced (unknown path, wrong method, …).

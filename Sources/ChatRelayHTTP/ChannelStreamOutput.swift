@@ -4,7 +4,7 @@ import NIOCore
 import NIOHTTP1
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A stream's connection as the hub's fan-out writes to it: below every HTTP handler.

@@ -7,11 +7,13 @@ extension DirectRequestHandler {
     /// Publishes a POST's message on the event loop's executor, then answers it.
     func publish(_ request: DirectPublishRequest, body: ByteBuffer, context: ChannelHandlerContext) {
         let node = self.node
-        run({ () async throws(APIError) in
-            try await node.publish(try node.checkPublish(request.fields), body: body)
-        }, context: context) { handler, result, context in
-            handler.answer(request, with: result, context: context)
-        }
+        run(
+            { () async throws(APIError) in
+                try await node.publish(try node.checkPublish(request.fields), body: body)
+            }, context: context,
+            then: { handler, result, context in
+                handler.answer(request, with: result, context: context)
+            })
     }
 
     /// Writes the answer with the headers the router's answers carry, then serves what was
@@ -23,8 +25,10 @@ extension DirectRequestHandler {
         let body: ByteBuffer
         switch result {
         case .success(let answer):
-            head = node.responseHead(status: answer.created ? .created : .ok, contentType: PublishAnswer.contentType,
-                                     contentLength: answer.body.readableBytes, origin: request.origin, closing: closing) {
+            head = node.responseHead(
+                status: answer.created ? .created : .ok, contentType: PublishAnswer.contentType,
+                contentLength: answer.body.readableBytes, origin: request.origin, closing: closing
+            ) {
                 $0.add(name: "Location", value: answer.location)
             }
             body = answer.body

@@ -8,11 +8,13 @@ extension DirectRequestHandler {
         let output = ChannelStreamOutput(context: context, ownsResponse: true, deferredWrites: node.metrics.streamWritesDeferred)
         self.output = output
         let node = self.node
-        run({ () async throws(APIError) in
-            try await node.openStream(room: request.room, lastEventID: request.lastEventID, output: output)
-        }, context: context) { handler, result, context in
-            handler.opened(result, origin: request.origin, context: context)
-        }
+        run(
+            { () async throws(APIError) in
+                try await node.openStream(room: request.room, lastEventID: request.lastEventID, output: output)
+            }, context: context,
+            then: { handler, result, context in
+                handler.opened(result, origin: request.origin, context: context)
+            })
     }
 
     private func opened(_ result: Result<RelayNode.StreamOpening, APIError>, origin: String?, context: ChannelHandlerContext) {

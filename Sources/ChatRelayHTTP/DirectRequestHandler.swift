@@ -73,8 +73,10 @@ final class DirectRequestHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// - Parameters:
     ///   - eventLoop: the connection's.
     ///   - refusal: refuse the connection with this answer instead of serving it.
-    init(node: RelayNode, eventLoop: any EventLoop, handedOver: EventLoopPromise<HTTPAsyncChannel?>, refusal: APIError? = nil,
-         logger: Logger) {
+    init(
+        node: RelayNode, eventLoop: any EventLoop, handedOver: EventLoopPromise<HTTPAsyncChannel?>, refusal: APIError? = nil,
+        logger: Logger
+    ) {
         self.node = node
         self.executor = EventLoopTaskExecutor(eventLoop: eventLoop)
         self.handedOver = handedOver

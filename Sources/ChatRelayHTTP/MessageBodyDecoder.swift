@@ -1,8 +1,7 @@
 import ChatRelay
+import Foundation
 import NIOCore
 import RedisClient
-
-import Foundation
 
 /// Reads `user` and `text` from a POST body, JSON or form-encoded.
 public enum MessageBodyDecoder {

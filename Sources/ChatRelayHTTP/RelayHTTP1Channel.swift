@@ -44,7 +44,8 @@ struct RelayHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         if admission != .served { node.metrics.openConnectionsLimited.increment() }
         guard admission != .dropped else {
             channel.close(promise: nil)
-            return channel.eventLoop.makeSucceededFuture(Connection(channel: channel, handedOver: channel.eventLoop.makeSucceededFuture(nil)))
+            return channel.eventLoop.makeSucceededFuture(
+                Connection(channel: channel, handedOver: channel.eventLoop.makeSucceededFuture(nil)))
         }
         return channel.eventLoop.makeCompletedFuture {
             // As `HTTP1Channel` sets it up, with its decoder limits.
@@ -65,8 +66,11 @@ struct RelayHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             try pipeline.addHandler(RequestTimeoutHandler.InboundBytes(timeouts), position: .first)
             try pipeline.addHandler(timeouts)
             let handedOver = channel.eventLoop.makePromise(of: HTTPAsyncChannel?.self)
-            let refusal = admission == .refused
-                ? APIError.unavailable("This node is at its limit of \(node.connections.limit) open connections; retry shortly or use another node.", retryAfter: 2)
+            let refusal =
+                admission == .refused
+                ? APIError.unavailable(
+                    "This node is at its limit of \(node.connections.limit) open connections; retry shortly or use another node.",
+                    retryAfter: 2)
                 : nil
             try pipeline.addHandler(
                 DirectRequestHandler(node: node, eventLoop: channel.eventLoop, handedOver: handedOver, refusal: refusal, logger: logger))

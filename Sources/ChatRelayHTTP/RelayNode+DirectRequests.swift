@@ -120,7 +120,7 @@ extension RelayNode {
         guard head.method == .POST, head.version == .http1_1 else { return nil }
         let headers = head.headers
         guard !headers.contains(name: "transfer-encoding"), !headers.contains(name: "expect"), !headers.contains(name: "upgrade"),
-              let length = headers.first(name: "content-length").flatMap(Int.init), (0...configuration.maxBodyBytes).contains(length)
+            let length = headers.first(name: "content-length").flatMap(Int.init), (0...configuration.maxBodyBytes).contains(length)
         else { return nil }
         guard let room = Self.room(in: URI(head.uri).path, endpoint: "messages") else { return nil }
         let fields = PublishRequest(

@@ -25,12 +25,13 @@ extension RelayNode {
     /// A publish through the router: the request's fields to `checkPublish`, its body to
     /// `publish(_:body:)`, the answer as Hummingbird's response.
     func publish(room: RoomName, request: Request, context: RelayRequestContext) async throws -> Response {
-        let publish = try checkPublish(PublishRequest(
-            room: room,
-            contentType: request.headers[.contentType],
-            contentLength: request.headers[.contentLength].flatMap(Int.init),
-            idempotencyKey: request.headers[.idempotencyKey],
-            clientKey: clientKey(forwardedFor: request.headers[values: .xForwardedFor], address: context.channel.remoteAddress)))
+        let publish = try checkPublish(
+            PublishRequest(
+                room: room,
+                contentType: request.headers[.contentType],
+                contentLength: request.headers[.contentLength].flatMap(Int.init),
+                idempotencyKey: request.headers[.idempotencyKey],
+                clientKey: clientKey(forwardedFor: request.headers[values: .xForwardedFor], address: context.channel.remoteAddress)))
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: configuration.maxBodyBytes)

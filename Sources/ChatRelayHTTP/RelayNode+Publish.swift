@@ -62,7 +62,8 @@ extension RelayNode {
         }
         let draft: MessageDraft
         do {
-            draft = try MessageDraft(room: request.room, user: fields.user, text: fields.text).validated(limits: configuration.messageLimits)
+            draft = try MessageDraft(room: request.room, user: fields.user, text: fields.text).validated(
+                limits: configuration.messageLimits)
         } catch {
             throw APIError.invalidField(error.description)
         }

@@ -33,17 +33,19 @@ extension RelayNode {
         }
         let opening = try await openStream(room: room, lastEventID: lastEventID, output: output)
         let hub = self.hub
-        return Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { writer in
-            let subscription = opening.subscription
-            defer { hub.unsubscribe(subscription) }
-            // Through Hummingbird's writer (after the head); the live events the hub then writes
-            // to the connection directly are queued on its event loop behind this write.
-            try await writer.write(opening.firstBytes)
-            subscription.goLive(after: opening.liveAfter)
-            // One wait for the whole stream: a drain's `retry:` is written before it returns.
-            _ = await subscription.closed()
-            try await writer.finish(nil)
-        })
+        return Response(
+            status: .ok, headers: Self.streamHeaders,
+            body: ResponseBody { writer in
+                let subscription = opening.subscription
+                defer { hub.unsubscribe(subscription) }
+                // Through Hummingbird's writer (after the head); the live events the hub then writes
+                // to the connection directly are queued on its event loop behind this write.
+                try await writer.write(opening.firstBytes)
+                subscription.goLive(after: opening.liveAfter)
+                // One wait for the whole stream: a drain's `retry:` is written before it returns.
+                _ = await subscription.closed()
+                try await writer.finish(nil)
+            })
     }
 
     /// The headers of every stream's `200`, besides `X-Relay-Node`, CORS and framing.

@@ -161,8 +161,9 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         let seconds = node.configuration.requestTimeout.components.seconds
-        let error = APIError(.requestTimeout, code: "request_timeout",
-                             message: "The request did not arrive in full within \(seconds) s; the connection is closed.")
+        let error = APIError(
+            .requestTimeout, code: "request_timeout",
+            message: "The request did not arrive in full within \(seconds) s; the connection is closed.")
         let (head, body) = node.errorResponse(error, origin: nil, closing: true)
         answering = true
         writeAnswer(head, body, closing: true, context: context)

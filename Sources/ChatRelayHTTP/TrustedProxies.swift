@@ -1,7 +1,7 @@
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The proxies in front of a node whose `X-Forwarded-For` it believes (`--trusted-proxies`), and

@@ -39,8 +39,10 @@ struct RedisConnection: Sendable {
 
     /// `connect(to:on:timeout:)`, with `done` called on `eventLoop` with the connection or why
     /// there is none.
-    static func connect(to url: RedisURL, on eventLoop: any EventLoop, timeout: Duration,
-                        _ done: @escaping (Result<RedisConnection, RedisError>) -> Void) {
+    static func connect(
+        to url: RedisURL, on eventLoop: any EventLoop, timeout: Duration,
+        _ done: @escaping (Result<RedisConnection, RedisError>) -> Void
+    ) {
         connect(to: url, on: eventLoop, timeout: timeout).assumeIsolated().whenComplete { result in
             done(result.mapError { $0 as? RedisError ?? .connectionFailed("\($0)") })
         }

@@ -38,18 +38,22 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             let path = rest[rest.index(after: slash)...]
             rest = rest[..<slash]
             if !path.isEmpty {
-                guard let db = Int(path), db >= 0 else { throw .invalidURL("the database must be a number (got \(String(path).debugDescription))") }
+                guard let db = Int(path), db >= 0 else {
+                    throw .invalidURL("the database must be a number (got \(String(path).debugDescription))")
+                }
                 database = db
             }
         }
         self.database = database
         var port = 6379
         var host = String(rest)
-        if host.hasPrefix("[") , let close = host.firstIndex(of: "]") {  // [::1]:6379
+        if host.hasPrefix("["), let close = host.firstIndex(of: "]") {  // [::1]:6379
             let after = host[host.index(after: close)...]
             let address = String(host[host.index(after: host.startIndex)..<close])
             if after.hasPrefix(":") {
-                guard let p = Int(after.dropFirst()), (1...65535).contains(p) else { throw .invalidURL("bad port in \(text.debugDescription)") }
+                guard let p = Int(after.dropFirst()), (1...65535).contains(p) else {
+                    throw .invalidURL("bad port in \(text.debugDescription)")
+                }
                 port = p
             }
             host = address

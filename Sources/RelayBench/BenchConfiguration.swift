@@ -25,10 +25,12 @@ public struct BenchConfiguration: Sendable {
     /// Seconds between progress lines (0: none).
     public var progressInterval: Double
 
-    public init(targets: [BenchTarget], publishTargets: [BenchTarget]? = nil, paths: BenchProtocol = .relay, room: String,
-                subscribers: Int, rate: Double, messages: Int, publishers: Int = 4, messageSize: Int = 100,
-                connectConcurrency: Int = 128, settle: Double = 0.5, drainTimeout: Double = 10, threads: Int = 2,
-                progressInterval: Double = 1) {
+    public init(
+        targets: [BenchTarget], publishTargets: [BenchTarget]? = nil, paths: BenchProtocol = .relay, room: String,
+        subscribers: Int, rate: Double, messages: Int, publishers: Int = 4, messageSize: Int = 100,
+        connectConcurrency: Int = 128, settle: Double = 0.5, drainTimeout: Double = 10, threads: Int = 2,
+        progressInterval: Double = 1
+    ) {
         self.targets = targets
         self.publishTargets = publishTargets ?? targets
         self.paths = paths

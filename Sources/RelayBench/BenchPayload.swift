@@ -18,7 +18,9 @@ public enum BenchPayload {
         guard let seqStart = find(marker: seqMarker, in: line, from: 0) else { return nil }
         var index = seqStart
         guard let sequence = digits(line, &index) else { return nil }
-        guard index + 3 <= line.count, line[index] == UInt8(ascii: " "), line[index + 1] == UInt8(ascii: "t"), line[index + 2] == UInt8(ascii: "=") else {
+        guard index + 3 <= line.count, line[index] == UInt8(ascii: " "), line[index + 1] == UInt8(ascii: "t"),
+            line[index + 2] == UInt8(ascii: "=")
+        else {
             return nil
         }
         index += 3

@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Histogram
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// One benchmark run: opens the subscribers, publishes on schedule, waits for the deliveries,
 /// counts every loss and measures every latency.
@@ -57,8 +58,9 @@ public struct BenchRun: Sendable {
                 let target = config.targets[index % config.targets.count]
                 let path = subscribePaths[index % config.targets.count]
                 tasks.addTask {
-                    try? await Self.openStream(target: target, path: path, messages: config.messages,
-                                              loop: loops[loopIndex], stats: stats[loopIndex])
+                    try? await Self.openStream(
+                        target: target, path: path, messages: config.messages,
+                        loop: loops[loopIndex], stats: stats[loopIndex])
                 }
             }
             while started < min(config.connectConcurrency, config.subscribers) { startNext() }
@@ -67,7 +69,9 @@ public struct BenchRun: Sendable {
             }
         }
         let opened = try await Self.collect(stats, on: loops)
-        progress("\(opened.connected) streams open in \(ContinuousClock.now - opening)" + (opened.failures.isEmpty ? "" : ", refused: \(opened.failures)"))
+        progress(
+            "\(opened.connected) streams open in \(ContinuousClock.now - opening)"
+                + (opened.failures.isEmpty ? "" : ", refused: \(opened.failures)"))
         guard opened.connected > 0 else {
             throw BenchError.streamRefused(opened.failures.map { "\($0.value) × \($0.key)" }.joined(separator: ", "))
         }
@@ -84,7 +88,8 @@ public struct BenchRun: Sendable {
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                            let handler = PublisherHandler(target: target, path: publishPath, size: config.messageSize, scheduler: scheduler)
+                            let handler = PublisherHandler(
+                                target: target, path: publishPath, size: config.messageSize, scheduler: scheduler)
                             try channel.pipeline.syncOperations.addHandler(handler)
                             scheduler.add(handler)
                         }
@@ -99,9 +104,14 @@ public struct BenchRun: Sendable {
         let cpuBefore = CPUTime.ofThisProcess()
         let start = NIODeadline.now().uptimeNanoseconds + 20_000_000
         for (loop, loopStats) in zip(loops, stats) {
-            try await loop.submit { loopStats.scheduleStart = start; loopStats.interval = scheduler.interval }.get()
+            try await loop.submit {
+                loopStats.scheduleStart = start
+                loopStats.interval = scheduler.interval
+            }.get()
         }
-        progress("publishing \(config.messages) messages at \(config.rate)/s to \(config.publishTargets.map(\.description).joined(separator: " "))")
+        progress(
+            "publishing \(config.messages) messages at \(config.rate)/s to \(config.publishTargets.map(\.description).joined(separator: " "))"
+        )
         try await publishLoop.submit { scheduler.begin(at: start) }.get()
         let reporter = Task {
             guard config.progressInterval > 0 else { return }
@@ -110,7 +120,9 @@ public struct BenchRun: Sendable {
                 let now = try await Self.collect(stats, on: loops)
                 let sent = try await publishLoop.submit { scheduler.sent }.get()
                 let seconds = Double(NIODeadline.now().uptimeNanoseconds &- start) / 1e9
-                progress("\(Int(seconds))s sent \(sent)/\(config.messages) delivered \(now.delivered) (\(Int(Double(now.delivered) / max(seconds, 0.001)))/s) p99 \(BenchReport.Latency(now.fromSchedule).p99) ms streams \(now.connected)")
+                progress(
+                    "\(Int(seconds))s sent \(sent)/\(config.messages) delivered \(now.delivered) (\(Int(Double(now.delivered) / max(seconds, 0.001)))/s) p99 \(BenchReport.Latency(now.fromSchedule).p99) ms streams \(now.connected)"
+                )
             }
         }
         defer { reporter.cancel() }
@@ -133,8 +145,10 @@ public struct BenchRun: Sendable {
             return try await tasks.reduce(0, +)
         }
         let published = try await publishLoop.submit {
-            (sent: scheduler.sent, accepted: scheduler.acceptedCount, failures: scheduler.failures,
-             first: scheduler.firstSent, last: scheduler.lastSent, response: scheduler.responseTime)
+            (
+                sent: scheduler.sent, accepted: scheduler.acceptedCount, failures: scheduler.failures,
+                first: scheduler.firstSent, last: scheduler.lastSent, response: scheduler.responseTime
+            )
         }.get()
         let end = max(final.lastDelivery, published.last)
         let seconds = Double(end > start ? end - start : 0) / 1e9
@@ -210,9 +224,9 @@ enum CPUTime {
     static func ofThisProcess() -> Double {
         var usage = rusage()
         #if canImport(Glibc)
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         #else
-        getrusage(RUSAGE_SELF, &usage)
+            getrusage(RUSAGE_SELF, &usage)
         #endif
         return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }

@@ -37,9 +37,10 @@ final class LoopStats: @unchecked Sendable {
     }
 
     func snapshot() -> Snapshot {
-        Snapshot(fromSend: fromSend, fromSchedule: fromSchedule, delivered: delivered, duplicates: duplicates,
-                 outOfOrder: outOfOrder, foreign: foreign, connected: connected, disconnected: disconnected, failures: failures,
-                 lastDelivery: lastDelivery)
+        Snapshot(
+            fromSend: fromSend, fromSchedule: fromSchedule, delivered: delivered, duplicates: duplicates,
+            outOfOrder: outOfOrder, foreign: foreign, connected: connected, disconnected: disconnected, failures: failures,
+            lastDelivery: lastDelivery)
     }
 
     /// A copy of the numbers, taken on the loop and read anywhere.

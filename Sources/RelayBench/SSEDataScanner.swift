@@ -36,7 +36,7 @@ struct SSEDataScanner {
     private static func handle(_ line: UnsafeRawBufferPointer, _ found: (Int, UInt64) -> Void) {
         // Only `data:` lines carry messages; `id:`, `event:`, comments and `retry:` are skipped.
         guard line.count > 5, line[0] == UInt8(ascii: "d"), line[1] == UInt8(ascii: "a"),
-              line[2] == UInt8(ascii: "t"), line[3] == UInt8(ascii: "a"), line[4] == UInt8(ascii: ":")
+            line[2] == UInt8(ascii: "t"), line[3] == UInt8(ascii: "a"), line[4] == UInt8(ascii: ":")
         else { return }
         if let message = BenchPayload.parse(line) { found(message.sequence, message.sentNanoseconds) }
     }

@@ -18,7 +18,11 @@ struct BenchCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .customLong("target"), help: "A server to subscribe on: http://host:port. Repeat it, or separate with commas, to spread the streams (and POSTs) over several nodes.")
+    @Option(
+        name: .customLong("target"),
+        help:
+            "A server to subscribe on: http://host:port. Repeat it, or separate with commas, to spread the streams (and POSTs) over several nodes."
+    )
     var targets: [String] = ["http://127.0.0.1:8080"]
 
     @Option(name: .customLong("publish-target"), help: "Where to POST instead of the targets (repeatable).")

@@ -22,61 +22,109 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("node-id"), help: "This node's name in X-Relay-Node, logs and health. (env: NODE_ID, default: the host name)")
     var nodeID: String?
 
-    @Option(name: .customLong("redis-url"), help: "Run in cluster mode on this Redis: redis://[[user]:password@]host[:port][/db]. Without it the node runs alone on the embedded broker. (env: REDIS_URL)")
+    @Option(
+        name: .customLong("redis-url"),
+        help:
+            "Run in cluster mode on this Redis: redis://[[user]:password@]host[:port][/db]. Without it the node runs alone on the embedded broker. (env: REDIS_URL)"
+    )
     var redisURL: String?
 
-    @Option(name: .customLong("redis-prefix"), help: "Prefix of every Redis key and channel, so deployments can share a Redis. (env: REDIS_PREFIX, default: chat-relay)")
+    @Option(
+        name: .customLong("redis-prefix"),
+        help: "Prefix of every Redis key and channel, so deployments can share a Redis. (env: REDIS_PREFIX, default: chat-relay)")
     var redisPrefix: String?
 
     @Option(help: "Messages kept per room (in memory, or in the room's Redis stream). (env: HISTORY, default: 1000)")
     var history: Int?
 
-    @Option(name: .customLong("history-ttl"), help: "A room's history expires this long after its last message; 0 keeps it for ever. A client resuming in an expired room gets event: reset. Seconds, or with s, m, h, d. (env: HISTORY_TTL, default: 24h)")
+    @Option(
+        name: .customLong("history-ttl"),
+        help:
+            "A room's history expires this long after its last message; 0 keeps it for ever. A client resuming in an expired room gets event: reset. Seconds, or with s, m, h, d. (env: HISTORY_TTL, default: 24h)"
+    )
     var historyTTL: String?
 
     @Option(help: "Seconds between heartbeat comments on an idle stream. (env: HEARTBEAT, default: 15)")
     var heartbeat: Double?
 
-    @Option(name: .customLong("retry-ms"), help: "The retry: (ms) every stream opens with: how soon a client reconnects. (env: RETRY_MS, default: 2000)")
+    @Option(
+        name: .customLong("retry-ms"),
+        help: "The retry: (ms) every stream opens with: how soon a client reconnects. (env: RETRY_MS, default: 2000)")
     var retryMilliseconds: Int?
 
-    @Option(name: .customLong("max-connections"), help: "Most open streams; beyond it 503 with Retry-After. (env: MAX_CONNECTIONS, default: 10000)")
+    @Option(
+        name: .customLong("max-connections"),
+        help: "Most open streams; beyond it 503 with Retry-After. (env: MAX_CONNECTIONS, default: 10000)")
     var maxConnections: Int?
 
-    @Option(name: .customLong("max-open-connections"), help: "Most open connections of any kind (streams, kept-alive, half-sent requests); beyond it a new connection's request gets 503 with Retry-After and the connection closes. (env: MAX_OPEN_CONNECTIONS, default: --max-connections + 1000)")
+    @Option(
+        name: .customLong("max-open-connections"),
+        help:
+            "Most open connections of any kind (streams, kept-alive, half-sent requests); beyond it a new connection's request gets 503 with Retry-After and the connection closes. (env: MAX_OPEN_CONNECTIONS, default: --max-connections + 1000)"
+    )
     var maxOpenConnections: Int?
 
-    @Option(name: .customLong("request-timeout"), help: "Time a request's head and body may take to arrive, from its first byte (a new connection: from its opening); then 408 and the connection closes. Seconds, or with s, m, h. (env: REQUEST_TIMEOUT, default: 30)")
+    @Option(
+        name: .customLong("request-timeout"),
+        help:
+            "Time a request's head and body may take to arrive, from its first byte (a new connection: from its opening); then 408 and the connection closes. Seconds, or with s, m, h. (env: REQUEST_TIMEOUT, default: 30)"
+    )
     var requestTimeout: String?
 
-    @Option(name: .customLong("idle-timeout"), help: "Time a kept-alive connection may wait for its next request; then it is closed. Seconds, or with s, m, h. (env: IDLE_TIMEOUT, default: 60)")
+    @Option(
+        name: .customLong("idle-timeout"),
+        help:
+            "Time a kept-alive connection may wait for its next request; then it is closed. Seconds, or with s, m, h. (env: IDLE_TIMEOUT, default: 60)"
+    )
     var idleTimeout: String?
 
     @Option(name: .customLong("max-body-bytes"), help: "Most bytes of a POST body; beyond it 413. (env: MAX_BODY_BYTES, default: 16384)")
     var maxBodyBytes: Int?
 
-    @Option(name: .customLong("max-message-bytes"), help: "Most UTF-8 bytes of a message's text; beyond it 400. (env: MAX_MESSAGE_BYTES, default: 4096)")
+    @Option(
+        name: .customLong("max-message-bytes"),
+        help: "Most UTF-8 bytes of a message's text; beyond it 400. (env: MAX_MESSAGE_BYTES, default: 4096)")
     var maxMessageBytes: Int?
 
-    @Option(name: .customLong("rate-limit"), help: "POSTs per second per client, a token bucket; 0 turns the limit off. Beyond it 429 with Retry-After. (env: RATE_LIMIT, default: 20)")
+    @Option(
+        name: .customLong("rate-limit"),
+        help:
+            "POSTs per second per client, a token bucket; 0 turns the limit off. Beyond it 429 with Retry-After. (env: RATE_LIMIT, default: 20)"
+    )
     var rateLimit: Double?
 
-    @Option(name: .customLong("rate-burst"), help: "POSTs a client may send at once before --rate-limit applies. (env: RATE_BURST, default: 40)")
+    @Option(
+        name: .customLong("rate-burst"), help: "POSTs a client may send at once before --rate-limit applies. (env: RATE_BURST, default: 40)"
+    )
     var rateBurst: Double?
 
-    @Option(name: .customLong("trusted-proxies"), help: "Addresses or CIDR ranges of the proxies in front of the node, comma-separated (e.g. 10.0.0.0/8,127.0.0.1). A request from one of them is rate-limited by the rightmost X-Forwarded-For address that is not a trusted proxy, never by one the client wrote. (env: TRUSTED_PROXIES, default: none: the connection's address)")
+    @Option(
+        name: .customLong("trusted-proxies"),
+        help:
+            "Addresses or CIDR ranges of the proxies in front of the node, comma-separated (e.g. 10.0.0.0/8,127.0.0.1). A request from one of them is rate-limited by the rightmost X-Forwarded-For address that is not a trusted proxy, never by one the client wrote. (env: TRUSTED_PROXIES, default: none: the connection's address)"
+    )
     var trustedProxies: String?
 
     @Flag(name: .customLong("trust-forwarded-for"), help: .hidden)
     var trustForwardedFor = false
 
-    @Option(name: .customLong("subscriber-buffer"), help: "Messages a slow subscriber may fall behind (sent while its connection already holds 64 KiB unsent, or while its replay is written) before it is disconnected. (env: SUBSCRIBER_BUFFER, default: 1024)")
+    @Option(
+        name: .customLong("subscriber-buffer"),
+        help:
+            "Messages a slow subscriber may fall behind (sent while its connection already holds 64 KiB unsent, or while its replay is written) before it is disconnected. (env: SUBSCRIBER_BUFFER, default: 1024)"
+    )
     var subscriberBuffer: Int?
 
-    @Option(name: .customLong("drain-timeout"), help: "Seconds from SIGTERM to exit: streams end spread over half of it (at most 5 s). (env: DRAIN_TIMEOUT, default: 10)")
+    @Option(
+        name: .customLong("drain-timeout"),
+        help: "Seconds from SIGTERM to exit: streams end spread over half of it (at most 5 s). (env: DRAIN_TIMEOUT, default: 10)")
     var drainTimeout: Double?
 
-    @Option(name: .customLong("allow-origin"), help: "An origin allowed to use the API from a browser (CORS); repeat it, or give *. (env: ALLOW_ORIGIN, comma-separated; default: none)")
+    @Option(
+        name: .customLong("allow-origin"),
+        help:
+            "An origin allowed to use the API from a browser (CORS); repeat it, or give *. (env: ALLOW_ORIGIN, comma-separated; default: none)"
+    )
     var allowOrigin: [String] = []
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. (env: LOG_LEVEL, default: info)")
@@ -97,28 +145,33 @@ struct ServeCommand: AsyncParsableCommand {
         // and the node's own (Redis, the listener).
         let descriptorsNeeded = settings.relay.openConnectionLimit + 256 + 64
         if let files = FileLimit.raiseToHardLimit(), files < descriptorsNeeded {
-            logger.warning("the open-file limit is below what --max-open-connections needs; raise it (ulimit -n) or connections will fail", metadata: [
-                "limit": "\(files)", "needed": "\(descriptorsNeeded)", "max-open-connections": "\(settings.relay.openConnectionLimit)",
-            ])
+            logger.warning(
+                "the open-file limit is below what --max-open-connections needs; raise it (ulimit -n) or connections will fail",
+                metadata: [
+                    "limit": "\(files)", "needed": "\(descriptorsNeeded)", "max-open-connections": "\(settings.relay.openConnectionLimit)",
+                ])
         }
 
         let node: RelayNode
         if let redis = settings.redis {
             node = RelayNode(configuration: settings.relay, logger: logger) { hub, metrics in
-                RedisBroker(url: redis, prefix: settings.redisPrefix, history: settings.relay.history, historyTTL: settings.relay.historyTTL,
-                            sink: hub, metrics: metrics, logger: logger)
+                RedisBroker(
+                    url: redis, prefix: settings.redisPrefix, history: settings.relay.history, historyTTL: settings.relay.historyTTL,
+                    sink: hub, metrics: metrics, logger: logger)
             }
         } else {
             node = RelayNode(configuration: settings.relay, logger: logger)
         }
-        logger.info("serving", metadata: [
-            "address": "\(settings.host):\(settings.port)",
-            "broker": "\(node.broker.kind)",
-            "redis": "\(settings.redis.map { "\($0)" } ?? "-")",
-            "history": "\(settings.relay.history)",
-            "history-ttl": "\(settings.relay.historyTTL.map { "\($0)" } ?? "none")",
-            "trusted-proxies": "\(settings.relay.trustedProxies.isEmpty ? "none" : settings.relay.trustedProxies.description)",
-        ])
+        logger.info(
+            "serving",
+            metadata: [
+                "address": "\(settings.host):\(settings.port)",
+                "broker": "\(node.broker.kind)",
+                "redis": "\(settings.redis.map { "\($0)" } ?? "-")",
+                "history": "\(settings.relay.history)",
+                "history-ttl": "\(settings.relay.historyTTL.map { "\($0)" } ?? "none")",
+                "trusted-proxies": "\(settings.relay.trustedProxies.isEmpty ? "none" : settings.relay.trustedProxies.description)",
+            ])
         try await node.run(host: settings.host, port: settings.port)
         logger.info("stopped")
     }

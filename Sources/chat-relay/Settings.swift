@@ -56,7 +56,9 @@ struct Settings {
         relay.rateBurst = try value(command.rateBurst, "RATE_BURST", Double.init) ?? relay.rateBurst
         if command.trustForwardedFor || environment["TRUST_FORWARDED_FOR"].map({ !$0.isEmpty }) == true {
             // It trusted the first X-Forwarded-For hop, which the client writes itself.
-            throw ValidationError("--trust-forwarded-for (TRUST_FORWARDED_FOR) is gone: it believed an address the client can write. Give the proxies' addresses instead, e.g. --trusted-proxies 10.0.0.0/8 (TRUSTED_PROXIES).")
+            throw ValidationError(
+                "--trust-forwarded-for (TRUST_FORWARDED_FOR) is gone: it believed an address the client can write. Give the proxies' addresses instead, e.g. --trusted-proxies 10.0.0.0/8 (TRUSTED_PROXIES)."
+            )
         }
         if let list = try value(command.trustedProxies, "TRUSTED_PROXIES", { $0 }) {
             do {
@@ -77,9 +79,14 @@ struct Settings {
             relay.historyTTL = ttl == .zero ? nil : ttl
         }
         relay.subscriberBuffer = try value(command.subscriberBuffer, "SUBSCRIBER_BUFFER", Int.init) ?? relay.subscriberBuffer
-        if let seconds = try value(command.drainTimeout, "DRAIN_TIMEOUT", Double.init) { relay.drainTimeout = .milliseconds(Int64(seconds * 1000)) }
-        relay.allowOrigins = command.allowOrigin.isEmpty
-            ? (environment["ALLOW_ORIGIN"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if let seconds = try value(command.drainTimeout, "DRAIN_TIMEOUT", Double.init) {
+            relay.drainTimeout = .milliseconds(Int64(seconds * 1000))
+        }
+        relay.allowOrigins =
+            command.allowOrigin.isEmpty
+            ? (environment["ALLOW_ORIGIN"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
             : command.allowOrigin
 
         guard relay.history >= 1 else { throw ValidationError("--history must be at least 1.") }
@@ -93,14 +100,17 @@ struct Settings {
         if let ttl = relay.historyTTL, ttl < .seconds(1) { throw ValidationError("--history-ttl must be 0 (never) or at least 1 second.") }
         guard relay.maxBodyBytes >= 64 else { throw ValidationError("--max-body-bytes must be at least 64.") }
         guard relay.maxMessageBytes >= 1 else { throw ValidationError("--max-message-bytes must be at least 1.") }
-        guard relay.rateLimit >= 0, relay.rateBurst >= 1 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst at least 1.") }
+        guard relay.rateLimit >= 0, relay.rateBurst >= 1 else {
+            throw ValidationError("--rate-limit must be 0 or more and --rate-burst at least 1.")
+        }
         guard relay.subscriberBuffer >= 1 else { throw ValidationError("--subscriber-buffer must be at least 1.") }
         guard relay.drainTimeout > .zero else { throw ValidationError("--drain-timeout must be more than 0 seconds.") }
         self.relay = relay
 
         let levelText = try value(command.logLevel, "LOG_LEVEL", { $0 }) ?? "info"
         guard let level = Logger.Level(rawValue: levelText.lowercased()) else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(levelText.debugDescription).")
+            throw ValidationError(
+                "--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(levelText.debugDescription).")
         }
         logLevel = level
         let formatText = try value(command.logFormat, "LOG_FORMAT", { $0 }) ?? "text"
@@ -120,7 +130,8 @@ struct Settings {
             number = number.dropLast()
         }
         guard let value = Double(number), value >= 0, value.isFinite else {
-            throw ValidationError("\(flag) must be a number of seconds, or a number with s, m, h or d (30, 90s, 5m, 24h, 7d); got \(text.debugDescription).")
+            throw ValidationError(
+                "\(flag) must be a number of seconds, or a number with s, m, h or d (30, 90s, 5m, 24h, 7d); got \(text.debugDescription).")
         }
         return .milliseconds(Int64((value * scale * 1000).rounded()))
     }

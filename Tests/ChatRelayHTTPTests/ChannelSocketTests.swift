@@ -1,12 +1,13 @@
-@testable import ChatRelayHTTP
 import NIOCore
 import NIOEmbedded
 import NIOPosix
 import Synchronization
 import Testing
 
+@testable import ChatRelayHTTP
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The socket a stream's live events are sent to directly: the connection's own, lent by NIO, or

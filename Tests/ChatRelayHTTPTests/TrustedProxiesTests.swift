@@ -1,6 +1,7 @@
-@testable import ChatRelayHTTP
 import NIOCore
 import Testing
+
+@testable import ChatRelayHTTP
 
 /// The client address behind proxies: the rightmost `X-Forwarded-For` entry that is not a
 /// trusted proxy, and only when the connection comes from one.

@@ -18,7 +18,10 @@ final class RecordingSink: LiveEventSink {
         var ids: [MessageID] = []
         for index in 0..<5 {
             let outcome = try await broker.publish(MessageDraft(room: .lobby, user: "u", text: "m\(index)"), idempotencyKey: nil)
-            guard case .created(let message) = outcome else { Issue.record("expected created"); return }
+            guard case .created(let message) = outcome else {
+                Issue.record("expected created")
+                return
+            }
             ids.append(message.id)
         }
         #expect(ids.map(\.description) == ["1000-0", "1000-1", "1000-2", "1000-3", "1000-4"])
@@ -44,7 +47,8 @@ final class RecordingSink: LiveEventSink {
         #expect(String(buffer: duplicate.json).contains("once"))
         #expect(sink.ids.count == 1)
         // The same key in another room is another message.
-        guard case .created = try await broker.publish(MessageDraft(room: RoomName("x")!, user: "u", text: "t"), idempotencyKey: "key-1") else {
+        guard case .created = try await broker.publish(MessageDraft(room: RoomName("x")!, user: "u", text: "t"), idempotencyKey: "key-1")
+        else {
             Issue.record("a key is per room")
             return
         }

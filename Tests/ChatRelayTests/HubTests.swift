@@ -1,9 +1,10 @@
-@testable import ChatRelay
 import Dispatch
 import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+
+@testable import ChatRelay
 
 @Suite struct HubTests {
     let room = RoomName("r")!

@@ -38,8 +38,10 @@ import Testing
         for round in 0..<3000 {
             let user = Self.randomText(using: &generator)
             let text = Self.randomText(using: &generator)
-            let id = MessageID(ms: UInt64.random(in: 0...UInt64(1) << 50, using: &generator), seq: UInt64.random(in: 0...9, using: &generator))
-            let message = Message(id: id, room: RoomName("room-\(round % 7)")!, user: user, text: text, timeMs: 1_764_000_000_000 + UInt64(round))
+            let id = MessageID(
+                ms: UInt64.random(in: 0...UInt64(1) << 50, using: &generator), seq: UInt64.random(in: 0...9, using: &generator))
+            let message = Message(
+                id: id, room: RoomName("room-\(round % 7)")!, user: user, text: text, timeMs: 1_764_000_000_000 + UInt64(round))
             let stored = StoredMessage(message)
 
             let events = decode(stored.frame, chunked: round % 2 == 1, using: &generator)

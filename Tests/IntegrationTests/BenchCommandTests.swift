@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `chat-relay bench` against real nodes: what it reports, and that it fails a run that lost messages.
 @Suite(.serialized) struct BenchCommandTests {
@@ -23,7 +23,10 @@ import TestSupport
     @Test func reportsEveryDeliveryAndLatencyOfACleanRun() async throws {
         let a = try await RelayProcess(arguments: ["--rate-limit", "0"])
         let b = try await RelayProcess(arguments: ["--rate-limit", "0"])
-        defer { a.kill(); b.kill() }
+        defer {
+            a.kill()
+            b.kill()
+        }
         // Embedded nodes do not share messages: one run per node, both clean.
         for node in [a, b] {
             let (status, report) = try await bench(["--target", node.baseURL, "--subscribers", "40", "--rate", "200", "--messages", "100"])
@@ -51,9 +54,14 @@ import TestSupport
         // Streams on one embedded node, POSTs to another: every accepted message is lost.
         let listening = try await RelayProcess(arguments: ["--rate-limit", "0"])
         let elsewhere = try await RelayProcess(arguments: ["--rate-limit", "0"])
-        defer { listening.kill(); elsewhere.kill() }
-        let (status, report) = try await bench(["--target", listening.baseURL, "--publish-target", elsewhere.baseURL,
-                                                "--subscribers", "5", "--rate", "100", "--messages", "20", "--drain-timeout", "0.5"])
+        defer {
+            listening.kill()
+            elsewhere.kill()
+        }
+        let (status, report) = try await bench([
+            "--target", listening.baseURL, "--publish-target", elsewhere.baseURL,
+            "--subscribers", "5", "--rate", "100", "--messages", "20", "--drain-timeout", "0.5",
+        ])
         #expect(status == 1)
         #expect(report["messagesAccepted"] as? Int == 20)
         #expect(report["lost"] as? Int == 100)
@@ -62,7 +70,8 @@ import TestSupport
 
     @Test func exitsWithTwoWhenNothingCanConnect() async throws {
         let port = freeLoopbackPort()
-        let process = try ChildProcess(RelayProcess.binaryPath, ["bench", "--quiet", "--target", "http://127.0.0.1:\(port)", "--subscribers", "3"])
+        let process = try ChildProcess(
+            RelayProcess.binaryPath, ["bench", "--quiet", "--target", "http://127.0.0.1:\(port)", "--subscribers", "3"])
         #expect(await process.waitForExit(timeout: .seconds(30)) == 2)
     }
 }

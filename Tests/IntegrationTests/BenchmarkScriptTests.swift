@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `benchmarks/vs-nchan.sh --quick`: the side-by-side script runs end to end (three Nchan nodes and
 /// three relay nodes, each trio on its own Redis) and writes its report. The numbers of a quick
@@ -15,8 +15,10 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: log) }
         let script = try ChildProcess(
             "/bin/bash",
-            [packageRoot + "/benchmarks/vs-nchan.sh", "--quick", "--scenarios", "light,medium", "--output", output,
-             "--work", output + "/work"],
+            [
+                packageRoot + "/benchmarks/vs-nchan.sh", "--quick", "--scenarios", "light,medium", "--output", output,
+                "--work", output + "/work",
+            ],
             logPath: log,
             environment: environment
         )
@@ -25,11 +27,15 @@ import TestSupport
         #expect(status == 0, "vs-nchan.sh failed:\n\(text.suffix(3000))")
 
         let report = try String(contentsOfFile: output + "/BENCHMARKS.md", encoding: .utf8)
-        for row in ["| light: 30 subscribers, 20 msg/s | Nchan |", "| light: 30 subscribers, 20 msg/s | chat-relay |",
-                    "| medium: 300 subscribers, 25 msg/s | Nchan |", "| medium: 300 subscribers, 25 msg/s | chat-relay |"] {
+        for row in [
+            "| light: 30 subscribers, 20 msg/s | Nchan |", "| light: 30 subscribers, 20 msg/s | chat-relay |",
+            "| medium: 300 subscribers, 25 msg/s | Nchan |", "| medium: 300 subscribers, 25 msg/s | chat-relay |",
+        ] {
             #expect(report.contains(row), "missing row \(row)")
         }
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output + "/benchmarks/results.json"))) as? [String: Any]
+        let json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output + "/benchmarks/results.json")))
+            as? [String: Any]
         let results = try #require(json?["results"] as? [String: [String: [String: Any]]])
         for scenario in ["light", "medium"] {
             for system in ["Nchan", "chat-relay"] {

@@ -22,7 +22,10 @@ struct ChatPageBrowserTests {
     }
 
     func shows(_ page: BrowserSession, _ text: String) async throws -> Bool {
-        try await page.wait(until: "return Array.from(document.querySelectorAll('#messages li .text')).some(e => e.textContent === arguments[0] || e.textContent === \(jsString(text)))")
+        try await page.wait(
+            until:
+                "return Array.from(document.querySelectorAll('#messages li .text')).some(e => e.textContent === arguments[0] || e.textContent === \(jsString(text)))"
+        )
     }
 
     func jsString(_ text: String) -> String {
@@ -53,7 +56,8 @@ struct ChatPageBrowserTests {
         #expect(try await shows(alice, html), "the markup arrives as text")
         #expect(try await alice.run("return document.querySelector('#messages b, #messages img') === null") as? Bool == true)
         #expect(try await alice.run("return document.title") as? String == "chat-relay")
-        let users = try await alice.run("return Array.from(document.querySelectorAll('#messages li .user')).map(e => e.textContent)") as? [String]
+        let users =
+            try await alice.run("return Array.from(document.querySelectorAll('#messages li .user')).map(e => e.textContent)") as? [String]
         #expect(users == ["alice", "bob", "bob"])
 
         // A late joiner sees the room's recent history.
@@ -87,7 +91,9 @@ struct ChatPageBrowserTests {
     }
 
     @Test func showsErrorsFromTheNode() async throws {
-        let node = try await RelayProcess(arguments: ["--rate-limit", "0.01", "--rate-burst", "3", "--max-message-bytes", "20", "--max-body-bytes", "200"])
+        let node = try await RelayProcess(arguments: [
+            "--rate-limit", "0.01", "--rate-burst", "3", "--max-message-bytes", "20", "--max-body-bytes", "200",
+        ])
         defer { node.kill() }
         let driver = try await ChromeDriver()
         defer { driver.stop() }

@@ -15,7 +15,8 @@ import Testing
             let redis = try await RedisServer(appendOnly: true)
             var nodes: [RelayProcess] = []
             for index in 0..<count {
-                nodes.append(try await RelayProcess(nodeID: "node-\(index)", arguments: ["--redis-url", redis.url, "--rate-limit", "0"] + arguments))
+                nodes.append(
+                    try await RelayProcess(nodeID: "node-\(index)", arguments: ["--redis-url", redis.url, "--rate-limit", "0"] + arguments))
             }
             return Cluster(redis: redis, nodes: nodes)
         }
@@ -85,12 +86,15 @@ import Testing
         let cluster = try await Cluster.start(nodes: 2)
         defer { cluster.kill() }
         let stream = try await SSEClient("\(cluster.nodes[1].baseURL)/rooms/i/events")
-        let first = try await HTTP.postMessage("\(cluster.nodes[0].baseURL)/rooms/i/messages", user: "u", text: "once", headers: [("Idempotency-Key", "k-1")])
-        let retry = try await HTTP.postMessage("\(cluster.nodes[1].baseURL)/rooms/i/messages", user: "u", text: "once", headers: [("Idempotency-Key", "k-1")])
+        let first = try await HTTP.postMessage(
+            "\(cluster.nodes[0].baseURL)/rooms/i/messages", user: "u", text: "once", headers: [("Idempotency-Key", "k-1")])
+        let retry = try await HTTP.postMessage(
+            "\(cluster.nodes[1].baseURL)/rooms/i/messages", user: "u", text: "once", headers: [("Idempotency-Key", "k-1")])
         #expect(first.status == 201)
         #expect(retry.status == 200)
         #expect(retry.body == first.body)
-        let other = try await HTTP.postMessage("\(cluster.nodes[1].baseURL)/rooms/j/messages", user: "u", text: "other room", headers: [("Idempotency-Key", "k-1")])
+        let other = try await HTTP.postMessage(
+            "\(cluster.nodes[1].baseURL)/rooms/j/messages", user: "u", text: "other room", headers: [("Idempotency-Key", "k-1")])
         #expect(other.status == 201)
         #expect(await stream.waitForMessages(1))
         try await Task.sleep(for: .milliseconds(300))
@@ -209,7 +213,8 @@ import Testing
         var resumed: [SSEClient] = []
         for (index, subscriber) in subscribers.enumerated() {
             let last = try #require(subscriber.messageIDs.last)
-            resumed.append(try await SSEClient("\(cluster.nodes[1 + index % 2].baseURL)/rooms/crash/events", headers: [("Last-Event-ID", last)]))
+            resumed.append(
+                try await SSEClient("\(cluster.nodes[1 + index % 2].baseURL)/rooms/crash/events", headers: [("Last-Event-ID", last)]))
         }
         for index in 0..<5 { await publisher.post(cluster.nodes[1 + index % 2].baseURL, room: "crash", text: "c\(index)") }
         let expected = publisher.ids("crash")
@@ -243,7 +248,8 @@ import Testing
             #expect(await subscriber.wait { $0.ended })
             #expect(subscriber.retry != nil)
             let last = try #require(subscriber.messageIDs.last)
-            resumed.append(try await SSEClient("\(cluster.nodes[1 + index % 2].baseURL)/rooms/drain/events", headers: [("Last-Event-ID", last)]))
+            resumed.append(
+                try await SSEClient("\(cluster.nodes[1 + index % 2].baseURL)/rooms/drain/events", headers: [("Last-Event-ID", last)]))
         }
         let expected = publisher.ids("drain")
         #expect(expected.count == 15)
@@ -263,4 +269,3 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async
     }
     return condition()
 }
-

@@ -12,7 +12,9 @@ import Testing
     static let releaseBinary = packageRoot + "/.build/release/chat-relay"
 
     /// Runs a command to its end without blocking a thread; returns its status and output.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String], timeout: Duration = .seconds(300)) async throws -> (status: Int32?, output: String) {
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String], timeout: Duration = .seconds(300))
+        async throws -> (status: Int32?, output: String)
+    {
         let log = NSTemporaryDirectory() + "chat-relay-compose-\(UUID().uuidString.prefix(8)).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
         let child = try ChildProcess(executable, arguments, logPath: log, environment: environment)
@@ -27,8 +29,10 @@ import Testing
         try #require(FileManager.default.isExecutableFile(atPath: Self.releaseBinary), "release binary missing: run make test")
         // The image has no Swift runtime: a plain `swift build -c release` (the benchmark script
         // runs one) leaves a binary that needs it there.
-        let libraries = try await Self.run("/usr/bin/ldd", [Self.releaseBinary], environment: ProcessInfo.processInfo.environment, timeout: .seconds(20))
-        try #require(!libraries.output.contains("libswiftCore"), "the release binary links the Swift runtime dynamically: run make release-static")
+        let libraries = try await Self.run(
+            "/usr/bin/ldd", [Self.releaseBinary], environment: ProcessInfo.processInfo.environment, timeout: .seconds(20))
+        try #require(
+            !libraries.output.contains("libswiftCore"), "the release binary links the Swift runtime dynamically: run make release-static")
         let work = NSTemporaryDirectory() + "chat-relay-compose-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
@@ -42,7 +46,9 @@ import Testing
         ]) { $1 }
 
         // The Docker API, served by podman for as long as the test runs.
-        let service = try ChildProcess("/usr/bin/podman", ["system", "service", "--time=0", "unix://\(work)/podman.sock"], logPath: work + "/podman.log", environment: environment)
+        let service = try ChildProcess(
+            "/usr/bin/podman", ["system", "service", "--time=0", "unix://\(work)/podman.sock"], logPath: work + "/podman.log",
+            environment: environment)
         defer { service.signal(SIGTERM) }
         #expect(await eventually { FileManager.default.fileExists(atPath: work + "/podman.sock") })
 
@@ -82,9 +88,13 @@ import Testing
         // Nothing runs container health checks without systemd: run them here, every second.
         let checking = Task {
             while !Task.isCancelled {
-                if let list = try? await Self.run("/usr/bin/podman", ["ps", "-q", "--filter", "label=com.docker.compose.project=\(project)"], environment: environment, timeout: .seconds(20)) {
+                if let list = try? await Self.run(
+                    "/usr/bin/podman", ["ps", "-q", "--filter", "label=com.docker.compose.project=\(project)"], environment: environment,
+                    timeout: .seconds(20))
+                {
                     for container in list.output.split(separator: "\n") {
-                        _ = try? await Self.run("/usr/bin/podman", ["healthcheck", "run", String(container)], environment: environment, timeout: .seconds(20))
+                        _ = try? await Self.run(
+                            "/usr/bin/podman", ["healthcheck", "run", String(container)], environment: environment, timeout: .seconds(20))
                     }
                 }
                 try? await Task.sleep(for: .seconds(1))
@@ -103,21 +113,28 @@ import Testing
             down.waitUntilExit()
         }
 
-        let up = try await Self.run(Self.composeBinary, compose + ["up", "-d", "--no-build", "--scale", "relay=3"], environment: environment)
+        let up = try await Self.run(
+            Self.composeBinary, compose + ["up", "-d", "--no-build", "--scale", "relay=3"], environment: environment)
         if up.status != 0 {
             // What the containers said, and what their health check says now: the cause is there.
-            let logs = try await Self.run(Self.composeBinary, compose + ["logs", "--no-color"], environment: environment, timeout: .seconds(30))
+            let logs = try await Self.run(
+                Self.composeBinary, compose + ["logs", "--no-color"], environment: environment, timeout: .seconds(30))
             var checks = ""
-            let list = try await Self.run("/usr/bin/podman", ["ps", "-aq", "--filter", "label=com.docker.compose.project=\(project)"], environment: environment, timeout: .seconds(20))
+            let list = try await Self.run(
+                "/usr/bin/podman", ["ps", "-aq", "--filter", "label=com.docker.compose.project=\(project)"], environment: environment,
+                timeout: .seconds(20))
             for container in list.output.split(separator: "\n") {
-                let check = try await Self.run("/usr/bin/podman", ["healthcheck", "run", String(container)], environment: environment, timeout: .seconds(20))
+                let check = try await Self.run(
+                    "/usr/bin/podman", ["healthcheck", "run", String(container)], environment: environment, timeout: .seconds(20))
                 checks += "\(container): health check \(check.status.map(String.init) ?? "timed out") \(check.output)\n"
             }
             Issue.record("docker compose up failed:\n\(up.output)\ncontainer logs:\n\(logs.output)\n\(checks)")
             return
         }
         let lb = "http://127.0.0.1:\(port)"
-        #expect(await eventuallyAsync { (try? await HTTP.get(lb + "/health/ready", timeout: .seconds(2)))?.status == 200 }, "the balancer answers")
+        #expect(
+            await eventuallyAsync { (try? await HTTP.get(lb + "/health/ready", timeout: .seconds(2)))?.status == 200 },
+            "the balancer answers")
 
         // Streams through the balancer land on every replica.
         var subscribers: [SSEClient] = []
@@ -134,7 +151,9 @@ import Testing
 
         // Stop one replica (SIGTERM, drained) while messages keep coming.
         let stopped = try #require(subscribers.first?.headers.first(name: "X-Relay-Node"))
-        let stop = Task { try await Self.run("/usr/bin/podman", ["stop", "-t", "15", stopped], environment: environment, timeout: .seconds(30)) }
+        let stop = Task {
+            try await Self.run("/usr/bin/podman", ["stop", "-t", "15", stopped], environment: environment, timeout: .seconds(30))
+        }
         for index in 0..<10 {
             #expect(await publisher.post(lb, room: "compose", text: "during \(index)"))
             try await Task.sleep(for: .milliseconds(200))
@@ -148,7 +167,8 @@ import Testing
         for subscriber in subscribers {
             if subscriber.headers.first(name: "X-Relay-Node") == stopped {
                 #expect(await subscriber.wait { $0.ended }, "the stopped replica's streams ended")
-                let resumed = try await SSEClient(lb + "/rooms/compose/events", headers: [("Last-Event-ID", subscriber.messageIDs.last ?? "0-0")])
+                let resumed = try await SSEClient(
+                    lb + "/rooms/compose/events", headers: [("Last-Event-ID", subscriber.messageIDs.last ?? "0-0")])
                 #expect(resumed.headers.first(name: "X-Relay-Node") != stopped)
                 #expect(await resumed.waitForMessages(ids.count - subscriber.messageIDs.count))
                 #expect(subscriber.messageIDs + resumed.messageIDs == ids, "nothing lost across the stop")

@@ -47,7 +47,8 @@ import Testing
         try connection.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         #expect(connection.wait { $0.responses.first?.complete == true })
         // Pipelined: one more request, then a stream, in one write.
-        try connection.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /rooms/kept/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try connection.send(
+            "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /rooms/kept/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         #expect(connection.wait { $0.responses.count == 3 && $0.responses[2].data.contains("retry: ") })
         let responses = connection.responses
         try #require(responses.count == 3)
@@ -92,7 +93,9 @@ import Testing
         // A POST as the first request, its body in a second write.
         let post = RawExchange(try RawSocket(port: node.port))
         let body = #"{"user":"u","text":"two writes"}"#
-        try post.send("POST /rooms/r/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        try post.send(
+            "POST /rooms/r/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+        )
         try await Task.sleep(for: .milliseconds(50))
         try post.send(body)
         #expect(post.wait { $0.responses.first?.complete == true })
@@ -136,7 +139,9 @@ import Testing
                     group.addTask {
                         var ids: [String] = []
                         for index in stride(from: indices.lowerBound + worker, to: indices.upperBound, by: 4) {
-                            if let id = try? await HTTP.postMessage(node.baseURL + "/rooms/backlog/messages", user: "p", text: "\(index) \(filler)").json["id"] as? String {
+                            if let id = try? await HTTP.postMessage(
+                                node.baseURL + "/rooms/backlog/messages", user: "p", text: "\(index) \(filler)"
+                            ).json["id"] as? String {
                                 ids.append(id)
                             }
                         }
@@ -171,18 +176,21 @@ import Testing
         // The rest, until the newest event's chunk ends (its 3000-byte text puts its id in the last
         // 4000 bytes).
         let newest = Array("id: \(posted.last ?? "")\n".utf8)
-        let rest = socket.receive(until: { text in
-            let tail = Array(text.utf8.suffix(4000))
-            return tail.suffix(4).elementsEqual("\n\n\r\n".utf8) && tail.indices.contains { tail[$0...].starts(with: newest) }
-        }, timeout: .seconds(30))
+        let rest = socket.receive(
+            until: { text in
+                let tail = Array(text.utf8.suffix(4000))
+                return tail.suffix(4).elementsEqual("\n\n\r\n".utf8) && tail.indices.contains { tail[$0...].starts(with: newest) }
+            }, timeout: .seconds(30))
         let stream = try #require(RawResponse.parse(Array(opening.utf8) + during + Array(rest.utf8)).first)
         let received = stream.data.split(separator: "\n").compactMap { line in
             line.hasPrefix("id: ") ? String(line.dropFirst(4)) : nil
         }
         // (Compared here, not by #expect on the arrays: they hold over a thousand ids.)
         let firstDifference = zip(received, posted).enumerated().first { $0.element.0 != $0.element.1 }
-        #expect(received.count == count && firstDifference == nil,
-                "every event once, in order: \(received.count) of \(count), first difference \(firstDifference.map { "at \($0.offset): \($0.element)" } ?? "none")")
+        #expect(
+            received.count == count && firstDifference == nil,
+            "every event once, in order: \(received.count) of \(count), first difference \(firstDifference.map { "at \($0.offset): \($0.element)" } ?? "none")"
+        )
         #expect(stream.chunks.allSatisfy { $0.hasSuffix("\n\n") }, "each chunk holds whole events")
 
         let metrics = try await HTTP.get(node.baseURL + "/metrics").body
@@ -206,16 +214,22 @@ extension DirectRequestTests {
         try connection.send(
             Self.post("/rooms/raw/messages", json, headers: "Content-Type: application/json\r\nOrigin: http://chat.example\r\n")
                 + Self.post("/messages", "user=bob&text=two", headers: "Content-Type: application/x-www-form-urlencoded\r\n")
-                + Self.post("/rooms/raw/messages", #"{"user":"ann","text":"three"}"#, headers: "Content-Type: application/json\r\nIdempotency-Key: k1\r\n")
-                + Self.post("/rooms/raw/messages", #"{"user":"ann","text":"three"}"#, headers: "Content-Type: application/json\r\nIdempotency-Key: k1\r\n")
+                + Self.post(
+                    "/rooms/raw/messages", #"{"user":"ann","text":"three"}"#,
+                    headers: "Content-Type: application/json\r\nIdempotency-Key: k1\r\n")
+                + Self.post(
+                    "/rooms/raw/messages", #"{"user":"ann","text":"three"}"#,
+                    headers: "Content-Type: application/json\r\nIdempotency-Key: k1\r\n")
                 + "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
                 + Self.post("/rooms/raw/messages", #"{"user":"ann","text":"after"}"#))
         #expect(connection.wait { $0.responses.count == 6 && $0.responses[5].complete })
         let responses = connection.responses
         try #require(responses.count == 6)
-        #expect(responses.map(\.statusLine) == [
-            "HTTP/1.1 201 Created", "HTTP/1.1 201 Created", "HTTP/1.1 201 Created", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 201 Created",
-        ])
+        #expect(
+            responses.map(\.statusLine) == [
+                "HTTP/1.1 201 Created", "HTTP/1.1 201 Created", "HTTP/1.1 201 Created", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK",
+                "HTTP/1.1 201 Created",
+            ])
         for response in responses {
             #expect(response.headers["x-relay-node"] == node.nodeID)
             #expect(response.headers["date"]?.hasSuffix(" GMT") == true)
@@ -254,17 +268,20 @@ extension DirectRequestTests {
         try connection.send(
             Self.post("/rooms/r/messages", "hi", headers: "Content-Type: text/plain\r\n")
                 + Self.post("/rooms/r/messages", #"{"user":"u""#)
-                + Self.post("/rooms/r/messages", #"{"user":"u","text":"k"}"#, headers: "Content-Type: application/json\r\nIdempotency-Key: has space\r\n")
+                + Self.post(
+                    "/rooms/r/messages", #"{"user":"u","text":"k"}"#,
+                    headers: "Content-Type: application/json\r\nIdempotency-Key: has space\r\n")
                 + Self.post("/rooms/r/messages", #"{"user":"","text":"k"}"#)
                 + Self.post("/rooms/r/messages", #"{"user":"u","text":"ok"}"#)
                 + Self.post("/rooms/r/messages", #"{"user":"u","text":"limited"}"#))
         #expect(connection.wait { $0.responses.count == 6 && $0.responses[5].complete })
         let responses = connection.responses
         try #require(responses.count == 6)
-        #expect(responses.map(\.statusLine) == [
-            "HTTP/1.1 415 Unsupported Media Type", "HTTP/1.1 400 Bad Request", "HTTP/1.1 400 Bad Request", "HTTP/1.1 400 Bad Request",
-            "HTTP/1.1 201 Created", "HTTP/1.1 429 Too Many Requests",
-        ])
+        #expect(
+            responses.map(\.statusLine) == [
+                "HTTP/1.1 415 Unsupported Media Type", "HTTP/1.1 400 Bad Request", "HTTP/1.1 400 Bad Request", "HTTP/1.1 400 Bad Request",
+                "HTTP/1.1 201 Created", "HTTP/1.1 429 Too Many Requests",
+            ])
         let codes = responses.map { $0.body.split(separator: "\"").dropFirst(3).first.map(String.init) ?? "" }
         #expect(codes[0] == "unsupported_media_type")
         #expect(codes[1] == "invalid_body")
@@ -296,7 +313,9 @@ extension DirectRequestTests {
         let node = try await RelayProcess(arguments: ["--rate-limit", "0"])
         defer { node.kill() }
         let connection = RawExchange(try RawSocket(port: node.port))
-        try connection.send(Self.post("/rooms/r/messages", #"{"user":"u","text":"bye"}"#, headers: "Content-Type: application/json\r\nConnection: close\r\n"))
+        try connection.send(
+            Self.post(
+                "/rooms/r/messages", #"{"user":"u","text":"bye"}"#, headers: "Content-Type: application/json\r\nConnection: close\r\n"))
         #expect(connection.wait { $0.responses.first?.complete == true })
         #expect(connection.responses.first?.statusLine == "HTTP/1.1 201 Created")
         #expect(connection.responses.first?.headers["connection"] == "close")
@@ -333,10 +352,11 @@ private final class RawExchange {
     func wait(timeout: Duration = .seconds(5), until done: (RawExchange) -> Bool) -> Bool {
         if done(self) { return true }
         let before = text
-        let more = socket.receive(until: { received in
-            self.text = before + received
-            return done(self)
-        }, timeout: timeout)
+        let more = socket.receive(
+            until: { received in
+                self.text = before + received
+                return done(self)
+            }, timeout: timeout)
         text = before + more
         return done(self)
     }
@@ -390,7 +410,8 @@ private struct RawResponse {
             index = headEnd + 4
             if response.headers["transfer-encoding"] == "chunked" {
                 while let lineEnd = find([13, 10], in: bytes, from: index),
-                      let size = Int(String(decoding: bytes[index..<lineEnd], as: UTF8.self), radix: 16) {
+                    let size = Int(String(decoding: bytes[index..<lineEnd], as: UTF8.self), radix: 16)
+                {
                     let start = lineEnd + 2
                     guard start + size + 2 <= bytes.count, bytes[start + size] == 13, bytes[start + size + 1] == 10 else { break }
                     index = start + size + 2

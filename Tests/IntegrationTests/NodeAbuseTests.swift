@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a client can make a node hold, tried past its bounds on real nodes: streams that close
@@ -63,13 +63,16 @@ import Glibc
                     try? socket.send("GET /rooms/churn-\(index % 20)/events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
                     sockets.append(socket)
                 }
-                for socket in sockets where !socket.receive(until: { $0.contains(": chat-relay node") }, timeout: .seconds(10)).contains(": chat-relay node") {
+                for socket in sockets
+                where !socket.receive(until: { $0.contains(": chat-relay node") }, timeout: .seconds(10)).contains(": chat-relay node") {
                     failures += 1
                 }
                 for room in 0..<20 {
                     let body = "{\"user\":\"c\",\"text\":\"batch \(opened)\"}"
                     if let poster = try? RawSocket(port: port, receiveBuffer: 65536) {
-                        try? poster.send("POST /rooms/churn-\(room)/messages HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+                        try? poster.send(
+                            "POST /rooms/churn-\(room)/messages HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+                        )
                         _ = poster.receive(until: { $0.contains("}") }, timeout: .seconds(10))
                         poster.close()
                     }
@@ -88,8 +91,10 @@ import Glibc
         var last: (Double?, Double?, Double?) = (nil, nil, nil)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            last = (try metric(node, "chat_relay_open_streams"), try metric(node, "chat_relay_subscribed_rooms"),
-                    try metric(node, "chat_relay_open_connections"))
+            last = (
+                try metric(node, "chat_relay_open_streams"), try metric(node, "chat_relay_subscribed_rooms"),
+                try metric(node, "chat_relay_open_connections")
+            )
             if last.0 == 0, last.1 == 0, last.2 == 1 { break }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -110,7 +115,10 @@ import Glibc
     @Test(.timeLimit(.minutes(5)), arguments: ["embedded", "redis"])
     func tenThousandClosedStreamsGiveBackTheirMemory(broker: String) async throws {
         let (node, redis) = try await Self.node(on: broker, ["--rate-limit", "0"])
-        defer { node.kill(); redis?.killNow() }
+        defer {
+            node.kill()
+            redis?.killNow()
+        }
         let descriptorsAtStart = Self.descriptors(node)
 
         // Warm-up: the allocator's pools and the node's tables reach their working size.
@@ -152,7 +160,8 @@ import Glibc
         var halfBodies: [RawSocket] = []
         for _ in 0..<20 {
             let socket = try RawSocket(port: node.port, receiveBuffer: 8192)
-            try socket.send("POST /rooms/x/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\"")
+            try socket.send(
+                "POST /rooms/x/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\"")
             halfBodies.append(socket)
         }
         var silent: [RawSocket] = []
@@ -172,8 +181,9 @@ import Glibc
         }
         let heads = received[0..<300]
         let bodies = received[300..<320]
-        #expect(heads.allSatisfy { $0.hasPrefix("HTTP/1.1 408 Request Timeout\r\n") && $0.contains("\"error\":\"request_timeout\"") },
-                "a half-sent head gets 408: \(heads.first { !$0.hasPrefix("HTTP/1.1 408") } ?? "")")
+        #expect(
+            heads.allSatisfy { $0.hasPrefix("HTTP/1.1 408 Request Timeout\r\n") && $0.contains("\"error\":\"request_timeout\"") },
+            "a half-sent head gets 408: \(heads.first { !$0.hasPrefix("HTTP/1.1 408") } ?? "")")
         #expect(bodies.allSatisfy { $0.hasPrefix("HTTP/1.1 408 Request Timeout\r\n") && $0.contains("Connection: close") })
         #expect(received[320..<370].allSatisfy { $0.isEmpty }, "a connection that sent nothing is closed without a word")
         #expect(received[370...].allSatisfy { $0.isEmpty }, "an idle kept-alive connection is closed without a word")
@@ -233,7 +243,10 @@ import Glibc
         // The waiting ones are closed at their request timeout, unanswered (they sent nothing);
         // then closing served connections makes room.
         let waitingSockets = waiting
-        #expect(await Self.onThread { waitingSockets.allSatisfy { $0.receive(until: { _ in false }, timeout: .seconds(15)).isEmpty && $0.peerClosed() } })
+        #expect(
+            await Self.onThread {
+                waitingSockets.allSatisfy { $0.receive(until: { _ in false }, timeout: .seconds(15)).isEmpty && $0.peerClosed() }
+            })
         for socket in served.prefix(5) { socket.close() }
         var welcome = false
         for _ in 0..<200 where !welcome {
@@ -259,7 +272,10 @@ import Glibc
     @Test(.timeLimit(.minutes(2)), arguments: ["embedded", "redis"])
     func anIdleRoomsHistoryExpiresAndAClientResumingInItGetsReset(broker: String) async throws {
         let (node, redis) = try await Self.node(on: broker, ["--history-ttl", "2s"])
-        defer { node.kill(); redis?.killNow() }
+        defer {
+            node.kill()
+            redis?.killNow()
+        }
         let url = node.baseURL + "/rooms/expiring"
         var ids: [String] = []
         for index in 0..<3 {

@@ -4,7 +4,9 @@ import Testing
 
 /// Every error row of the spec, against a real node: status, JSON code, headers.
 @Suite struct NodeErrorTests {
-    func expectError(_ reply: HTTP.Reply, _ status: Int, _ code: String, node: RelayProcess, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectError(
+        _ reply: HTTP.Reply, _ status: Int, _ code: String, node: RelayProcess, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(reply.status == status, "body: \(reply.body)", sourceLocation: sourceLocation)
         #expect(reply.json["error"] as? String == code, "body: \(reply.body)", sourceLocation: sourceLocation)
         #expect((reply.json["message"] as? String)?.isEmpty == false, sourceLocation: sourceLocation)
@@ -12,7 +14,10 @@ import Testing
         #expect(reply.header("X-Relay-Node") == node.nodeID, sourceLocation: sourceLocation)
     }
 
-    func post(_ node: RelayProcess, _ path: String = "/rooms/r/messages", contentType: String = "application/json", body: String, headers: [(String, String)] = []) async throws -> HTTP.Reply {
+    func post(
+        _ node: RelayProcess, _ path: String = "/rooms/r/messages", contentType: String = "application/json", body: String,
+        headers: [(String, String)] = []
+    ) async throws -> HTTP.Reply {
         try await HTTP.request("POST", node.baseURL + path, headers: [("Content-Type", contentType)] + headers, body: Array(body.utf8))
     }
 
@@ -21,10 +26,13 @@ import Testing
         defer { node.kill() }
         expectError(try await post(node, body: "{not json"), 400, "invalid_body", node: node)
         expectError(try await post(node, body: "[\"user\",\"text\"]"), 400, "invalid_body", node: node)
-        let notUTF8 = try await HTTP.request("POST", node.baseURL + "/rooms/r/messages", headers: [("Content-Type", "application/json")],
+        let notUTF8 = try await HTTP.request(
+            "POST", node.baseURL + "/rooms/r/messages", headers: [("Content-Type", "application/json")],
             body: Array("{\"user\":\"a\",\"text\":\"".utf8) + [0xC3, 0x28] + Array("\"}".utf8))
         expectError(notUTF8, 400, "invalid_body", node: node)
-        expectError(try await post(node, contentType: "application/x-www-form-urlencoded", body: "user=a&text=%FF"), 400, "invalid_body", node: node)
+        expectError(
+            try await post(node, contentType: "application/x-www-form-urlencoded", body: "user=a&text=%FF"), 400, "invalid_body", node: node
+        )
     }
 
     @Test func invalidField() async throws {
@@ -45,9 +53,12 @@ import Testing
         ] {
             expectError(try await post(node, body: body), 400, "invalid_field", node: node)
         }
-        let badKey = try await post(node, body: #"{"user":"a","text":"t"}"#, headers: [("Idempotency-Key", String(repeating: "k", count: 65))])
+        let badKey = try await post(
+            node, body: #"{"user":"a","text":"t"}"#, headers: [("Idempotency-Key", String(repeating: "k", count: 65))])
         expectError(badKey, 400, "invalid_field", node: node)
-        expectError(try await HTTP.get(node.baseURL + "/rooms/r/events", headers: [("Last-Event-ID", "yesterday")]), 400, "invalid_field", node: node)
+        expectError(
+            try await HTTP.get(node.baseURL + "/rooms/r/events", headers: [("Last-Event-ID", "yesterday")]), 400, "invalid_field",
+            node: node)
         expectError(try await HTTP.get(node.baseURL + "/rooms/r/events?lastEventId=1-2-3"), 400, "invalid_field", node: node)
         expectError(try await HTTP.get(node.baseURL + "/rooms/r/messages?after=x"), 400, "invalid_field", node: node)
         expectError(try await HTTP.get(node.baseURL + "/rooms/r/messages?limit=0"), 400, "invalid_field", node: node)
@@ -82,7 +93,8 @@ import Testing
         defer { node.kill() }
         let mebibyte = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
         for _ in 0..<3 {
-            let reply = try await HTTP.request("POST", node.baseURL + "/rooms/r/messages", headers: [("Content-Type", "application/json")], body: mebibyte)
+            let reply = try await HTTP.request(
+                "POST", node.baseURL + "/rooms/r/messages", headers: [("Content-Type", "application/json")], body: mebibyte)
             expectError(reply, 413, "too_large", node: node)
         }
         #expect(try await HTTP.get(node.baseURL + "/health/ready").status == 200)

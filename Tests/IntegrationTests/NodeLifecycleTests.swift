@@ -103,10 +103,12 @@ import Testing
     @Test func corsOnlyForAllowedOrigins() async throws {
         let open = try await RelayProcess(arguments: ["--allow-origin", "http://chat.example.test"])
         defer { open.kill() }
-        let preflight = try await HTTP.request("OPTIONS", open.baseURL + "/rooms/r/messages", headers: [
-            ("Origin", "http://chat.example.test"), ("Access-Control-Request-Method", "POST"),
-            ("Access-Control-Request-Headers", "content-type, idempotency-key"),
-        ])
+        let preflight = try await HTTP.request(
+            "OPTIONS", open.baseURL + "/rooms/r/messages",
+            headers: [
+                ("Origin", "http://chat.example.test"), ("Access-Control-Request-Method", "POST"),
+                ("Access-Control-Request-Headers", "content-type, idempotency-key"),
+            ])
         #expect(preflight.status == 204)
         #expect(preflight.header("Access-Control-Allow-Origin") == "http://chat.example.test")
         #expect(preflight.header("Access-Control-Allow-Methods")?.contains("POST") == true)

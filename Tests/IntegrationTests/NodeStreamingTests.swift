@@ -37,7 +37,8 @@ import Testing
         defer { node.kill() }
         let stream = try await SSEClient("\(node.baseURL)/events")
         let roomStream = try await SSEClient("\(node.baseURL)/rooms/lobby/events")
-        let form = try await HTTP.request("POST", "\(node.baseURL)/messages",
+        let form = try await HTTP.request(
+            "POST", "\(node.baseURL)/messages",
             headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array("user=bob&text=hello+there".utf8))
         #expect(form.status == 201)
         #expect(form.json["room"] as? String == "lobby")
@@ -170,8 +171,10 @@ import Testing
         let node = try await RelayProcess()
         defer { node.kill() }
         let stream = try await SSEClient("\(node.baseURL)/rooms/i/events")
-        let first = try await HTTP.postMessage("\(node.baseURL)/rooms/i/messages", user: "u", text: "once", headers: [("Idempotency-Key", "abc-123")])
-        let retry = try await HTTP.postMessage("\(node.baseURL)/rooms/i/messages", user: "u", text: "once", headers: [("Idempotency-Key", "abc-123")])
+        let first = try await HTTP.postMessage(
+            "\(node.baseURL)/rooms/i/messages", user: "u", text: "once", headers: [("Idempotency-Key", "abc-123")])
+        let retry = try await HTTP.postMessage(
+            "\(node.baseURL)/rooms/i/messages", user: "u", text: "once", headers: [("Idempotency-Key", "abc-123")])
         #expect(first.status == 201)
         #expect(retry.status == 200)
         #expect(retry.json["id"] as? String == first.json["id"] as? String)

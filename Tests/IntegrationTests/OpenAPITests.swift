@@ -21,11 +21,13 @@ import Testing
         environment["SCHEMATHESIS_HOOKS"] = nil
         // Every check but positive_data_acceptance: the document says what a field may hold, not
         // every rule the node applies (a text's limit is in bytes of UTF-8, after trimming).
-        let run = try ChildProcess("/usr/bin/env", [
-            "python3", Self.schemathesis, "run", packageRoot + "/docs/openapi.yaml", "--url", node.baseURL,
-            "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-examples", "50",
-            "--no-color",
-        ], logPath: log, environment: environment)
+        let run = try ChildProcess(
+            "/usr/bin/env",
+            [
+                "python3", Self.schemathesis, "run", packageRoot + "/docs/openapi.yaml", "--url", node.baseURL,
+                "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-examples", "50",
+                "--no-color",
+            ], logPath: log, environment: environment)
         let status = await run.waitForExit(timeout: .seconds(240))
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         #expect(status == 0, "schemathesis found problems:\n\(output.suffix(6000))")

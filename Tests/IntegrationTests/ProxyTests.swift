@@ -17,25 +17,34 @@ import Testing
         let proxy: ProxyServer
         let relayPort: Int
 
-        static func start(_ kind: ProxyServer.Kind, drainTimeout: Int = 3, replicas: Int = 3, arguments: [String] = []) async throws -> Topology {
+        static func start(_ kind: ProxyServer.Kind, drainTimeout: Int = 3, replicas: Int = 3, arguments: [String] = []) async throws
+            -> Topology
+        {
             let redis = try await RedisServer(appendOnly: true)
             let addresses = Array(ProxyTests.addresses.prefix(replicas))
             let dns = try await LoopbackDNS(name: replicaName, addresses: addresses)
             let relayPort = freeLoopbackPort()
             var nodes: [RelayProcess] = []
             for (index, address) in addresses.enumerated() {
-                nodes.append(try await Self.node(index, address: address, port: relayPort, redis: redis, drainTimeout: drainTimeout, arguments: arguments))
+                nodes.append(
+                    try await Self.node(
+                        index, address: address, port: relayPort, redis: redis, drainTimeout: drainTimeout, arguments: arguments))
             }
             let proxy = try await ProxyServer(kind, dnsPort: dns.port, replicas: "\(replicaName):\(relayPort)")
             return Topology(redis: redis, dns: dns, nodes: nodes, proxy: proxy, relayPort: relayPort)
         }
 
         /// - Parameter arguments: flags after the topology's own (a later flag wins).
-        static func node(_ index: Int, address: String, port: Int, redis: RedisServer, drainTimeout: Int, arguments: [String] = []) async throws -> RelayProcess {
+        static func node(_ index: Int, address: String, port: Int, redis: RedisServer, drainTimeout: Int, arguments: [String] = [])
+            async throws -> RelayProcess
+        {
             // The proxies connect to the replicas from 127.0.0.1.
-            try await RelayProcess(nodeID: "replica-\(index)", host: address, port: port, arguments: [
-                "--redis-url", redis.url, "--rate-limit", "0", "--trusted-proxies", "127.0.0.1", "--drain-timeout", "\(drainTimeout)", "--retry-ms", "500",
-            ] + arguments)
+            try await RelayProcess(
+                nodeID: "replica-\(index)", host: address, port: port,
+                arguments: [
+                    "--redis-url", redis.url, "--rate-limit", "0", "--trusted-proxies", "127.0.0.1", "--drain-timeout", "\(drainTimeout)",
+                    "--retry-ms", "500",
+                ] + arguments)
         }
 
         /// Restarts replica `index` on its address and port.
@@ -55,7 +64,9 @@ import Testing
             var seen = Set<String>()
             let deadline = ContinuousClock.now + .seconds(20)
             while seen.count < nodes.count, ContinuousClock.now < deadline {
-                if let reply = try? await HTTP.get(proxy.baseURL + "/health/ready"), reply.status == 200, let node = reply.header("X-Relay-Node") {
+                if let reply = try? await HTTP.get(proxy.baseURL + "/health/ready"), reply.status == 200,
+                    let node = reply.header("X-Relay-Node")
+                {
                     seen.insert(node)
                 } else {
                     try await Task.sleep(for: .milliseconds(100))
@@ -83,7 +94,8 @@ import Testing
         let asShipped = try ProxyServer.validate(kind, configPath: shipped, directory: directory)
         #expect(asShipped.ok, "\(asShipped.output)")
         let substitutedPath = directory + "/substituted.conf"
-        try ProxyServer.config(kind, dnsPort: 5353, replicas: "relay.test:9000", listenPort: 18080).write(toFile: substitutedPath, atomically: true, encoding: .utf8)
+        try ProxyServer.config(kind, dnsPort: 5353, replicas: "relay.test:9000", listenPort: 18080).write(
+            toFile: substitutedPath, atomically: true, encoding: .utf8)
         let substituted = try ProxyServer.validate(kind, configPath: substitutedPath, directory: directory)
         #expect(substituted.ok, "\(substituted.output)")
     }
@@ -232,7 +244,9 @@ import Testing
                 let body = "{\"user\":\"u\",\"text\":\"t\"}"
                 let forwarded = forwardedFor.map { "X-Forwarded-For: \($0)\r\n" } ?? ""
                 guard let socket = try? RawSocket(port: proxy.port, from: source, receiveBuffer: 65536),
-                      (try? socket.send("POST /rooms/limited/messages HTTP/1.1\r\nHost: t\r\n\(forwarded)Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")) != nil
+                    (try? socket.send(
+                        "POST /rooms/limited/messages HTTP/1.1\r\nHost: t\r\n\(forwarded)Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+                    )) != nil
                 else { return continuation.resume(returning: nil) }
                 let answer = socket.receive(until: { $0.hasSuffix("}") }, timeout: .seconds(10))
                 socket.close()

@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import RedisClient
+import Synchronization
 import TestSupport
 import Testing
 
@@ -60,7 +60,9 @@ import Testing
         #expect(try await client.command(["LRANGE", "nothing", "0", "-1"]) == .array([]))
         // Nested arrays: XRANGE entries are [id, [field, value]].
         _ = try await client.command(["XADD", "s", "1-1", "f", "v"])
-        #expect(try await client.command(["XRANGE", "s", "-", "+"]) == .array([.array([.bulk(Array("1-1".utf8)), .array([.bulk(Array("f".utf8)), .bulk(Array("v".utf8))])])]))
+        #expect(
+            try await client.command(["XRANGE", "s", "-", "+"])
+                == .array([.array([.bulk(Array("1-1".utf8)), .array([.bulk(Array("f".utf8)), .bulk(Array("v".utf8))])])]))
         // An error reply is a value, and the connection stays usable.
         let error = try await client.command(["INCR", "list"])
         guard case .error(let message) = error else {
@@ -129,7 +131,10 @@ import Testing
     /// is overdue instead of hanging, the subscriber declares it dead, and both come back after.
     @Test(.timeLimit(.minutes(1))) func aFrozenServerIsDroppedAndFoundAgain() async throws {
         let server = try await RedisServer(appendOnly: false)
-        defer { server.thaw(); server.killNow() }
+        defer {
+            server.thaw()
+            server.killNow()
+        }
         let client = try client(server)
         defer { client.stop() }
         let received = Received()
@@ -251,5 +256,3 @@ final class Received: Sendable {
         return condition(snapshot)
     }
 }
-
-

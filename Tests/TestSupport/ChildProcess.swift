@@ -52,7 +52,9 @@ public final class ChildProcess: Sendable {
                 // has the status a moment later. -1 only if it never does.
                 let deadline = ContinuousClock.now + .seconds(1)
                 while process.isRunning, ContinuousClock.now < deadline { usleep(1000) }
-                known = process.isRunning ? -1
+                known =
+                    process.isRunning
+                    ? -1
                     : process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
             }
             return known

@@ -12,9 +12,12 @@ public final class LoopbackDNS: Sendable {
 
     public init(name: String, addresses: [String]) async throws {
         port = freeLoopbackPort()
-        process = try ChildProcess("/usr/bin/env", [
-            "python3", packageRoot + "/scripts/loopback-dns.py", "--port", "\(port)", "--name", "\(name)=\(addresses.joined(separator: ","))",
-        ])
+        process = try ChildProcess(
+            "/usr/bin/env",
+            [
+                "python3", packageRoot + "/scripts/loopback-dns.py", "--port", "\(port)", "--name",
+                "\(name)=\(addresses.joined(separator: ","))",
+            ])
         try await Task.sleep(for: .milliseconds(300))
     }
 
@@ -84,7 +87,8 @@ public final class ProxyServer: Sendable {
         directory = NSTemporaryDirectory() + "chat-relay-\(kind)-\(port)"
         try FileManager.default.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
         configPath = directory + (kind == .nginx ? "/nginx.conf" : "/haproxy.cfg")
-        try Self.config(kind, dnsPort: dnsPort, replicas: replicas, listenPort: port).write(toFile: configPath, atomically: true, encoding: .utf8)
+        try Self.config(kind, dnsPort: dnsPort, replicas: replicas, listenPort: port).write(
+            toFile: configPath, atomically: true, encoding: .utf8)
         let validation = try Self.validate(kind, configPath: configPath, directory: directory)
         guard validation.ok else { throw ProxyError.failed("\(kind) refused its config:\n\(validation.output)") }
 
@@ -92,7 +96,9 @@ public final class ProxyServer: Sendable {
         switch kind {
         case .nginx:
             // One process (no master), in the foreground: stopped by pid like every test server.
-            process = try ChildProcess("/usr/sbin/nginx", ["-p", directory, "-c", configPath, "-g", "pid \(directory)/nginx.pid; daemon off; master_process off;"], logPath: logPath)
+            process = try ChildProcess(
+                "/usr/sbin/nginx",
+                ["-p", directory, "-c", configPath, "-g", "pid \(directory)/nginx.pid; daemon off; master_process off;"], logPath: logPath)
         case .haproxy:
             process = try ChildProcess("/usr/sbin/haproxy", ["-db", "-f", configPath], logPath: logPath)
         }
@@ -120,6 +126,8 @@ public final class ProxyServer: Sendable {
 public enum ProxyError: Error, CustomStringConvertible {
     case failed(String)
     public var description: String {
-        switch self { case .failed(let text): text }
+        switch self {
+        case .failed(let text): text
+        }
     }
 }

@@ -17,7 +17,8 @@ public final class Publisher: Sendable {
         let key = UUID().uuidString
         let deadline = ContinuousClock.now + patience
         while ContinuousClock.now < deadline {
-            if let reply = try? await HTTP.postMessage("\(baseURL)/rooms/\(room)/messages", user: "pub", text: text, headers: [("Idempotency-Key", key)]),
+            if let reply = try? await HTTP.postMessage(
+                "\(baseURL)/rooms/\(room)/messages", user: "pub", text: text, headers: [("Idempotency-Key", key)]),
                 reply.status == 201 || reply.status == 200, let id = reply.json["id"] as? String
             {
                 accepted.withLock { $0[room, default: []].append(id) }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A bare TCP connection to 127.0.0.1: for a client that sends a request and then never reads,
@@ -95,7 +96,9 @@ public final class RawSocket: @unchecked Sendable {
     /// Reads at most `chunk` bytes at a time with `pause` between reads, as a client slower than
     /// its server does, until `done` holds for everything received so far or `timeout` passes. On
     /// a thread of its own, so the test's tasks go on meanwhile.
-    public func receiveSlowly(chunk: Int, pause: Duration, timeout: Duration, until done: @escaping @Sendable ([UInt8]) -> Bool) async -> [UInt8] {
+    public func receiveSlowly(chunk: Int, pause: Duration, timeout: Duration, until done: @escaping @Sendable ([UInt8]) -> Bool) async
+        -> [UInt8]
+    {
         let fd = self.fd
         return await withCheckedContinuation { continuation in
             Thread {

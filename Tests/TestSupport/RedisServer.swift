@@ -23,10 +23,12 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Starts the server (again) and waits until it answers PING.
     public func start() async throws {
-        let process = try ChildProcess("/usr/bin/redis-server", [
-            "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--save", "", "--daemonize", "no",
-            "--logfile", directory + "/redis.log",
-        ] + extraArguments)
+        let process = try ChildProcess(
+            "/usr/bin/redis-server",
+            [
+                "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--save", "", "--daemonize", "no",
+                "--logfile", directory + "/redis.log",
+            ] + extraArguments)
         self.process = process
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {

@@ -22,7 +22,9 @@ public final class RelayProcess: Sendable {
     /// Starts the node and waits until `/health/live` answers.
     /// - Parameter arguments: flags after `serve --host H --port P --node-id N`.
     /// - Parameter host: a loopback address (127.0.0.2, … let several nodes share one port, behind one name).
-    public init(nodeID: String = "node-\(UInt32.random(in: 0...UInt32.max))", host: String = "127.0.0.1", port: Int? = nil, arguments: [String] = []) async throws {
+    public init(
+        nodeID: String = "node-\(UInt32.random(in: 0...UInt32.max))", host: String = "127.0.0.1", port: Int? = nil, arguments: [String] = []
+    ) async throws {
         self.host = host
         self.port = port ?? freeLoopbackPort()
         self.nodeID = nodeID

@@ -26,8 +26,10 @@ public final class ChromeDriver: Sendable {
                     "browserName": "chrome",
                     "goog:chromeOptions": [
                         "binary": "/usr/bin/chromium",
-                        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                 "--user-data-dir=\(profile)", "--window-size=420,800"],
+                        "args": [
+                            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                            "--user-data-dir=\(profile)", "--window-size=420,800",
+                        ],
                     ],
                 ]
             ]
@@ -108,6 +110,8 @@ public struct BrowserSession: Sendable {
 public enum WebDriverError: Error, CustomStringConvertible {
     case failed(String)
     public var description: String {
-        switch self { case .failed(let text): text }
+        switch self {
+        case .failed(let text): text
+        }
     }
 }
