@@ -32,16 +32,6 @@ public final class RedisClient: @unchecked Sendable {
         }
     }
 
-    private enum State {
-        case idle
-        /// A connection is being made; requests wait in `waiting`.
-        case connecting
-        case ready(RedisConnection)
-        /// No connection; the next attempt is due at `nextAttempt`. Requests before then fail.
-        case down(nextAttempt: NIODeadline)
-        case stopped
-    }
-
     public let configuration: Configuration
     /// The loop the connection lives on.
     public let eventLoop: any EventLoop
@@ -50,12 +40,12 @@ public final class RedisClient: @unchecked Sendable {
     private let onRoundTrip: @Sendable (_ requests: Int, _ commands: Int) -> Void
 
     // loop-confined
-    private var state = State.idle
-    private var backoff: Backoff
+    /// The connection, made again after a failure (at once after a loss: callers are waiting).
+    private let reconnection: RedisReconnection
+    private var started = false
     private var lastError: RedisError?
     private var waiting: [(commands: [RedisCommand], promise: EventLoopPromise<[RedisReply]>)] = []
     private var lastSent = NIODeadline.now()
-    private var timer: RepeatedTask?
 
     /// - Parameters:
     ///   - eventLoop: where the connection lives; callers on it skip every thread hop.
@@ -70,9 +60,17 @@ public final class RedisClient: @unchecked Sendable {
     ) {
         self.configuration = configuration
         self.eventLoop = eventLoop
-        self.backoff = configuration.backoff
         self.onStateChange = onStateChange
         self.onRoundTrip = onRoundTrip
+        self.reconnection = RedisReconnection(
+            url: configuration.url, eventLoop: eventLoop, connectTimeout: configuration.connectTimeout,
+            backoff: configuration.backoff, retryLostAtOnce: true)
+        // The reconnection lives as long as this client, and calls it on the loop only.
+        reconnection.events = .init(
+            up: { [unowned self] in connected($0) },
+            failed: { [unowned self] in failed($0) },
+            lost: { [unowned self] in lost($1) },
+            tick: { [unowned self] in check($0) })
     }
 
     /// True while the connection is up (as of the last reply, ping or failure).
@@ -81,26 +79,18 @@ public final class RedisClient: @unchecked Sendable {
     /// Connects, and keeps connecting until `stop()`.
     public func start() {
         eventLoop.execute { [self] in
-            guard case .idle = state else { return }
-            let tick = min(configuration.pingInterval, .milliseconds(250))
-            timer = eventLoop.scheduleRepeatedTask(initialDelay: .init(tick), delay: .init(tick)) { [self] _ in
-                check()
-            }
-            connect()
+            guard !started else { return }
+            started = true
+            reconnection.start(tick: .init(min(configuration.pingInterval, .milliseconds(250))))
         }
     }
 
     /// Closes the connection and fails what is waiting; requests from now on fail at once.
     public func stop() {
         eventLoop.execute { [self] in
-            let previous = state
-            state = .stopped
-            timer?.cancel()
-            timer = nil
+            let connection = reconnection.stop()
             failWaiting(.notConnected("the client is stopped"))
-            if case .ready(let connection) = previous {
-                connection.handler.value.close(.notConnected("the client is stopped"))
-            }
+            connection?.handler.value.close(.notConnected("the client is stopped"))
             setConnected(false, nil)
         }
     }
@@ -127,15 +117,15 @@ public final class RedisClient: @unchecked Sendable {
 
     private func submit(_ commands: [RedisCommand], _ promise: EventLoopPromise<[RedisReply]>) {
         eventLoop.assertInEventLoop()
-        switch state {
-        case .ready(let connection):
+        switch reconnection.phase {
+        case .up(let connection):
             connection.handler.value.send(commands, promise: promise)
             lastSent = .now()
         case .connecting:
             waiting.append((commands, promise))
-        case .down(let nextAttempt) where NIODeadline.now() >= nextAttempt:
+        case .down where reconnection.attemptDue:
             waiting.append((commands, promise))
-            connect()
+            reconnection.connectNow()
         case .down:
             promise.fail(RedisError.notConnected(lastError?.description ?? "connecting"))
         case .idle:
@@ -145,33 +135,11 @@ public final class RedisClient: @unchecked Sendable {
         }
     }
 
-    private func connect() {
-        eventLoop.assertInEventLoop()
-        state = .connecting
-        RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout) { [self] result in
-            switch result {
-            case .success(let connection):
-                connected(connection)
-            case .failure(let error):
-                guard case .connecting = state else { return }  // stopped meanwhile
-                lastError = error
-                state = .down(nextAttempt: .now() + .init(backoff.next()))
-                failWaiting(.notConnected(error.description))
-                setConnected(false, error)
-            }
-        }
-    }
-
     private func connected(_ connection: RedisConnection) {
         eventLoop.assertInEventLoop()
-        guard case .connecting = state else {
-            connection.channel.close(promise: nil)
-            return
-        }
         let handler = connection.handler.value
         handler.onRoundTrip = onRoundTrip
-        state = .ready(connection)
-        backoff.reset()
+        reconnection.resetBackoff()
         lastError = nil
         lastSent = .now()
         setConnected(true, nil)
@@ -179,40 +147,34 @@ public final class RedisClient: @unchecked Sendable {
             handler.send(request.commands, promise: request.promise)
         }
         waiting.removeAll()
-        connection.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
-            lost(connection)
-        }
     }
 
-    /// The connection closed (the server went away, a reply timed out, a protocol error).
-    private func lost(_ connection: RedisConnection) {
+    /// A connection attempt failed: requests waiting for it fail too.
+    private func failed(_ error: RedisError) {
         eventLoop.assertInEventLoop()
-        guard case .ready(let current) = state, current.channel === connection.channel else { return }
-        let error = RedisError.connectionLost("\(configuration.url.host):\(configuration.url.port) closed the connection")
         lastError = error
-        // Reconnect at once for the next request (or the next check); back off only if that fails.
-        state = .down(nextAttempt: .now())
+        failWaiting(.notConnected(error.description))
         setConnected(false, error)
     }
 
-    /// Every tick: drops a connection whose oldest request has waited too long, pings an idle one,
-    /// and reconnects when an attempt is due.
-    private func check() {
+    /// The connection closed (the server went away, a reply timed out, a protocol error); the
+    /// next request (or tick) reconnects at once, and backs off only if that fails.
+    private func lost(_ error: RedisError) {
         eventLoop.assertInEventLoop()
-        let now = NIODeadline.now()
-        switch state {
-        case .ready(let connection):
-            let handler = connection.handler.value
-            if let oldest = handler.oldestPendingSince, now - oldest > .init(configuration.commandTimeout) {
-                handler.close(.connectionLost("no reply from Redis within \(configuration.commandTimeout)"))
-            } else if handler.pendingCount == 0, now - lastSent >= .init(configuration.pingInterval) {
-                handler.send([["PING"]], promise: eventLoop.makePromise())
-                lastSent = now
-            }
-        case .down(let nextAttempt) where now >= nextAttempt:
-            connect()
-        case .idle, .connecting, .down, .stopped:
-            break
+        lastError = error
+        setConnected(false, error)
+    }
+
+    /// Every tick: drops a connection whose oldest request has waited too long, and pings an idle one.
+    private func check(_ now: NIODeadline) {
+        eventLoop.assertInEventLoop()
+        guard let connection = reconnection.connection else { return }
+        let handler = connection.handler.value
+        if let oldest = handler.oldestPendingSince, now - oldest > .init(configuration.commandTimeout) {
+            handler.close(.connectionLost("no reply from Redis within \(configuration.commandTimeout)"))
+        } else if handler.pendingCount == 0, now - lastSent >= .init(configuration.pingInterval) {
+            handler.send([["PING"]], promise: eventLoop.makePromise())
+            lastSent = now
         }
     }
 

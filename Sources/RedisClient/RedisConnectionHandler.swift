@@ -27,7 +27,7 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     private var requestsSinceFlush = 0
     private var commandsSinceFlush = 0
     /// Why the connection failed, once it did: what requests still waiting fail with.
-    private var failure: RedisError?
+    private(set) var failure: RedisError?
 
     /// Replies no request waits for.
     var onPush: ((RedisReply) -> Void)?

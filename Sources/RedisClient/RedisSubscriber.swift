@@ -40,16 +40,13 @@ public final class RedisSubscriber: @unchecked Sendable {
         case resubscribe
     }
 
-    private enum State {
-        case idle
-        case connecting
-        /// Connected; SUBSCRIBE sent, `confirmed` channels confirmed so far.
-        case subscribing(RedisConnection, confirmed: Int)
+    /// How far a connection that is up has come.
+    private enum Progress {
+        /// SUBSCRIBE sent, `confirmed` channels confirmed so far.
+        case subscribing(confirmed: Int)
         /// Subscribed; `onSubscribed` is running and messages are held.
-        case catchingUp(RedisConnection, held: [(channel: [UInt8], payload: [UInt8])])
-        case live(RedisConnection)
-        case down(nextAttempt: NIODeadline)
-        case stopped
+        case catchingUp(held: [(channel: [UInt8], payload: [UInt8])])
+        case live
     }
 
     public let configuration: Configuration
@@ -60,13 +57,15 @@ public final class RedisSubscriber: @unchecked Sendable {
     private let up = Atomic<Bool>(false)
 
     // loop-confined
-    private var state = State.idle
-    private var backoff: Backoff
+    /// The connection, made again after a failure or a loss, after the backoff.
+    private let reconnection: RedisReconnection
+    private var started = false
+    /// Where the connection that is up stands; meaningless while it is not.
+    private var progress = Progress.subscribing(confirmed: 0)
     private var everSubscribed = false
     private var lastPing = NIODeadline.now()
     /// When the first ping not yet answered (by anything) was sent.
     private var pingOutstandingSince: NIODeadline?
-    private var timer: RepeatedTask?
 
     /// - Parameters:
     ///   - onSubscribed: runs each time every channel is confirmed (`reconnected` after a loss);
@@ -82,10 +81,18 @@ public final class RedisSubscriber: @unchecked Sendable {
     ) {
         self.configuration = configuration
         self.eventLoop = eventLoop
-        self.backoff = configuration.backoff
         self.onSubscribed = onSubscribed
         self.onMessage = onMessage
         self.onDown = onDown
+        self.reconnection = RedisReconnection(
+            url: configuration.url, eventLoop: eventLoop, connectTimeout: configuration.connectTimeout,
+            backoff: configuration.backoff, retryLostAtOnce: false)
+        // The reconnection lives as long as this subscriber, and calls it on the loop only.
+        reconnection.events = .init(
+            up: { [unowned self] in connected($0) },
+            failed: { [unowned self] in failed($0) },
+            lost: { [unowned self] in failed($1) },
+            tick: { [unowned self] in check($0) })
     }
 
     /// True while subscribed.
@@ -93,21 +100,16 @@ public final class RedisSubscriber: @unchecked Sendable {
 
     public func start() {
         eventLoop.execute { [self] in
-            guard case .idle = state else { return }
-            timer = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [self] _ in
-                check()
-            }
-            connect()
+            guard !started else { return }
+            started = true
+            reconnection.start(tick: .milliseconds(100))
         }
     }
 
     /// Closes the connection; nothing is handed over after this.
     public func stop() {
         eventLoop.execute { [self] in
-            let connection = self.connection
-            state = .stopped
-            timer?.cancel()
-            timer = nil
+            let connection = reconnection.stop()
             up.store(false, ordering: .relaxed)
             connection?.handler.value.close(.notConnected("the subscriber is stopped"))
         }
@@ -115,76 +117,48 @@ public final class RedisSubscriber: @unchecked Sendable {
 
     // MARK: On the event loop
 
-    private var connection: RedisConnection? {
-        switch state {
-        case .subscribing(let connection, _), .catchingUp(let connection, _), .live(let connection): connection
-        case .idle, .connecting, .down, .stopped: nil
-        }
-    }
-
-    private func connect() {
-        eventLoop.assertInEventLoop()
-        state = .connecting
-        RedisConnection.connect(to: configuration.url, on: eventLoop, timeout: configuration.connectTimeout) { [self] result in
-            switch result {
-            case .success(let connection):
-                connected(connection)
-            case .failure(let error):
-                guard case .connecting = state else { return }  // stopped meanwhile
-                failed(error)
-            }
-        }
-    }
-
     private func connected(_ connection: RedisConnection) {
         eventLoop.assertInEventLoop()
-        guard case .connecting = state else {
-            connection.channel.close(promise: nil)
-            return
-        }
         let handler = connection.handler.value
         handler.onPush = { [self] reply in received(reply, on: connection) }
-        state = .subscribing(connection, confirmed: 0)
+        progress = .subscribing(confirmed: 0)
         lastPing = .now()
         pingOutstandingSince = nil
         handler.sendWithoutReply([["SUBSCRIBE"] + configuration.channels.map { RedisArgument($0) }])
-        connection.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
-            guard self.connection?.channel === connection.channel else { return }
-            failed(.connectionLost("\(configuration.url.host):\(configuration.url.port) closed the subscription"))
-        }
     }
 
-    /// A connection attempt failed or the connection was lost: report it, back off, retry.
+    /// A connection attempt failed or the connection was lost: report it (the reconnection backs
+    /// off and tries again).
     private func failed(_ error: RedisError) {
         eventLoop.assertInEventLoop()
         if up.exchange(false, ordering: .relaxed) || !everSubscribed {
             onDown(error)
         }
-        state = .down(nextAttempt: .now() + .init(backoff.next()))
     }
 
     private func received(_ reply: RedisReply, on connection: RedisConnection) {
         eventLoop.assertInEventLoop()
+        guard let current = reconnection.connection, current.channel === connection.channel else { return }
         // Anything from the server proves it alive.
         pingOutstandingSince = nil
         guard let parts = reply.array, let kind = parts.first?.string else { return }
-        switch (kind, state) {
+        switch (kind, progress) {
         case ("message", .live) where parts.count == 3:
             onMessage(parts[1].bytes ?? [], parts[2].bytes ?? [])
-        case ("message", .catchingUp(let current, var held)) where parts.count == 3:
-            state = .live(current)  // releases the state's reference, so appending does not copy
+        case ("message", .catchingUp(var held)) where parts.count == 3:
+            progress = .live  // releases the progress's reference, so appending does not copy
             held.append((parts[1].bytes ?? [], parts[2].bytes ?? []))
             if held.count > configuration.maximumHeld {
                 current.handler.value.close(.connectionLost("more than \(configuration.maximumHeld) messages arrived while catching up"))
                 return
             }
-            state = .catchingUp(current, held: held)
-        case ("subscribe", .subscribing(let current, let confirmed)):
+            progress = .catchingUp(held: held)
+        case ("subscribe", .subscribing(let confirmed)):
             guard confirmed + 1 == configuration.channels.count else {
-                state = .subscribing(current, confirmed: confirmed + 1)
+                progress = .subscribing(confirmed: confirmed + 1)
                 return
             }
-            state = .catchingUp(current, held: [])
+            progress = .catchingUp(held: [])
             up.store(true, ordering: .relaxed)
             let reconnected = everSubscribed
             everSubscribed = true
@@ -202,34 +176,32 @@ public final class RedisSubscriber: @unchecked Sendable {
     /// to start over.
     private func caughtUp(_ disposition: Disposition, on connection: RedisConnection) {
         eventLoop.assertInEventLoop()
-        guard case .catchingUp(let current, let held) = state, current.channel === connection.channel else { return }
+        guard let current = reconnection.connection, current.channel === connection.channel,
+            case .catchingUp(let held) = progress
+        else { return }
         guard disposition == .proceed else {
             current.handler.value.close(.connectionLost("the handler asked to subscribe again"))
             return
         }
-        state = .live(current)
-        backoff.reset()
+        progress = .live
+        reconnection.resetBackoff()
         for message in held {
             onMessage(message.channel, message.payload)
         }
     }
 
-    /// Every tick: pings, declares a silent server dead, reconnects when due.
-    private func check() {
+    /// Every tick: pings, and declares a silent server dead.
+    private func check(_ now: NIODeadline) {
         eventLoop.assertInEventLoop()
-        let now = NIODeadline.now()
-        if let connection {
-            if let since = pingOutstandingSince, now - since > .init(configuration.deadAfter) {
-                connection.handler.value.close(.connectionLost("no answer to PING for \(configuration.deadAfter)"))
-                return
-            }
-            if now - lastPing >= .init(configuration.pingInterval) {
-                connection.handler.value.sendWithoutReply([["PING"]])
-                lastPing = now
-                if pingOutstandingSince == nil { pingOutstandingSince = now }
-            }
-        } else if case .down(let nextAttempt) = state, now >= nextAttempt {
-            connect()
+        guard let connection = reconnection.connection else { return }
+        if let since = pingOutstandingSince, now - since > .init(configuration.deadAfter) {
+            connection.handler.value.close(.connectionLost("no answer to PING for \(configuration.deadAfter)"))
+            return
+        }
+        if now - lastPing >= .init(configuration.pingInterval) {
+            connection.handler.value.sendWithoutReply([["PING"]])
+            lastPing = now
+            if pingOutstandingSince == nil { pingOutstandingSince = now }
         }
     }
 }
