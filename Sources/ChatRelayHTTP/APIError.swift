@@ -1,12 +1,11 @@
 import ChatRelay
-import HTTPTypes
-import Hummingbird
 import NIOCore
+import NIOHTTP1
 
 /// An error response of the spec: `{"error": "<code>", "message": "<for a person>"}` with its status,
 /// and `Retry-After` where the client should come back later.
-public struct APIError: Error, HTTPResponseError, Sendable {
-    public var status: HTTPResponse.Status
+public struct APIError: Error, Sendable {
+    public var status: HTTPResponseStatus
     public var code: String
     public var message: String
     /// Seconds for `Retry-After`, if any.
@@ -14,18 +13,12 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     /// The methods a path takes, for `Allow` (a `405`).
     public var allow: String?
 
-    public init(_ status: HTTPResponse.Status, code: String, message: String, retryAfter: Int? = nil, allow: String? = nil) {
+    public init(_ status: HTTPResponseStatus, code: String, message: String, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.retryAfter = retryAfter
         self.allow = allow
-    }
-
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers: HTTPFields = [.contentType: Self.contentType]
-        for (name, value) in extraHeaders { headers[HTTPField.Name(name)!] = value }
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
     }
 
     /// The headers an error answer carries besides the common ones, whichever path writes it.
@@ -66,7 +59,7 @@ extension APIError {
     }
 
     static func tooLarge(limit: Int) -> APIError {
-        APIError(.contentTooLarge, code: "too_large", message: "The request body is over this node's limit of \(limit) bytes.")
+        APIError(.payloadTooLarge, code: "too_large", message: "The request body is over this node's limit of \(limit) bytes.")
     }
 
     static let unsupportedMediaType = APIError(
@@ -90,18 +83,6 @@ extension APIError {
             .methodNotAllowed, code: "method_not_allowed", message: "This path takes \(allow), not \(method.prefix(20)).", allow: allow)
     }
 
-    /// The code for a status Hummingbird itself produced (unknown path, wrong method, …).
-    static func code(for status: HTTPResponse.Status) -> String {
-        switch status.code {
-        case 400: "bad_request"
-        case 404: "not_found"
-        case 405: "method_not_allowed"
-        case 408: "request_timeout"
-        case 413: "too_large"
-        case 415: "unsupported_media_type"
-        case 500: "internal"
-        case 503: "unavailable"
-        default: status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
-        }
-    }
+    /// A request NIO's HTTP parser could not read.
+    static let badRequest = APIError(.badRequest, code: "bad_request", message: "The request is not HTTP/1 this node can read.")
 }

@@ -10,17 +10,13 @@ import NIOHTTP1
 /// A stream's connection as the hub's fan-out writes to it: below every HTTP handler.
 ///
 /// Live events are already chunks (`StoredMessage.chunk`), framed once per event for every
-/// subscriber, so they skip the HTTP layers. Two kinds of connection carry streams:
-/// - a stream `DirectRequestHandler` opened itself (`ownsResponse`): the HTTP codec has left
-///   the pipeline, and once `beginDirectWrites()` ran, bytes go straight to the socket with one
-///   `send(2)` (or `sendmsg(2)` for several chunks) while NIO holds nothing unsent for it. When
-///   the socket takes less than it was given, the rest goes to NIO, which waits for the socket to
-///   drain; everything after it goes through NIO too until NIO has sent it all, so bytes stay in
-///   order. The output ends the response when the stream ends.
-/// - a stream Hummingbird's router opened: its head and opening went through NIO's
-///   `HTTPResponseEncoder`, which sends a response of unknown length chunked (the head is always
-///   HTTP/1.1). Events are written from the encoder's context, and Hummingbird ends the response
-///   (the last chunk) through the encoder, after them.
+/// subscriber, so they skip the HTTP layers. When the stream opens, the HTTP codec leaves the
+/// pipeline (`RelayRequestHandler`), and once `beginDirectWrites()` ran, bytes go straight to the
+/// socket with one `send(2)` (or `sendmsg(2)` for several chunks) while NIO holds nothing unsent
+/// for it. When the socket takes less than it was given, the rest goes to NIO, which waits for
+/// the socket to drain; everything after it goes through NIO too until NIO has sent it all, so
+/// bytes stay in order. The output ends the response (the last chunk) and the connection when
+/// the stream ends.
 ///
 /// Why write to the socket ourselves: a node writes each event to thousands of connections, and
 /// NIO's write path per connection (the pipeline, the pending-writes queue, a retain and release
@@ -36,7 +32,6 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     let eventLoop: any EventLoop
     let channel: any Channel
     private let context: ChannelHandlerContext
-    private let ownsResponse: Bool
     /// Counts the times the socket took less than it was given.
     private let deferredWrites: Counter?
 
@@ -50,35 +45,19 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     private var needsFlush = false
 
     /// The output writing from `context`, on its channel's event loop.
-    /// - Parameters:
-    ///   - ownsResponse: whether ending the stream ends the response and the connection.
-    ///   - deferredWrites: counts the times the socket took less than it was given.
-    init(context: ChannelHandlerContext, ownsResponse: Bool, deferredWrites: Counter? = nil) {
+    /// - Parameter deferredWrites: counts the times the socket took less than it was given.
+    init(context: ChannelHandlerContext, deferredWrites: Counter? = nil) {
         self.eventLoop = context.eventLoop
         self.channel = context.channel
         self.context = context
-        self.ownsResponse = ownsResponse
         self.deferredWrites = deferredWrites
     }
 
-    /// The output of `channel`, an HTTP/1 connection of Hummingbird's, which carries the stream
-    /// from now on.
-    static func make(for channel: any Channel) async throws -> ChannelStreamOutput {
-        try await channel.eventLoop.submit {
-            let pipeline = channel.pipeline.syncOperations
-            let context = try pipeline.context(handlerType: HTTPResponseEncoder.self)
-            // Hummingbird reads nothing while the stream's handler runs, so it would not notice
-            // a client that closes its side; the stream would stay until a write failed.
-            try pipeline.addHandler(CloseOnInputClosedHandler(), position: .first)
-            return ChannelStreamOutput(context: context, ownsResponse: false)
-        }.get()
-    }
-
     /// From now on bytes go to the socket itself when NIO holds none: call it once the HTTP codec
-    /// has left a connection that `ownsResponse`, before its first byte is written.
+    /// has left the connection, before the stream's first byte is written.
     func beginDirectWrites() {
         eventLoop.assertInEventLoop()
-        guard ownsResponse, inChannel == 0, !needsFlush, channel.isActive else { return }
+        guard inChannel == 0, !needsFlush, channel.isActive else { return }
         // A channel that cannot lend its socket (not a socket channel) keeps NIO's write path.
         direct = channel.withSocket { _ in true } ?? false
     }
@@ -140,13 +119,13 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
         context.flush()
     }
 
-    /// Whether an output that owns its response is below its connection's high-water mark: kept
-    /// by its `DirectRequestHandler` as NIO reports changes, so the fan-out reads a field it
-    /// already has in cache rather than the channel's atomic, once per subscriber per batch.
-    /// While bytes go to the socket directly NIO holds none, so it stays true.
+    /// Whether the connection is below its high-water mark: kept by its `RelayRequestHandler` as
+    /// NIO reports changes, so the fan-out reads a field it already has in cache rather than the
+    /// channel's atomic, once per subscriber per batch. While bytes go to the socket directly NIO
+    /// holds none, so it stays true.
     var writable = true
 
-    var isWritable: Bool { ownsResponse ? writable : channel.isWritable }
+    var isWritable: Bool { writable }
 
     func close() {
         channel.close(promise: nil)
@@ -154,7 +133,7 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
 
     func endResponse() {
         eventLoop.assertInEventLoop()
-        guard ownsResponse, channel.isActive else { return }
+        guard channel.isActive else { return }
         // The last chunk, then the connection closes once it is sent: nothing else can follow a
         // stream on it.
         let channel = self.channel
@@ -249,17 +228,4 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
 
     /// The zero-length chunk that ends a chunked body.
     private static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")
-}
-
-/// Closes a stream's connection when the client closes its side of it (servers accept half-closed
-/// connections, so that is an event, not a close).
-final class CloseOnInputClosedHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed {
-            context.close(promise: nil)
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
 }

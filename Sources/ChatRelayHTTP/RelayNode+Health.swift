@@ -1,30 +1,18 @@
 import ChatRelay
-import Hummingbird
 import NIOCore
+import NIOHTTP1
 
 extension RelayNode {
-    /// `/health/live`, `/health/ready`, `/health` and `/metrics`.
-    func addHealthRoutes(to router: Router<RelayRequestContext>) {
-        router.get("/health/live") { _, _ in
-            Self.json(.ok, "{\"status\":\"ok\"}")
-        }
-        router.get("/health/ready") { _, _ in self.readiness() }
-        router.get("/health") { _, _ in self.readiness() }
-        router.get("/metrics") { _, _ in
-            self.metrics.brokerUp.record(self.broker.isReady ? 1 : 0)
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(self.registry.internalBufferCapacity())
-            self.registry.emit(into: &bytes)
-            return Response(
-                status: .ok,
-                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes))
-            )
-        }
+    /// `GET /health/live`: the process serves HTTP.
+    func liveAnswer() -> Answer {
+        Answer(status: .ok, contentType: Answer.jsonType, body: Self.liveBody)
     }
 
-    /// `200` when the node can publish and receive and is not draining, else `503`.
-    func readiness() -> Response {
+    private static let liveBody = ByteBuffer(string: "{\"status\":\"ok\"}")
+
+    /// `GET /health/ready` (and `/health`): `200` when the node can publish and receive and is not
+    /// draining, else `503`.
+    func readinessAnswer() -> Answer {
         let ready = isReady
         var body = ByteBuffer()
         body.writeString("{\"status\":\"\(ready ? "ready" : "unavailable")\",\"node\":")
@@ -33,14 +21,17 @@ extension RelayNode {
         body.writeString(",\"connections\":\(hub.connectionCount),\"maxConnections\":\(configuration.maxConnections)")
         body.writeString(",\"openConnections\":\(connections.count),\"maxOpenConnections\":\(connections.limit)")
         body.writeString(",\"uptimeSeconds\":\((MonotonicClock.nanoseconds() - startedAt) / 1_000_000_000)}")
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"]
-        if !ready { headers[.retryAfter] = "1" }
-        return Response(status: ready ? .ok : .serviceUnavailable, headers: headers, body: ResponseBody(byteBuffer: body))
+        var headers = [("Cache-Control", "no-store")]
+        if !ready { headers.append(("Retry-After", "1")) }
+        return Answer(status: ready ? .ok : .serviceUnavailable, contentType: Answer.jsonType, body: body, headers: headers)
     }
 
-    static func json(_ status: HTTPResponse.Status, _ text: String) -> Response {
-        Response(
-            status: status, headers: [.contentType: "application/json; charset=utf-8"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    /// `GET /metrics`: Prometheus text.
+    func metricsAnswer() -> Answer {
+        metrics.brokerUp.record(broker.isReady ? 1 : 0)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(registry.internalBufferCapacity())
+        registry.emit(into: &bytes)
+        return Answer(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: ByteBuffer(bytes: bytes))
     }
 }

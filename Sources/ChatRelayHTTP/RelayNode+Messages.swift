@@ -1,49 +1,7 @@
 import ChatRelay
-import Hummingbird
 import NIOCore
 
 extension RelayNode {
-    /// `POST /rooms/{room}/messages`, `POST /messages` (lobby) and `GET /rooms/{room}/messages`.
-    func addMessageRoutes(to router: Router<RelayRequestContext>) {
-        router.post("/rooms/:room/messages") { request, context in
-            try await self.publish(room: try Self.room(context), request: request, context: context)
-        }
-        router.post("/messages") { request, context in
-            try await self.publish(room: .lobby, request: request, context: context)
-        }
-        router.get("/rooms/:room/messages") { request, context in
-            try await self.history(room: try Self.room(context), request: request)
-        }
-    }
-
-    static func room(_ context: RelayRequestContext) throws -> RoomName {
-        let name = context.parameters.get("room") ?? ""
-        guard let room = RoomName(name) else { throw APIError.invalidRoom(name) }
-        return room
-    }
-
-    /// A publish through the router: the request's fields to `checkPublish`, its body to
-    /// `publish(_:body:)`, the answer as Hummingbird's response.
-    func publish(room: RoomName, request: Request, context: RelayRequestContext) async throws -> Response {
-        let publish = try checkPublish(
-            PublishRequest(
-                room: room,
-                contentType: request.headers[.contentType],
-                contentLength: request.headers[.contentLength].flatMap(Int.init),
-                idempotencyKey: request.headers[.idempotencyKey],
-                clientKey: clientKey(forwardedFor: request.headers[values: .xForwardedFor], address: context.channel.remoteAddress)))
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: configuration.maxBodyBytes)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError.tooLarge(limit: configuration.maxBodyBytes)
-        }
-        let answer = try await self.publish(publish, body: body)
-        var headers: HTTPFields = [.contentType: PublishAnswer.contentType]
-        headers[.location] = answer.location
-        return Response(status: answer.created ? .created : .ok, headers: headers, body: ResponseBody(byteBuffer: answer.body))
-    }
-
     /// `Idempotency-Key`: 1 to 64 printable ASCII characters, if present.
     static func idempotencyKey(_ header: String?) throws(APIError) -> String? {
         guard let key = header else { return nil }
@@ -59,14 +17,14 @@ extension RelayNode {
         configuration.trustedProxies.clientAddress(peer: address, forwardedFor: forwardedFor)
     }
 
-    func history(room: RoomName, request: Request) async throws -> Response {
-        let query = request.uri.queryParameters
+    /// `GET /rooms/{room}/messages?after=&limit=`: the room's history, oldest first.
+    func historyAnswer(room: RoomName, target: RequestTarget) async throws(APIError) -> Answer {
         var after: MessageID? = nil
-        if let text = query.get("after") {
+        if let text = target.value(of: "after") {
             after = try Self.messageID(text, field: "after")
         }
         var limit = 50
-        if let text = query.get("limit") {
+        if let text = target.value(of: "limit") {
             guard let value = Int(text), value >= 1 else {
                 throw APIError.invalidField("limit: must be a whole number from 1 to 500")
             }
@@ -75,7 +33,7 @@ extension RelayNode {
         let messages: [StoredMessage]
         do {
             messages = try await broker.history(room: room, after: after, limit: limit)
-        } catch let error as BrokerError {
+        } catch {
             throw APIError.unavailable("History cannot be read now: \(error).")
         }
         var body = ByteBuffer()
@@ -86,6 +44,6 @@ extension RelayNode {
             body.writeImmutableBuffer(message.json)
         }
         body.writeStaticString("]}")
-        return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: body))
+        return Answer(status: .ok, contentType: Answer.jsonType, body: body)
     }
 }

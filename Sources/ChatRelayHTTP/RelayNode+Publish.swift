@@ -1,9 +1,7 @@
 import ChatRelay
-import HTTPTypes
 import NIOCore
 
-/// What a message POST says before its body, whichever way it reached the node (the router, or
-/// a connection's `DirectRequestHandler`).
+/// What a message POST says before its body.
 struct PublishRequest: Sendable {
     let room: RoomName
     let contentType: String?
@@ -30,7 +28,10 @@ struct PublishAnswer: Sendable {
     /// The message JSON.
     let body: ByteBuffer
 
-    static let contentType = "application/json; charset=utf-8"
+    /// As the answer written to the client: `201` (or `200`), the message, `Location`.
+    var answer: Answer {
+        Answer(status: created ? .created : .ok, contentType: Answer.jsonType, body: body, headers: [("Location", location)])
+    }
 }
 
 extension RelayNode {

@@ -1,60 +1,7 @@
 import ChatRelay
-import Hummingbird
 import NIOCore
 
 extension RelayNode {
-    /// `GET /rooms/{room}/events` and `GET /events` (lobby), when they reach the router: a stream
-    /// asked for on a connection that already served another request, or one the connection's
-    /// `DirectRequestHandler` could not open itself (it hands the request over, and the error
-    /// response comes from here).
-    func addStreamRoutes(to router: Router<RelayRequestContext>) {
-        router.get("/rooms/:room/events") { request, context in
-            try await self.subscribe(room: try Self.room(context), request: request, context: context)
-        }
-        router.get("/events") { request, context in
-            try await self.subscribe(room: .lobby, request: request, context: context)
-        }
-    }
-
-    /// A stream served through Hummingbird: the opening and replay go through its response writer,
-    /// live events below it, and the handler waits once for the stream's end.
-    func subscribe(room: RoomName, request: Request, context: RelayRequestContext) async throws -> Response {
-        let lastEventID = try Self.lastEventID(
-            header: request.headers[.lastEventID], query: request.uri.queryParameters.get("lastEventId"))
-        // Checked before the round trip below; `openStream` checks again.
-        guard !hub.isDraining else { throw APIError.draining }
-        let output: ChannelStreamOutput
-        do {
-            output = try await ChannelStreamOutput.make(for: context.channel)
-        } catch {
-            // The connection is already gone, or is not a plain HTTP/1 one.
-            logger.debug("cannot stream on this connection", metadata: ["error": "\(error)"])
-            throw APIError.unavailable("This connection cannot carry a stream; retry shortly.")
-        }
-        let opening = try await openStream(room: room, lastEventID: lastEventID, output: output)
-        let hub = self.hub
-        return Response(
-            status: .ok, headers: Self.streamHeaders,
-            body: ResponseBody { writer in
-                let subscription = opening.subscription
-                defer { hub.unsubscribe(subscription) }
-                // Through Hummingbird's writer (after the head); the live events the hub then writes
-                // to the connection directly are queued on its event loop behind this write.
-                try await writer.write(opening.firstBytes)
-                subscription.goLive(after: opening.liveAfter)
-                // One wait for the whole stream: a drain's `retry:` is written before it returns.
-                _ = await subscription.closed()
-                try await writer.finish(nil)
-            })
-    }
-
-    /// The headers of every stream's `200`, besides `X-Relay-Node`, CORS and framing.
-    static let streamHeaders: HTTPFields = [
-        .contentType: "text/event-stream",
-        .cacheControl: "no-cache",
-        .xAccelBuffering: "no",
-    ]
-
     /// A stream, registered with the hub but not live yet, and what to write before it goes live.
     struct StreamOpening: Sendable {
         let subscription: Subscription

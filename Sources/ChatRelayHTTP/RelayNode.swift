@@ -1,13 +1,11 @@
 import ChatRelay
-import Hummingbird
-import HummingbirdCore
 import Logging
 import Metrics
 import NIOCore
 import Prometheus
 import ServiceLifecycle
 
-/// One relay node: its hub, broker, limits and metrics, and the HTTP application serving them.
+/// One relay node: its hub, broker, limits and metrics, and the HTTP server serving them.
 public final class RelayNode: Sendable {
     public let configuration: RelayConfiguration
     public let hub: Hub
@@ -18,7 +16,7 @@ public final class RelayNode: Sendable {
     /// Open connections of every kind, against `--max-open-connections`.
     let connections: ConnectionLimiter
     /// The CORS policy of `--allow-origin`, or nil without it.
-    let cors: CORSPolicyMiddleware?
+    let cors: CORSPolicy?
     let logger: Logger
     let startedAt = MonotonicClock.nanoseconds()
 
@@ -45,7 +43,7 @@ public final class RelayNode: Sendable {
         self.broker = makeBroker(hub, metrics)
         self.rateLimiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
         self.connections = ConnectionLimiter(limit: configuration.openConnectionLimit)
-        self.cors = configuration.allowOrigins.isEmpty ? nil : CORSPolicyMiddleware(allowOrigins: configuration.allowOrigins)
+        self.cors = configuration.allowOrigins.isEmpty ? nil : CORSPolicy(allowOrigins: configuration.allowOrigins)
         metrics.openStreams.set(0)
         metrics.openConnections.set(0)
         metrics.subscribedRooms.set(0)
@@ -58,42 +56,18 @@ public final class RelayNode: Sendable {
         }
     }
 
-    /// The router with every route and middleware of the API.
-    public func makeRouter() -> Router<RelayRequestContext> {
-        let router = Router(context: RelayRequestContext.self)
-        router.add(middleware: NodeHeaderMiddleware(nodeID: configuration.nodeID))
-        if let cors {
-            router.add(middleware: cors)
-        }
-        router.add(middleware: JSONErrorMiddleware(logger: logger))
-        addMessageRoutes(to: router)
-        addStreamRoutes(to: router)
-        addHealthRoutes(to: router)
-        addPageRoute(to: router)
-        return router
-    }
-
-    /// The HTTP application on `host:port`, with the broker and heartbeats as its services.
-    public func makeApplication(host: String, port: Int) -> some ApplicationProtocol {
-        Application(
-            router: makeRouter(),
-            server: HTTPServerBuilder { responder in RelayHTTP1Channel(responder: responder, node: self) },
-            configuration: .init(address: .hostname(host, port: port), serverName: nil, reuseAddress: true),
-            services: [BrokerService(broker: broker, metrics: metrics), HeartbeatService(hub: hub, interval: configuration.heartbeat)],
-            logger: logger
-        )
-    }
-
-    /// Serves until SIGTERM or SIGINT, then drains: readiness turns 503 at once, new streams are
-    /// refused, open streams end spread over a few seconds, in-flight requests finish, and the
-    /// function returns within the drain timeout.
+    /// Serves on `host:port` until SIGTERM or SIGINT, then drains: readiness turns 503 at once,
+    /// new streams are refused, open streams end spread over a few seconds, in-flight requests
+    /// finish, and the function returns within the drain timeout.
     public func run(host: String, port: Int) async throws {
-        let application = makeApplication(host: host, port: port)
         // Graceful shutdown runs in reverse order: the drain first (the server still answers, so
-        // POSTs finish and readiness says 503), then the application closes its listener.
+        // POSTs finish and readiness says 503), then the server stops listening and closes its
+        // connections as they finish, then the heartbeats and the broker stop.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
-                .init(service: application),
+                .init(service: BrokerService(broker: broker, metrics: metrics)),
+                .init(service: HeartbeatService(hub: hub, interval: configuration.heartbeat)),
+                .init(service: RelayServer(node: self, host: host, port: port)),
                 .init(service: DrainService(hub: hub, configuration: configuration, logger: logger)),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

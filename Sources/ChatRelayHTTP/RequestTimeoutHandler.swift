@@ -10,14 +10,12 @@ import NIOHTTP1
 /// kept-alive socket expects).
 ///
 /// Nothing is timed while the node is answering: a POST waiting for the broker has the broker's
-/// own timeout, and a stream is answered for as long as it lasts. A stream opened below the router
-/// removes this handler with the HTTP codec (`DirectRequestHandler`); one the router opens keeps
-/// it, with its answer under way.
+/// own timeout, and a stream is answered for as long as it lasts (its `RelayRequestHandler`
+/// removes this handler with the HTTP codec when the stream opens).
 ///
 /// It sits right after NIO's HTTP decoder and encoder, where it sees the request parts and the
-/// answers of both paths (the connection's `DirectRequestHandler` and Hummingbird after a
-/// hand-over), and `InboundBytes` sits before the decoder to tell it that bytes of a request
-/// arrived before its head is complete (a half-sent head produces no request part).
+/// answers, and `InboundBytes` sits before the decoder to tell it that bytes of a request arrived
+/// before its head is complete (a half-sent head produces no request part).
 ///
 /// One timer at a time per connection, never moved earlier: a deadline is always at least the
 /// shorter timeout away when it is set, and the timer is armed at most that far ahead, so when it
@@ -57,6 +55,8 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// When the connection last had nothing to do.
     private var idleSince = NIODeadline.now()
     private var timer: Scheduled<Void>?
+    /// The connection timed out and is closing: nothing more to time.
+    private var expired = false
     private var context: ChannelHandlerContext?
 
     init(node: RelayNode) {
@@ -134,7 +134,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func armIfNeeded() {
-        guard timer == nil, let context, let (due, _) = deadline else { return }
+        guard timer == nil, !expired, let context, let (due, _) = deadline else { return }
         // Never further ahead than the shorter timeout: no later deadline can come before it.
         let at = min(due, .now() + min(requestTimeout, idleTimeout))
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) { [self] in
@@ -144,11 +144,12 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func expireIfDue() {
-        guard let context, let (due, expiry) = deadline else { return }
+        guard !expired, let context, let (due, expiry) = deadline else { return }
         guard due <= .now() else {
             armIfNeeded()
             return
         }
+        expired = true
         switch expiry {
         case .idle:
             node.metrics.idleTimeouts.increment()
@@ -164,9 +165,9 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         let error = APIError(
             .requestTimeout, code: "request_timeout",
             message: "The request did not arrive in full within \(seconds) s; the connection is closed.")
-        let (head, body) = node.errorResponse(error, origin: nil, closing: true)
+        let answer = Answer(error)
         answering = true
-        writeAnswer(head, body, closing: true, context: context)
+        write(answer, head: node.responseHead(for: answer, origin: nil, closing: true), closing: true, context: context)
     }
 
     /// Tells a `RequestTimeoutHandler` that bytes arrived: goes before the HTTP decoder.

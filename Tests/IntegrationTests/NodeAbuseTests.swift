@@ -41,8 +41,8 @@ import Testing
     }
 
     /// Opens `count` streams in batches of `batch` over 20 rooms and closes them: every third
-    /// with a reset, every fifth asked for after another request on its connection (so the
-    /// router opens it), and a message posted to every room between batches. Returns how many
+    /// with a reset, every fifth asked for after another request on its connection, and a
+    /// message posted to every room between batches. Returns how many
     /// streams did not open.
     static func churn(_ node: RelayProcess, count: Int, batch: Int = 250) async -> Int {
         let port = node.port
@@ -141,7 +141,7 @@ import Testing
     func halfSentRequestsAndIdleConnectionsAreClosedAndStreamsAreNot() async throws {
         let node = try await RelayProcess(arguments: ["--request-timeout", "1", "--idle-timeout", "2", "--heartbeat", "30"])
         defer { node.kill() }
-        // A stream opened below the router, and one the router opens after another request.
+        // A stream as a connection's first request, and one after another request.
         let direct = try RawSocket(port: node.port, get: "/rooms/t/events", receiveBuffer: 65536)
         let routed = try RawSocket(port: node.port, receiveBuffer: 65536)
         try routed.send("GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")

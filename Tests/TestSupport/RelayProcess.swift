@@ -86,6 +86,16 @@ public final class RelayProcess: Sendable {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
     }
 
+    /// Proportional set size of the process (its resident memory, shared pages divided among
+    /// the processes sharing them), from /proc, in bytes.
+    public func proportionalSetBytes() -> Int? {
+        guard let rollup = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return nil }
+        for line in rollup.split(separator: "\n") where line.hasPrefix("Pss:") {
+            return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
+        }
+        return nil
+    }
+
     /// Resident memory of the process, from /proc, in bytes.
     public func residentBytes() -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }

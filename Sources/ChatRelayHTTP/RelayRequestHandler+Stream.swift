@@ -2,37 +2,50 @@ import ChatRelay
 import NIOCore
 import NIOHTTP1
 
-extension DirectRequestHandler {
-    /// Opens the stream on the event loop once the node has its opening.
-    func open(_ request: DirectStreamRequest, context: ChannelHandlerContext) {
-        let output = ChannelStreamOutput(context: context, ownsResponse: true, deferredWrites: node.metrics.streamWritesDeferred)
+extension RelayRequestHandler {
+    /// Opens a stream on this connection once the node has its opening (hub registration and
+    /// replay); reads are held meanwhile. Wherever the stream comes on the connection, the
+    /// answers before it were written in full: the codec can leave.
+    func openStream(room: RoomName, request: Request, context: ChannelHandlerContext) {
+        let lastEventID: MessageID?
+        do throws(APIError) {
+            // A stream's chunks are HTTP/1.1's, and its end closes the connection.
+            guard request.head.version == .http1_1 else {
+                throw APIError(.httpVersionNotSupported, code: "http_version_not_supported", message: "A stream needs HTTP/1.1.")
+            }
+            lastEventID = try RelayNode.lastEventID(
+                header: request.head.headers.first(name: "last-event-id"), query: request.target.value(of: "lastEventId"))
+        } catch {
+            answer(Answer(error), to: request, context: context)
+            return
+        }
+        let output = ChannelStreamOutput(context: context, deferredWrites: node.metrics.streamWritesDeferred)
         self.output = output
-        let node = self.node
+        state = .answering(readSince: [])
         run(
-            { () async throws(APIError) in
-                try await node.openStream(room: request.room, lastEventID: request.lastEventID, output: output)
+            { [node] () async throws(APIError) in
+                try await node.openStream(room: room, lastEventID: lastEventID, output: output)
             }, context: context,
             then: { handler, result, context in
-                handler.opened(result, origin: request.origin, context: context)
+                handler.opened(result, request: request, context: context)
             })
     }
 
-    private func opened(_ result: Result<RelayNode.StreamOpening, APIError>, origin: String?, context: ChannelHandlerContext) {
-        guard case .opening(let readSince) = state else {
+    private func opened(_ result: Result<RelayNode.StreamOpening, APIError>, request: Request, context: ChannelHandlerContext) {
+        guard case .answering = state else {
             // Closed meanwhile: the close already ended the subscription, if there was one.
             return
         }
         switch result {
-        case .failure:
-            // The router tries again and answers with the error if it fails too (draining, at the
-            // connection limit, the broker unreachable).
-            handOver(context: context, readSince: readSince)
+        case .failure(let error):
+            // Draining, at the stream limit, the broker unreachable.
+            output = nil
+            answer(Answer(error), to: request, context: context)
         case .success(let opening):
             state = .streaming
-            decide(nil)
             removeCodec(context: context)
             output?.beginDirectWrites()
-            var head = node.directStreamHead(origin: origin)
+            var head = node.streamHead(origin: request.origin)
             // The opening as one chunk after the head, in one buffer (one send): its header, the
             // bytes as they are, then CR LF.
             head.writeString(String(opening.firstBytes.readableBytes, radix: 16))

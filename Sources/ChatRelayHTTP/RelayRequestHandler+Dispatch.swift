@@ -1,0 +1,78 @@
+import ChatRelay
+import NIOCore
+import NIOHTTP1
+
+extension RelayRequestHandler {
+    /// A request arrived in full: answers it now, or starts the node's work for it.
+    func dispatch(_ request: Request, body: ByteBuffer?, context: ChannelHandlerContext) {
+        let route: RelayRoute
+        switch request.route {
+        case .success(let matched): route = matched
+        case .failure(let error):
+            answer(Answer(error), to: request, context: context)
+            return
+        }
+        switch route {
+        case .live:
+            answer(node.liveAnswer(), to: request, context: context)
+        case .ready:
+            answer(node.readinessAnswer(), to: request, context: context)
+        case .metrics:
+            answer(node.metricsAnswer(), to: request, context: context)
+        case .page:
+            answer(node.pageAnswer(), to: request, context: context)
+        case .options(let allow):
+            answer(options(allow: allow, request: request), to: request, context: context)
+        case .history(let room):
+            answerLater(request, context: context) { [node, target = request.target] () async throws(APIError) in
+                try await node.historyAnswer(room: room, target: target)
+            }
+        case .publish:
+            // Checked when its head came (`received`).
+            guard let admitted = request.admitted else { preconditionFailure("a publish is checked before its body") }
+            let body = body ?? ByteBuffer()
+            answerLater(request, context: context) { [node] () async throws(APIError) in
+                try await node.publish(admitted, body: body).answer
+            }
+        case .stream(let room):
+            openStream(room: room, request: request, context: context)
+        }
+    }
+
+    /// Answers `request` with what `work` returns (or throws), once it is done; meanwhile reads are
+    /// held and requests pipelined behind wait.
+    private func answerLater(
+        _ request: Request, context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws(APIError) -> Answer
+    ) {
+        state = .answering(readSince: [])
+        run(
+            work, context: context,
+            then: { handler, result, context in
+                guard case .answering = handler.state else { return }  // closed meanwhile
+                switch result {
+                case .success(let answer): handler.answer(answer, to: request, context: context)
+                case .failure(let error): handler.answer(Answer(error), to: request, context: context)
+                }
+            })
+    }
+
+    /// `OPTIONS`: the path's methods, and a CORS preflight's headers for an allowed origin.
+    private func options(allow: String, request: Request) -> Answer {
+        var headers = [("Allow", allow)]
+        if let origin = request.origin, let cors = node.cors, request.head.headers.contains(name: "access-control-request-method") {
+            headers += cors.preflightHeaders(origin: origin)
+        }
+        return Answer(status: .noContent, contentType: nil, body: ByteBuffer(), headers: headers)
+    }
+
+    /// What a POST's head says, for the checks before its body is decoded.
+    func publishRequest(room: RoomName, head: HTTPRequestHead, remoteAddress: SocketAddress?) -> PublishRequest {
+        let headers = head.headers
+        return PublishRequest(
+            room: room,
+            contentType: headers.first(name: "content-type"),
+            contentLength: headers.first(name: "content-length").flatMap(Int.init),
+            idempotencyKey: headers.first(name: "idempotency-key"),
+            clientKey: node.clientKey(forwardedFor: headers["x-forwarded-for"], address: remoteAddress))
+    }
+}
