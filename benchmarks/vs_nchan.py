@@ -564,6 +564,10 @@ def markdown(results, info, spec, started):
     notes = ROOT / "docs" / "benchmarks" / "notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
+    # Written by benchmarks/soak.sh.
+    soak = ROOT / "docs" / "benchmarks" / "soak.md"
+    if soak.exists():
+        lines += ["", soak.read_text().strip()]
     lines += ["", "## Reproduce", "", "```", "benchmarks/vs-nchan.sh            # about 15 minutes; writes this file",
               "benchmarks/vs-nchan.sh --quick    # a smoke run", "```",
               "", "Raw numbers of this run: [benchmarks/results.json](benchmarks/results.json).", ""]
