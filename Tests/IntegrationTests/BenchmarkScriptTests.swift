@@ -16,7 +16,7 @@ import Testing
         let script = try ChildProcess(
             "/bin/bash",
             [
-                packageRoot + "/benchmarks/vs-nchan.sh", "--quick", "--scenarios", "light,medium", "--output", output,
+                packageRoot + "/benchmarks/vs-nchan.sh", "--quick", "--scenarios", "light,medium,light-one", "--output", output,
                 "--work", output + "/work",
             ],
             logPath: log,
@@ -30,6 +30,7 @@ import Testing
         for row in [
             "| light: 30 subscribers, 20 msg/s | Nchan |", "| light: 30 subscribers, 20 msg/s | chat-relay |",
             "| medium: 300 subscribers, 25 msg/s | Nchan |", "| medium: 300 subscribers, 25 msg/s | chat-relay |",
+            "| light-one: 30 subscribers, 20 msg/s, one publisher connection to one node | chat-relay |",
         ] {
             #expect(report.contains(row), "missing row \(row)")
         }
@@ -37,7 +38,7 @@ import Testing
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output + "/benchmarks/results.json")))
             as? [String: Any]
         let results = try #require(json?["results"] as? [String: [String: [String: Any]]])
-        for scenario in ["light", "medium"] {
+        for scenario in ["light", "medium", "light-one"] {
             for system in ["Nchan", "chat-relay"] {
                 let run = try #require(results[scenario]?[system], "\(scenario)/\(system)")
                 let bench = try #require(run["report"] as? [String: Any])
