@@ -107,8 +107,7 @@ public final class EmbeddedBroker: Broker {
     @discardableResult
     public func sweepExpired() -> Int {
         guard let historyTTL else { return 0 }
-        let ttlMilliseconds =
-            UInt64(historyTTL.components.seconds) * 1000 + UInt64(historyTTL.components.attoseconds / 1_000_000_000_000_000)
+        let ttlMilliseconds = UInt64(max(0, historyTTL.wholeMilliseconds))
         let rooms = state.withLock { Array($0.rooms.keys) }
         var removed = 0
         var start = rooms.startIndex

@@ -25,6 +25,7 @@ public final class RedisBroker: Broker {
     public let historyCapacity: Int
     /// A room's keys expire this long after its last message; nil: never.
     public let historyTTL: Duration?
+    private let historyTTLArgument: RedisArgument
     private let url: RedisURL
     /// One per event loop, in the group's order.
     private let clients: [RedisClient]
@@ -48,6 +49,8 @@ public final class RedisBroker: Broker {
         self.keys = RedisKeys(prefix: prefix)
         self.historyCapacity = max(1, history)
         self.historyTTL = historyTTL
+        // As the script takes it: milliseconds, 0 for none; made once, sent with every publish.
+        self.historyTTLArgument = RedisArgument(Int(historyTTL?.wholeMilliseconds ?? 0))
         self.sink = sink
         self.metrics = metrics
         self.logger = logger
@@ -123,8 +126,8 @@ public final class RedisBroker: Broker {
             RedisArgument(tailBytes),
             RedisArgument(draft.room.value),
             RedisArgument(Int(IdempotencyCache.window / 1000)),
-            RedisArgument(historyTTLMilliseconds),
-            RedisArgument(Message.jsonBeforeID),
+            historyTTLArgument,
+            Self.jsonBeforeIDArgument,
         ]
         var reply = try await runScript(keysAndArguments)
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
@@ -160,11 +163,8 @@ public final class RedisBroker: Broker {
         return try await call(["EVALSHA", RedisArgument(sha!)] + keysAndArguments)
     }
 
-    /// The history TTL as the script takes it: milliseconds, 0 for none.
-    private var historyTTLMilliseconds: Int {
-        guard let historyTTL else { return 0 }
-        return Int(historyTTL.components.seconds) * 1000 + Int(historyTTL.components.attoseconds / 1_000_000_000_000_000)
-    }
+    /// What a message's JSON holds before its id, as the script takes it.
+    private static let jsonBeforeIDArgument = RedisArgument(Message.jsonBeforeID)
 
     /// How far past `maxlen` a stream may grow before it is trimmed back.
     static func trimSlack(_ maxlen: Int) -> Int { max(1, min(100, maxlen / 10)) }

@@ -30,9 +30,8 @@ enum RelayRoute: Equatable, Sendable {
         }
         let allowed = resource.methods
         let allow = allowed.map(\.rawValue).joined(separator: ", ")
-        let asked = method == .HEAD && resource.takesHead ? HTTPMethod.GET : method
         if method == .OPTIONS { return .success(.options(allow: allow)) }
-        guard allowed.contains(asked) else { return .failure(.methodNotAllowed(method.rawValue, allow: allow)) }
+        guard allowed.contains(method) else { return .failure(.methodNotAllowed(method.rawValue, allow: allow)) }
         switch resource {
         case .page: return .success(.page)
         case .live: return .success(.live)
@@ -43,7 +42,7 @@ enum RelayRoute: Equatable, Sendable {
         case .roomEvents(let name), .roomMessages(let name):
             guard let room = RoomName(name) else { return .failure(.invalidRoom(String(name))) }
             if case .roomEvents = resource { return .success(.stream(room)) }
-            return .success(asked == .POST ? .publish(room) : .history(room))
+            return .success(method == .POST ? .publish(room) : .history(room))
         }
     }
 
@@ -73,6 +72,7 @@ enum RelayRoute: Equatable, Sendable {
             }
         }
 
+        /// `HEAD` wherever `GET` is but for streams: a stream has no end, so no `HEAD` either.
         var methods: [HTTPMethod] {
             switch self {
             case .page, .live, .ready, .metrics: [.GET, .HEAD]
@@ -81,9 +81,6 @@ enum RelayRoute: Equatable, Sendable {
             case .roomMessages: [.GET, .HEAD, .POST]
             }
         }
-
-        /// A stream has no end, so no `HEAD` either.
-        var takesHead: Bool { methods.contains(.HEAD) }
     }
 }
 

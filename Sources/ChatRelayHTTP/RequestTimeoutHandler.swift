@@ -46,7 +46,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var receivingSince: NIODeadline?
     /// Bytes of the request being received arrived (else, on a new connection, nothing was sent).
     private var receivedBytes = false
-    /// The request being received was answered already (the router may answer before a body ends).
+    /// The request being received was answered already (a POST refused before its body).
     private var answeredEarly = false
     /// Requests received in full and not answered yet.
     private var awaitingAnswers = 0
