@@ -131,6 +131,28 @@ import Testing
         }
     }
 
+    /// A proxy may hold a response's bytes back to send them with more (HAProxy without
+    /// `option http-no-delay` holds every SSE event for about 200 ms): the deploy configs must not.
+    /// Each message is posted once the last one arrived; the median from POST to arrival is a few
+    /// milliseconds when nothing holds events, and over 200 when something does.
+    @Test(arguments: ProxyServer.Kind.allCases)
+    func eventsPassTheProxyWithoutBeingHeldBack(kind: ProxyServer.Kind) async throws {
+        let topology = try await Topology.start(kind, replicas: 1)
+        defer { topology.kill() }
+        try await topology.waitForEveryReplica()
+        let subscriber = try await Self.subscribe(topology.proxy, room: "nodelay")
+        var delays: [Duration] = []
+        for index in 0..<11 {
+            let sent = ContinuousClock.now
+            let reply = try await Self.post(topology.proxy, room: "nodelay", text: "m\(index)")
+            try #require(reply.status == 201)
+            try #require(await subscriber.waitForMessages(index + 1, timeout: .seconds(5)))
+            delays.append(ContinuousClock.now - sent)
+        }
+        let median = delays.sorted()[delays.count / 2]
+        #expect(median < .milliseconds(100), "POST to arrival through \(kind): \(delays)")
+    }
+
     @Test(arguments: ProxyServer.Kind.allCases)
     func failedAndDrainingReplicasLeaveRotationAndTheirSubscribersResumeThroughTheProxy(kind: ProxyServer.Kind) async throws {
         var topology = try await Topology.start(kind)
