@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
     ],
     targets: [
         // hiredis from the system (Debian: libhiredis-dev, 0.14): a module map and a one-line shim.
@@ -54,6 +55,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Access control: token verification (jwt-kit), room grants, stream tickets, the JWKS
+        // cache. No HTTP serving: the HTTP layer applies it.
+        .target(
+            name: "RelayAccess",
+            dependencies: [
+                "ChatRelay",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The HTTP layer, on NIO's HTTP/1 codec: the server, every connection's pipeline, the route
         // table, request decoding, the one answer writer, JSON errors, health, metrics, CORS,
         // limits and timeouts, the page.
@@ -61,6 +75,7 @@ let package = Package(
             name: "ChatRelayHTTP",
             dependencies: [
                 "ChatRelay",
+                "RelayAccess",
                 "RedisClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -92,6 +107,7 @@ let package = Package(
                 "ChatRelay",
                 "RedisClient",
                 "ChatRelayHTTP",
+                "RelayAccess",
                 "RelayBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -107,6 +123,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RelayAccessTests",
+            dependencies: ["RelayAccess", "ChatRelay", .product(name: "JWTKit", package: "jwt-kit")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -134,6 +155,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TestSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -34,6 +34,14 @@ public protocol Broker: Sendable {
 
     /// Runs the broker's connections until the task is cancelled; returns (does not throw) when cancelled.
     func run() async throws
+
+    /// Keeps `value` under `ticket` for `ttl`, for one `redeemTicket` on any node of the cluster.
+    /// - Throws: ``BrokerError/unavailable(_:)`` when it was not stored.
+    func storeTicket(_ ticket: String, value: [UInt8], ttl: Duration) async throws
+
+    /// The value stored under `ticket`, removed in the same step: a second call, on this node or
+    /// any other, gets nil; so does one after the ticket's time.
+    func redeemTicket(_ ticket: String) async throws -> [UInt8]?
 }
 
 /// What `publish` did.

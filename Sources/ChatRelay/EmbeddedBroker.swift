@@ -22,6 +22,7 @@ public final class EmbeddedBroker: Broker {
     private let sink: any LiveEventSink
     private let clock: @Sendable () -> UInt64
     private let state = Mutex(State())
+    private let tickets: TicketStore
 
     /// - Parameters:
     ///   - history: messages retained per room (`--history`).
@@ -36,6 +37,15 @@ public final class EmbeddedBroker: Broker {
         self.historyTTL = historyTTL
         self.sink = sink
         self.clock = clock
+        self.tickets = TicketStore(clock: clock)
+    }
+
+    public func storeTicket(_ ticket: String, value: [UInt8], ttl: Duration) async throws {
+        try tickets.store(ticket, value: value, ttl: ttl)
+    }
+
+    public func redeemTicket(_ ticket: String) async throws -> [UInt8]? {
+        tickets.redeem(ticket)
     }
 
     public var isReady: Bool { true }
@@ -47,7 +57,7 @@ public final class EmbeddedBroker: Broker {
                 return .duplicate(first)
             }
             let id = state.ids.next(nowMilliseconds: now)
-            let stored = StoredMessage(Message(id: id, room: draft.room, user: draft.user, text: draft.text, timeMs: now))
+            let stored = StoredMessage(Message(id: id, room: draft.room, user: draft.user, name: draft.name, text: draft.text, timeMs: now))
             if state.rooms[draft.room]?.append(stored) == nil {
                 var ring = HistoryRing(capacity: historyCapacity)
                 ring.append(stored)

@@ -2,14 +2,15 @@ import NIOCore
 
 extension Message {
     /// Writes the message as one line of JSON, in the spec's field order:
-    /// `{"id":"…","room":"…","user":"…","text":"…","time":"2026-11-24T15:00:00.000Z"}`.
+    /// `{"id":"…","room":"…","user":"…","text":"…","time":"2026-11-24T15:00:00.000Z"}`, with
+    /// `"name":"…"` after `user` when the message has a display name.
     ///
     /// Hand-written rather than `JSONEncoder`: it runs once per message on the publish path, and
     /// the escaping must guarantee a single line (no raw CR, LF, U+2028 or U+2029) whatever the text.
     public func writeJSON(into buffer: inout ByteBuffer) {
         buffer.writeString(Self.jsonBeforeID)
         buffer.writeString(id.description)
-        Self.writeJSONTail(room: room, user: user, text: text, timeMs: timeMs, into: &buffer)
+        Self.writeJSONTail(room: room, user: user, name: name, text: text, timeMs: timeMs, into: &buffer)
     }
 
     /// What a message's JSON holds before its id. The one place it is spelled: the Redis publish
@@ -27,15 +28,22 @@ extension Message {
         return json
     }
 
-    /// Everything of the JSON after the id: `","room":"…","user":…,"text":…,"time":"…"}`.
+    /// Everything of the JSON after the id: `","room":"…","user":…,"text":…,"time":"…"}` (and
+    /// `"name":…` after `user` when there is one).
     ///
     /// The Redis broker stores this tail and lets Redis put the id it assigns in front of it
     /// (`{"id":"` + id + tail), so a message is encoded once, on the node that accepted it.
-    public static func writeJSONTail(room: RoomName, user: String, text: String, timeMs: UInt64, into buffer: inout ByteBuffer) {
+    public static func writeJSONTail(
+        room: RoomName, user: String, name: String? = nil, text: String, timeMs: UInt64, into buffer: inout ByteBuffer
+    ) {
         buffer.writeStaticString("\",\"room\":\"")
         buffer.writeString(room.value)
         buffer.writeStaticString("\",\"user\":")
         JSONString.write(user, into: &buffer)
+        if let name {
+            buffer.writeStaticString(",\"name\":")
+            JSONString.write(name, into: &buffer)
+        }
         buffer.writeStaticString(",\"text\":")
         JSONString.write(text, into: &buffer)
         buffer.writeStaticString(",\"time\":\"")
@@ -45,7 +53,7 @@ extension Message {
 
     /// The message as one line of JSON.
     public func json(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 96 + user.utf8.count + text.utf8.count * 2)
+        var buffer = allocator.buffer(capacity: 96 + user.utf8.count + (name?.utf8.count ?? 0) + text.utf8.count * 2)
         writeJSON(into: &buffer)
         return buffer
     }

@@ -5,14 +5,18 @@ extension MessageDraft {
     /// - `text`: 1 byte up to `limits.maxTextBytes` of UTF-8 after trimming; no control characters
     ///   but newline and tab. CR LF and lone CR become LF first: browsers send a textarea's line
     ///   breaks as CR LF, and a person expects them to arrive as line breaks, not as an error.
+    ///
+    /// A verified `user` (from a token) is taken as it is.
     public func validated(limits: MessageLimits) throws(FieldError) -> MessageDraft {
-        let user = Self.trimmed(self.user)
-        guard !user.isEmpty else { throw FieldError(field: "user", reason: "is missing or empty") }
-        guard user.count <= MessageLimits.maxUserCharacters else {
-            throw FieldError(field: "user", reason: "is longer than \(MessageLimits.maxUserCharacters) characters")
-        }
-        guard !user.unicodeScalars.contains(where: Self.isControl) else {
-            throw FieldError(field: "user", reason: "contains control characters")
+        let user = userIsVerified ? self.user : Self.trimmed(self.user)
+        if !userIsVerified {
+            guard !user.isEmpty else { throw FieldError(field: "user", reason: "is missing or empty") }
+            guard user.count <= MessageLimits.maxUserCharacters else {
+                throw FieldError(field: "user", reason: "is longer than \(MessageLimits.maxUserCharacters) characters")
+            }
+            guard !user.unicodeScalars.contains(where: Self.isControl) else {
+                throw FieldError(field: "user", reason: "contains control characters")
+            }
         }
 
         let text = Self.trimmed(Self.normalizingLineBreaks(self.text))
@@ -23,7 +27,7 @@ extension MessageDraft {
         guard !text.unicodeScalars.contains(where: { $0 != "\n" && $0 != "\t" && Self.isControl($0) }) else {
             throw FieldError(field: "text", reason: "contains control characters (only newline and tab are allowed)")
         }
-        return MessageDraft(room: room, user: user, text: text)
+        return MessageDraft(room: room, user: user, name: name, text: text, userIsVerified: userIsVerified)
     }
 
     /// Unicode general category Cc: U+0000–U+001F and U+007F–U+009F.

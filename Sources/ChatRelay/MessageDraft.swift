@@ -2,12 +2,19 @@
 public struct MessageDraft: Sendable, Equatable {
     public var room: RoomName
     public var user: String
+    /// A display name, set by the node from a verified token (never from a request body).
+    public var name: String?
     public var text: String
+    /// `user` (and `name`) come from a verified token: checked there, not against the rules for
+    /// names a client picks.
+    public var userIsVerified: Bool
 
-    public init(room: RoomName, user: String, text: String) {
+    public init(room: RoomName, user: String, name: String? = nil, text: String, userIsVerified: Bool = false) {
         self.room = room
         self.user = user
+        self.name = name
         self.text = text
+        self.userIsVerified = userIsVerified
     }
 }
 

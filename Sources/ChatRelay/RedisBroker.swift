@@ -113,7 +113,8 @@ public final class RedisBroker: Broker {
 
     public func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome {
         var tail = ByteBuffer()
-        Message.writeJSONTail(room: draft.room, user: draft.user, text: draft.text, timeMs: Timestamp.nowMilliseconds(), into: &tail)
+        Message.writeJSONTail(
+            room: draft.room, user: draft.user, name: draft.name, text: draft.text, timeMs: Timestamp.nowMilliseconds(), into: &tail)
         let tailBytes = Array(tail.readableBytesView)
         let keysAndArguments: [RedisArgument] = [
             "3",
@@ -203,6 +204,18 @@ public final class RedisBroker: Broker {
                 try await call(["XRANGE", stream, RedisArgument("(" + id.description), "+", "COUNT", RedisArgument(limit)]), room: room)
         }
         return try Self.entries(try await call(["XREVRANGE", stream, "+", "-", "COUNT", RedisArgument(limit)]), room: room).reversed()
+    }
+
+    public func storeTicket(_ ticket: String, value: [UInt8], ttl: Duration) async throws {
+        let reply = try await call([
+            "SET", RedisArgument(keys.ticket(ticket)), RedisArgument(value), "PX", RedisArgument(Int(max(1, ttl.wholeMilliseconds))), "NX",
+        ])
+        guard reply.string == "OK" else { throw BrokerError.unavailable("a ticket with this id exists") }
+    }
+
+    public func redeemTicket(_ ticket: String) async throws -> [UInt8]? {
+        // GETDEL (Redis 6.2): read and remove in one step, so only one node ever gets the value.
+        try await call(["GETDEL", RedisArgument(keys.ticket(ticket))]).bytes
     }
 
     // MARK: Helpers

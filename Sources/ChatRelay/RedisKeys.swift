@@ -5,6 +5,7 @@
 ///   its id in field `m`.
 /// - `<prefix>:trimmed:<room>`: the newest id trimmed from that stream (for the `reset` event).
 /// - `<prefix>:idem:<room>:<key>`: the message an `Idempotency-Key` stored (`<id> <json>`), for 10 minutes.
+/// - `<prefix>:ticket:<ticket>`: a stream ticket's identity, until it is redeemed or expires.
 /// - `<prefix>:events`: the pub/sub channel every node subscribes to; a payload is `<room> <id> <json>`.
 public struct RedisKeys: Sendable {
     public let prefix: String
@@ -16,5 +17,6 @@ public struct RedisKeys: Sendable {
     public func stream(_ room: RoomName) -> String { "\(prefix):room:\(room.value)" }
     public func trimmed(_ room: RoomName) -> String { "\(prefix):trimmed:\(room.value)" }
     public func idempotency(_ room: RoomName, _ key: String) -> String { "\(prefix):idem:\(room.value):\(key)" }
+    public func ticket(_ ticket: String) -> String { "\(prefix):ticket:\(ticket)" }
     public var channel: String { "\(prefix):events" }
 }

@@ -72,6 +72,16 @@ public enum SSE {
         return buffer
     }
 
+    /// `event: token-expired`: sent last on a stream whose token expired, so the page knows to get
+    /// a fresh token (or ticket) and reconnect with `Last-Event-ID` rather than retry as it is.
+    public static let tokenExpired: ByteBuffer = {
+        var buffer = ByteBuffer()
+        buffer.writeString(
+            "event: token-expired\ndata: {\"error\":\"token_expired\",\"message\":\"The stream's token expired: "
+                + "reconnect with a fresh token (or ticket) and Last-Event-ID.\"}\n\n")
+        return buffer
+    }()
+
     /// `event: reset` with `data: {"oldest":"<id>"}`: the requested id is older than what the room retains.
     public static func reset(oldest: MessageID?) -> ByteBuffer {
         var buffer = ByteBuffer()

@@ -25,7 +25,8 @@ public struct StoredMessage: Sendable {
     /// Encodes `message` once: the JSON inside its SSE frame.
     public init(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         let idText = message.id.description
-        var buffer = SSE.bufferForChunk(capacity: 142 + message.user.utf8.count + message.text.utf8.count * 2, allocator: allocator)
+        var buffer = SSE.bufferForChunk(
+            capacity: 142 + message.user.utf8.count + (message.name?.utf8.count ?? 0) + message.text.utf8.count * 2, allocator: allocator)
         let jsonLength = SSE.writeMessageFrame(id: idText, into: &buffer) { message.writeJSON(into: &$0) }
         self.init(id: message.id, room: message.room, framed: buffer, jsonLength: jsonLength)
     }

@@ -20,6 +20,8 @@ public final class Subscription: @unchecked Sendable {
         case draining(retryMilliseconds: Int)
         /// The client went away or the server is stopping.
         case finished
+        /// The token the stream was opened with expired: `event: token-expired`, then the end.
+        case tokenExpired
     }
 
     public let room: RoomName
@@ -173,6 +175,10 @@ public final class Subscription: @unchecked Sendable {
             case .slow:
                 output.close()
             case .finished:
+                output.endResponse()
+            case .tokenExpired:
+                output.write(SSE.chunk(SSE.tokenExpired))
+                output.flush()
                 output.endResponse()
             }
         }

@@ -12,6 +12,8 @@ public struct APIError: Error, Sendable {
     public var retryAfter: Int?
     /// The methods a path takes, for `Allow` (a `405`).
     public var allow: String?
+    /// The challenge of a `401`, for `WWW-Authenticate`.
+    public var authenticate: String?
 
     public init(_ status: HTTPResponseStatus, code: String, message: String, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
@@ -26,6 +28,7 @@ public struct APIError: Error, Sendable {
         var headers: [(String, String)] = []
         if let retryAfter { headers.append(("Retry-After", String(retryAfter))) }
         if let allow { headers.append(("Allow", allow)) }
+        if let authenticate { headers.append(("WWW-Authenticate", authenticate)) }
         return headers
     }
 
@@ -81,6 +84,20 @@ extension APIError {
     static func methodNotAllowed(_ method: String, allow: String) -> APIError {
         APIError(
             .methodNotAllowed, code: "method_not_allowed", message: "This path takes \(allow), not \(method.prefix(20)).", allow: allow)
+    }
+
+    /// `401 unauthorized`: no credentials where they are needed (`WWW-Authenticate: Bearer`, RFC
+    /// 6750 §3.1: no error code), or credentials that are not good (`error="invalid_token"`).
+    static func unauthorized(_ message: String, invalidToken: Bool) -> APIError {
+        var error = APIError(.unauthorized, code: "unauthorized", message: message)
+        error.authenticate = invalidToken ? "Bearer realm=\"chat-relay\", error=\"invalid_token\"" : "Bearer realm=\"chat-relay\""
+        return error
+    }
+
+    /// `403 forbidden`: good credentials, but no grant for this room and action (or a cookie sent
+    /// from an origin that may not use it).
+    static func forbidden(_ message: String) -> APIError {
+        APIError(.forbidden, code: "forbidden", message: message)
     }
 
     /// A request NIO's HTTP parser could not read.

@@ -40,6 +40,7 @@ enum ChatPage {
           <h1>chat-relay</h1>
           <label>Name <input id="name" maxlength="32" autocomplete="nickname" placeholder="your name"></label>
           <label>Room <input id="room" maxlength="64" pattern="[A-Za-z0-9_\-]{1,64}" value="lobby"></label>
+          <label>Token <input id="token" type="password" autocomplete="off" placeholder="if the node asks for one"></label>
           <button id="join" type="button">Join</button>
           <span id="status" class="connecting">connecting</span>
         </header>
@@ -55,6 +56,11 @@ enum ChatPage {
         const $ = (id) => document.getElementById(id);
         const ROOM_RULE = /^[A-Za-z0-9_-]{1,64}$/;
         let room = null, source = null, lastId = null, seen = new Set(), reconnectTimer = null, attempt = 0;
+        // A token (--auth jwt), from the field or the URL's #token= (a fragment never reaches a server or its logs);
+        // kept for this tab only. It goes in an Authorization header, never in a URL: a stream opens with a
+        // single-use ticket bought with it.
+        function token() { return $("token").value.trim(); }
+        function authHeaders() { return token() ? { Authorization: "Bearer " + token() } : {}; }
 
         function setStatus(state) { const s = $("status"); s.textContent = state; s.className = state; }
         function showError(text) { const e = $("error"); e.textContent = text || ""; e.classList.toggle("shown", !!text); }
@@ -99,7 +105,8 @@ enum ChatPage {
           clearTimeout(reconnectTimer);
           setStatus("connecting");
           try {
-            const response = await fetch("rooms/" + room + "/messages?limit=100", { cache: "no-store" });
+            const response = await fetch("rooms/" + room + "/messages?limit=100", { cache: "no-store", headers: authHeaders() });
+            if (response.status === 401 || response.status === 403) throw new Error(await refusal(response));
             if (!response.ok) throw new Error("history: HTTP " + response.status);
             const body = await response.json();
             body.messages.forEach((m) => render(m));
@@ -109,10 +116,26 @@ enum ChatPage {
           connect();
         }
 
-        function connect() {
+        // The error's message, for a 401 or 403.
+        async function refusal(response) {
+          let detail = {};
+          try { detail = await response.json(); } catch (err) {}
+          return (response.status === 401 ? "Access needs a valid token: " : "Not allowed: ") + (detail.message || "HTTP " + response.status);
+        }
+
+        async function connect() {
           if (source) source.close();
+          source = null;
           // With no message yet, resume after 0-0: whatever arrives between the history load and the stream is replayed.
-          const url = "rooms/" + room + "/events?lastEventId=" + encodeURIComponent(lastId || "0-0");
+          let url = "rooms/" + room + "/events?lastEventId=" + encodeURIComponent(lastId || "0-0");
+          if (token()) {
+            try {
+              const response = await fetch("auth/tickets", { method: "POST", headers: authHeaders() });
+              if (response.status === 401 || response.status === 403) { setStatus("disconnected"); showError(await refusal(response)); return; }
+              if (!response.ok) throw new Error("HTTP " + response.status);
+              url += "&ticket=" + encodeURIComponent((await response.json()).ticket);
+            } catch (err) { retryLater(); return; }
+          }
           const stream = new EventSource(url);
           source = stream;
           stream.onopen = () => { if (source === stream) { attempt = 0; setStatus("connected"); showError(""); } };
@@ -124,24 +147,31 @@ enum ChatPage {
             try { oldest = JSON.parse(event.data).oldest || ""; } catch (err) {}
             showNotice("Some messages are no longer in this room's history and were missed" + (oldest ? " (the oldest kept is " + oldest + ")" : "") + ". Reload to see the room as it is now.");
           });
+          // The token the stream was opened with expired: a new ticket (or the refusal, if the token is the old one).
+          stream.addEventListener("token-expired", () => { if (source === stream) { stream.close(); connect(); } });
           stream.onerror = () => {
             if (source !== stream) return;
-            if (stream.readyState === EventSource.CONNECTING) { setStatus("reconnecting"); return; }
+            // A ticket is good once: an EventSource retrying its URL would be refused, so a ticketed stream reconnects here.
+            if (stream.readyState === EventSource.CONNECTING && !token()) { setStatus("reconnecting"); return; }
             // Closed for good (e.g. 503 from a full or draining node): reconnect ourselves, with backoff.
             stream.close();
-            setStatus("reconnecting");
-            attempt += 1;
-            const delay = Math.min(10000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
-            clearTimeout(reconnectTimer);
-            reconnectTimer = setTimeout(connect, delay);
+            retryLater();
           };
+        }
+
+        function retryLater() {
+          setStatus("reconnecting");
+          attempt += 1;
+          const delay = Math.min(10000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
+          clearTimeout(reconnectTimer);
+          reconnectTimer = setTimeout(connect, delay);
         }
 
         async function send(event) {
           event.preventDefault();
           const user = $("name").value.trim();
           const text = $("text").value;
-          if (!user) { showError("Pick a name first."); $("name").focus(); return; }
+          if (!user && !token()) { showError("Pick a name first."); $("name").focus(); return; }
           if (!text.trim()) return;
           localStorage.setItem("chat-relay.name", user);
           $("send").disabled = true;
@@ -152,7 +182,7 @@ enum ChatPage {
               try {
                 response = await fetch("rooms/" + room + "/messages", {
                   method: "POST",
-                  headers: { "Content-Type": "application/json", "Idempotency-Key": key },
+                  headers: { "Content-Type": "application/json", "Idempotency-Key": key, ...authHeaders() },
                   body: JSON.stringify({ user, text }),
                 });
               } catch (err) { // network error: the same key makes the retry safe
@@ -172,6 +202,8 @@ enum ChatPage {
             const wait = response.headers.get("Retry-After");
             if (response.status === 429) showError("You are sending too fast; wait " + (wait || "a few") + " s and try again.");
             else if (response.status === 413) showError("That message is too large for this server.");
+            else if (response.status === 401) showError("Access needs a valid token: " + (detail.message || "HTTP 401"));
+            else if (response.status === 403) showError("Not allowed: " + (detail.message || "HTTP 403"));
             else if (response.status === 503) showError("The server cannot take messages right now; your message was not sent. Try again in " + (wait || "a few") + " s.");
             else showError(detail.message || ("The message was refused (HTTP " + response.status + ")."));
           } catch (err) {
@@ -189,6 +221,10 @@ enum ChatPage {
         $("join").addEventListener("click", join);
         $("room").addEventListener("keydown", (event) => { if (event.key === "Enter") join(); });
         $("name").value = localStorage.getItem("chat-relay.name") || "";
+        const fragmentToken = new URLSearchParams(location.hash.slice(1)).get("token");
+        if (fragmentToken) { sessionStorage.setItem("chat-relay.token", fragmentToken); history.replaceState(null, "", location.pathname + location.search); }
+        $("token").value = sessionStorage.getItem("chat-relay.token") || "";
+        $("token").addEventListener("change", () => { sessionStorage.setItem("chat-relay.token", token()); join(); });
         $("room").value = new URLSearchParams(location.search).get("room") || localStorage.getItem("chat-relay.room") || "lobby";
         join();
         </script>

@@ -1,4 +1,5 @@
 import ChatRelay
+import RelayAccess
 
 /// Everything a node's HTTP layer needs to know, resolved from flags and environment.
 public struct RelayConfiguration: Sendable {
@@ -40,6 +41,8 @@ public struct RelayConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(10)
     /// Origins allowed to use the API from a browser (`*` for any); empty: no CORS headers.
     public var allowOrigins: [String] = []
+    /// Who may read and post where (`--auth`, `--public-rooms`, …): open to all by default.
+    public var access = AccessPolicy.open
 
     public init(nodeID: String) {
         self.nodeID = nodeID

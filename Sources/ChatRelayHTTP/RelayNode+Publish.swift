@@ -40,7 +40,7 @@ extension RelayNode {
     func checkPublish(_ request: PublishRequest) throws(APIError) -> AdmittedPublish {
         if let wait = rateLimiter.admit(request.clientKey) {
             metrics.rateLimited.increment()
-            throw APIError.rateLimited(retryAfter: max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0)))
+            throw APIError.rateLimited(retryAfter: wait.wholeSecondsRoundedUp)
         }
         if let length = request.contentLength, length > configuration.maxBodyBytes {
             throw APIError.tooLarge(limit: configuration.maxBodyBytes)
@@ -51,8 +51,11 @@ extension RelayNode {
         return AdmittedPublish(room: request.room, mediaType: mediaType, idempotencyKey: try Self.idempotencyKey(request.idempotencyKey))
     }
 
-    /// Decodes and validates the body, hands the message to the broker and returns the answer.
-    func publish(_ request: AdmittedPublish, body: ByteBuffer) async throws(APIError) -> PublishAnswer {
+    /// Checks the caller may post in the room, decodes and validates the body, hands the message
+    /// to the broker and returns the answer. With `--auth jwt` the message's `user` (and `name`)
+    /// are the token's; a `user` in the body is ignored.
+    func publish(_ request: AdmittedPublish, body: ByteBuffer, credentials: Credentials?) async throws(APIError) -> PublishAnswer {
+        let identity = try await authorize(credentials, .publish, room: request.room)
         let fields: (user: String, text: String)
         do {
             fields = try MessageBodyDecoder.decode(body, as: request.mediaType)
@@ -63,8 +66,11 @@ extension RelayNode {
         }
         let draft: MessageDraft
         do {
-            draft = try MessageDraft(room: request.room, user: fields.user, text: fields.text).validated(
-                limits: configuration.messageLimits)
+            let submitted =
+                identity.map {
+                    MessageDraft(room: request.room, user: $0.subject, name: $0.name, text: fields.text, userIsVerified: true)
+                } ?? MessageDraft(room: request.room, user: fields.user, text: fields.text)
+            draft = try submitted.validated(limits: configuration.messageLimits)
         } catch {
             throw APIError.invalidField(error.description)
         }

@@ -1,5 +1,6 @@
 import ChatRelay
 import NIOCore
+import RelayAccess
 
 extension RelayNode {
     /// A stream, registered with the hub but not live yet, and what to write before it goes live.
@@ -9,6 +10,8 @@ extension RelayNode {
         let firstBytes: ByteBuffer
         /// Hand to `goLive(after:)` once `firstBytes` are written.
         let liveAfter: MessageID
+        /// Who opened it (`--auth jwt`): the stream ends when the token expires.
+        let identity: Identity?
     }
 
     /// Opens a stream on `output`'s connection: registers with the hub first (so live messages
@@ -16,8 +19,11 @@ extension RelayNode {
     /// write. Going live after the last replayed id drops everything the replay already had: no
     /// gap and no duplicate between replay and live. The subscription ends when the connection
     /// closes.
-    func openStream(room: RoomName, lastEventID: MessageID?, output: ChannelStreamOutput) async throws(APIError) -> StreamOpening {
+    func openStream(
+        room: RoomName, lastEventID: MessageID?, credentials: Credentials?, output: ChannelStreamOutput
+    ) async throws(APIError) -> StreamOpening {
         guard !hub.isDraining else { throw APIError.draining }
+        let identity = try await authorize(credentials, .subscribe, room: room)
         // Every stream has a position, even without Last-Event-ID: the room's newest id, read
         // before registering, so what is published in between is replayed rather than lost.
         let resumeAfter: MessageID
@@ -65,7 +71,8 @@ extension RelayNode {
         for message in replay.messages {
             opening.writeImmutableBuffer(message.frame)
         }
-        return StreamOpening(subscription: subscription, firstBytes: opening, liveAfter: replay.messages.last?.id ?? resumeAfter)
+        return StreamOpening(
+            subscription: subscription, firstBytes: opening, liveAfter: replay.messages.last?.id ?? resumeAfter, identity: identity)
     }
 
     /// The id to resume after: the `Last-Event-ID` header, else the `lastEventId` query parameter.

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import NIOCore
 import Prometheus
+import RelayAccess
 import ServiceLifecycle
 
 /// One relay node: its hub, broker, limits and metrics, and the HTTP server serving them.
@@ -17,6 +18,9 @@ public final class RelayNode: Sendable {
     let connections: ConnectionLimiter
     /// The CORS policy of `--allow-origin`, or nil without it.
     let cors: CORSPolicy?
+    /// `configuration.access`.
+    let access: AccessPolicy
+    let accessMetrics: AccessMetrics
     let logger: Logger
     let startedAt = MonotonicClock.nanoseconds()
 
@@ -37,13 +41,17 @@ public final class RelayNode: Sendable {
         ]
         self.registry = registry
         let metrics = RelayMetrics(factory: factory)
+        self.access = configuration.access
+        self.accessMetrics = AccessMetrics(factory: factory)
         self.metrics = metrics
         let hub = Hub(subscriberBuffer: configuration.subscriberBuffer, maxConnections: configuration.maxConnections, metrics: metrics)
         self.hub = hub
         self.broker = makeBroker(hub, metrics)
         self.rateLimiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
         self.connections = ConnectionLimiter(limit: configuration.openConnectionLimit)
-        self.cors = configuration.allowOrigins.isEmpty ? nil : CORSPolicy(allowOrigins: configuration.allowOrigins)
+        self.cors =
+            configuration.allowOrigins.isEmpty
+            ? nil : CORSPolicy(allowOrigins: configuration.allowOrigins, credentials: configuration.access.requiresTokens)
         metrics.openStreams.set(0)
         metrics.openConnections.set(0)
         metrics.subscribedRooms.set(0)

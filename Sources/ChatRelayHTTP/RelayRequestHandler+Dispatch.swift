@@ -12,6 +12,8 @@ extension RelayRequestHandler {
             answer(Answer(error), to: request, context: context)
             return
         }
+        let credentials = node.credentials(
+            head: request.head, target: request.target, ticketAllowed: route.opensStream, peer: context.channel.remoteAddress)
         switch route {
         case .live:
             answer(node.liveAnswer(), to: request, context: context)
@@ -25,17 +27,36 @@ extension RelayRequestHandler {
             answer(options(allow: allow, request: request), to: request, context: context)
         case .history(let room):
             answerLater(request, context: context) { [node, target = request.target] () async throws(APIError) in
-                try await node.historyAnswer(room: room, target: target)
+                _ = try await node.authorize(credentials, .subscribe, room: room)
+                return try await node.historyAnswer(room: room, target: target)
             }
         case .publish:
             // Checked when its head came (`received`).
             guard let admitted = request.admitted else { preconditionFailure("a publish is checked before its body") }
             let body = body ?? ByteBuffer()
             answerLater(request, context: context) { [node] () async throws(APIError) in
-                try await node.publish(admitted, body: body).answer
+                try await node.publish(admitted, body: body, credentials: credentials).answer
             }
         case .stream(let room):
-            openStream(room: room, request: request, context: context)
+            openStream(room: room, request: request, credentials: credentials, context: context)
+        case .ticket:
+            // A ticket is cheap to ask for and the broker keeps it: the POST rate limit applies.
+            if let wait = node.rateLimiter.admit(
+                node.clientKey(forwardedFor: request.head.headers["x-forwarded-for"], address: context.channel.remoteAddress))
+            {
+                node.metrics.rateLimited.increment()
+                answer(Answer(.rateLimited(retryAfter: wait.wholeSecondsRoundedUp)), to: request, context: context)
+                return
+            }
+            answerLater(request, context: context) { [node] () async throws(APIError) in
+                try await node.ticketAnswer(credentials)
+            }
+        case .startSession:
+            answerLater(request, context: context) { [node] () async throws(APIError) in
+                try await node.sessionAnswer(credentials)
+            }
+        case .endSession:
+            answer(node.endSessionAnswer(credentials), to: request, context: context)
         }
     }
 

@@ -1,12 +1,14 @@
 import ChatRelay
+import Foundation
 import NIOCore
 import NIOHTTP1
+import RelayAccess
 
 extension RelayRequestHandler {
     /// Opens a stream on this connection once the node has its opening (hub registration and
     /// replay); reads are held meanwhile. Wherever the stream comes on the connection, the
     /// answers before it were written in full: the codec can leave.
-    func openStream(room: RoomName, request: Request, context: ChannelHandlerContext) {
+    func openStream(room: RoomName, request: Request, credentials: Credentials?, context: ChannelHandlerContext) {
         let lastEventID: MessageID?
         do throws(APIError) {
             // A stream's chunks are HTTP/1.1's, and its end closes the connection.
@@ -24,7 +26,7 @@ extension RelayRequestHandler {
         state = .answering(readSince: [])
         run(
             { [node] () async throws(APIError) in
-                try await node.openStream(room: room, lastEventID: lastEventID, output: output)
+                try await node.openStream(room: room, lastEventID: lastEventID, credentials: credentials, output: output)
             }, context: context,
             then: { handler, result, context in
                 handler.opened(result, request: request, context: context)
@@ -56,14 +58,36 @@ extension RelayRequestHandler {
             output?.flush()
             // Runs after this, on this loop.
             opening.subscription.goLive(after: opening.liveAfter)
+            if let identity = opening.identity {
+                endWhenExpired(opening.subscription, identity: identity, context: context)
+            }
             releaseHeldRead(context: context)
         }
+    }
+
+    /// Ends the stream when its token expires, with `event: token-expired`. Streams whose tokens
+    /// share an `exp` (issued together) end spread over the last 5 % of their lifetime, at most 10 s
+    /// before it, so their clients do not all come back in the same instant.
+    private func endWhenExpired(_ subscription: Subscription, identity: Identity, context: ChannelHandlerContext) {
+        let remaining = identity.expiresAt - Date().timeIntervalSince1970
+        let spread = min(10, max(0, remaining) * 0.05)
+        let delay = max(0, remaining - Double.random(in: 0...spread))
+        let expired = node.accessMetrics.streamsExpired
+        let timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
+            expired.increment()
+            subscription.close(.tokenExpired)
+        }
+        context.channel.closeFuture.whenComplete { _ in timer.cancel() }
     }
 
     /// Takes NIO's HTTP decoder and encoder out, and the request timeouts with them: a stream
     /// writes its own bytes (no handler between this one and the socket may expect HTTP parts),
     /// and keeps no parser, read buffer or timer for a client that has nothing more to send.
     private func removeCodec(context: ChannelHandlerContext) {
+        // NIO pools up to `maxMessagesPerRead` receive buffers per connection (a second one is
+        // made when a request head came in two reads, as it often does through a proxy); a
+        // stream reads nothing more, so one is enough.
+        try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: 1)
         let pipeline = context.pipeline.syncOperations
         if let timeouts = try? pipeline.context(handlerType: RequestTimeoutHandler.self) {
             pipeline.removeHandler(context: timeouts, promise: nil)

@@ -12,8 +12,20 @@ enum RelayRoute: Equatable, Sendable {
     case ready
     case metrics
     case page
+    /// `POST /auth/tickets`: a stream ticket for the caller's token.
+    case ticket
+    /// `POST /auth/session`: the session cookie set to the caller's token.
+    case startSession
+    /// `DELETE /auth/session`: the session cookie cleared.
+    case endSession
     /// `OPTIONS` of a known path: its `Allow`, and a CORS preflight's answer.
     case options(allow: String)
+
+    /// Whether the request opens a stream (where a ticket may stand for a token).
+    var opensStream: Bool {
+        if case .stream = self { return true }
+        return false
+    }
 
     /// Whether the node reads its request's body (the others' bodies are read and dropped).
     var takesBody: Bool {
@@ -37,6 +49,8 @@ enum RelayRoute: Equatable, Sendable {
         case .live: return .success(.live)
         case .ready: return .success(.ready)
         case .metrics: return .success(.metrics)
+        case .tickets: return .success(.ticket)
+        case .session: return .success(method == .POST ? .startSession : .endSession)
         case .lobbyEvents: return .success(.stream(.lobby))
         case .lobbyMessages: return .success(.publish(.lobby))
         case .roomEvents(let name), .roomMessages(let name):
@@ -48,7 +62,7 @@ enum RelayRoute: Equatable, Sendable {
 
     /// The paths the node serves.
     private enum Resource {
-        case page, live, ready, metrics, lobbyEvents, lobbyMessages
+        case page, live, ready, metrics, lobbyEvents, lobbyMessages, tickets, session
         case roomEvents(Substring)
         case roomMessages(Substring)
 
@@ -60,6 +74,8 @@ enum RelayRoute: Equatable, Sendable {
             case "/metrics": self = .metrics
             case "/events": self = .lobbyEvents
             case "/messages": self = .lobbyMessages
+            case "/auth/tickets": self = .tickets
+            case "/auth/session": self = .session
             default:
                 guard path.hasPrefix("/rooms/") else { return nil }
                 let parts = path.dropFirst("/rooms/".count).split(separator: "/", omittingEmptySubsequences: false)
@@ -79,6 +95,8 @@ enum RelayRoute: Equatable, Sendable {
             case .lobbyEvents, .roomEvents: [.GET]
             case .lobbyMessages: [.POST]
             case .roomMessages: [.GET, .HEAD, .POST]
+            case .tickets: [.POST]
+            case .session: [.POST, .DELETE]
             }
         }
     }

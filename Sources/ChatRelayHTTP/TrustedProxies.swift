@@ -36,6 +36,12 @@ public struct TrustedProxies: Sendable, CustomStringConvertible {
         ranges.contains { $0.contains(address) }
     }
 
+    /// Whether the connection's peer is a trusted proxy, whose forwarded headers are believed.
+    public func isTrusted(peer: SocketAddress?) -> Bool {
+        guard !ranges.isEmpty, let text = peer?.ipAddress, let address = IPAddress(text) else { return false }
+        return contains(address)
+    }
+
     /// The address a request came from: the connection's peer, or, when the peer is a trusted
     /// proxy, the rightmost `X-Forwarded-For` entry that is not (the leftmost if every one is).
     /// An entry that is not an address ends the walk at the last good one.

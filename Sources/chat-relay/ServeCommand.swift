@@ -127,6 +127,9 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var allowOrigin: [String] = []
 
+    @OptionGroup(title: "Access control")
+    var access: AccessOptions
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. (env: LOG_LEVEL, default: info)")
     var logLevel: String?
 
@@ -135,10 +138,13 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let settings = try Settings(command: self, environment: environment)
-        LoggingSystem.bootstrap(settings.logHandlerFactory, metadataProvider: .init { ["node": .string(settings.relay.nodeID)] })
+        var configured = try Settings(command: self, environment: environment)
+        let nodeID = configured.relay.nodeID
+        LoggingSystem.bootstrap(configured.logHandlerFactory, metadataProvider: .init { ["node": .string(nodeID)] })
         var logger = Logger(label: "chat-relay")
-        logger.logLevel = settings.logLevel
+        logger.logLevel = configured.logLevel
+        configured.relay.access = try await access.policy(environment: environment, logger: logger)
+        let settings = configured
         // Every stream is a socket: the default soft limit (often 1024) would cap a node far below
         // --max-connections.
         // Every connection is a descriptor: the open-connection limit, the refusals past it (256)
@@ -171,6 +177,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "history": "\(settings.relay.history)",
                 "history-ttl": "\(settings.relay.historyTTL.map { "\($0)" } ?? "none")",
                 "trusted-proxies": "\(settings.relay.trustedProxies.isEmpty ? "none" : settings.relay.trustedProxies.description)",
+                "auth": "\(settings.relay.access.requiresTokens ? "jwt" : "none")",
             ])
         try await node.run(host: settings.host, port: settings.port)
         logger.info("stopped")

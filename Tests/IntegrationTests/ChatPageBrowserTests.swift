@@ -90,6 +90,39 @@ struct ChatPageBrowserTests {
         await page.close()
     }
 
+    /// `--auth jwt`: the page takes a token from its URL's fragment, posts as the token's subject,
+    /// opens its stream with a ticket, and when the token expires says so and waits for a new one.
+    @Test func chatsWithATokenAndAsksForANewOneWhenItExpires() async throws {
+        let node = try await AccessControlTests.node(["--jwt-leeway", "0"])
+        defer { node.kill() }
+        let driver = try await ChromeDriver()
+        defer { driver.stop() }
+        let page = try await driver.newSession()
+        let short = try await AccessControlTests.token("gus", expiresIn: 4)
+        try await page.open("\(node.baseURL)/?room=team-page#token=\(short)")
+        #expect(try await page.wait(until: "return document.getElementById('status').textContent === 'connected'"))
+        #expect(try await page.run("return location.hash") as? String == "", "the token leaves the address bar")
+        try await send(page, "signed in")
+        #expect(try await shows(page, "signed in"))
+        let users =
+            try await page.run("return Array.from(document.querySelectorAll('#messages li .user')).map(e => e.textContent)") as? [String]
+        #expect(users == ["gus"], "the token's subject, not a name typed in")
+
+        // The token expires: the stream ends, a new ticket is refused, and the page says why.
+        #expect(
+            try await page.wait(timeout: .seconds(15), until: "return document.getElementById('error').textContent.includes('valid token')")
+        )
+        let fresh = try await AccessControlTests.token("gus", expiresIn: 600)
+        let posted = try await HTTP.postMessage(
+            node.baseURL + "/rooms/team-page/messages", user: "x", text: "while expired", headers: AccessControlTests.bearer(fresh))
+        #expect(posted.status == 201)
+        _ = try await page.run(
+            "const t = document.getElementById('token'); t.value = arguments[0]; t.dispatchEvent(new Event('change'));", [fresh])
+        #expect(try await page.wait(until: "return document.getElementById('status').textContent === 'connected'"))
+        #expect(try await shows(page, "while expired"))
+        await page.close()
+    }
+
     @Test func showsErrorsFromTheNode() async throws {
         let node = try await RelayProcess(arguments: [
             "--rate-limit", "0.01", "--rate-burst", "3", "--max-message-bytes", "20", "--max-body-bytes", "200",

@@ -1,0 +1,177 @@
+import ChatRelay
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+import RelayAccess
+
+extension RelayNode {
+    /// The credentials a request presents, read from its head; nil with `--auth none` (nothing
+    /// is read then). `ticket`: where a ticket may stand for a token (a stream).
+    func credentials(head: HTTPRequestHead, target: RequestTarget, ticketAllowed: Bool, peer: SocketAddress?) -> Credentials? {
+        guard access.requiresTokens else { return nil }
+        let overTLS =
+            configuration.trustedProxies.isTrusted(peer: peer)
+            && head.headers["x-forwarded-proto"].last?.split(separator: ",").last?.trimmingCharacters(in: .whitespaces).lowercased()
+                == "https"
+        return Credentials(
+            head: head, ticket: ticketAllowed ? target.value(of: "ticket") : nil, cookieName: access.cookie.name, overTLS: overTLS)
+    }
+
+    /// Who may do `action` in `room`: the identity `credentials` carry if it has the grant (or the
+    /// room is public and `action` is reading), else `401`/`403`. Nil with `--auth none`, and for a
+    /// reader of a public room who presented nothing. The one access check of the node, for every
+    /// route that reads or posts.
+    func authorize(_ credentials: Credentials?, _ action: AccessAction, room: RoomName) async throws(APIError) -> Identity? {
+        guard let credentials, access.requiresTokens else { return nil }
+        let isPublicRead = action == .subscribe && access.isPublic(room)
+        do throws(AuthFailure) {
+            guard let identity = try await identify(credentials, changesState: action == .publish) else {
+                if isPublicRead { return nil }
+                throw AuthFailure(.missing, "This room needs a token: send Authorization: Bearer, the session cookie, or a ticket.")
+            }
+            guard isPublicRead || identity.allows(action, in: room) else {
+                throw AuthFailure(.forbidden, "Your token does not let you \(action.rawValue) in room \(room).", subject: identity.subject)
+            }
+            return identity
+        } catch {
+            throw refused(error, action: action.rawValue, room: room)
+        }
+    }
+
+    /// The identity `credentials` carry, verified; nil when they present nothing.
+    /// - Parameter changesState: a cookie must come from an origin that may use it (`--allow-origin`
+    ///   or the node's own), so another site cannot act for a logged-in user.
+    func identify(_ credentials: Credentials, changesState: Bool) async throws(AuthFailure) -> Identity? {
+        guard let verifier = access.verifier else { return nil }
+        switch credentials.presented {
+        case .none:
+            return nil
+        case .unreadable:
+            throw AuthFailure(.malformed, "The Authorization header must be 'Bearer <token>'.")
+        case .bearer(let token):
+            return try await verifier.verify(token)
+        case .cookie(let token):
+            if changesState, !credentials.originMayUseCookie(cors: cors) {
+                throw AuthFailure(
+                    .origin, "A request authenticated by the session cookie must come from an origin this node allows (--allow-origin).")
+            }
+            return try await verifier.verify(token)
+        case .ticket(let ticket):
+            return try await redeem(ticket: ticket)
+        }
+    }
+
+    /// The identity a ticket stands for, taken from the broker (so it cannot be used again, on any
+    /// node).
+    private func redeem(ticket: String) async throws(AuthFailure) -> Identity {
+        let unknown = AuthFailure(.ticket, "The ticket is unknown, expired or already used; ask for a new one.")
+        guard StreamTicket.isWellFormed(ticket) else { throw unknown }
+        let stored: [UInt8]?
+        do {
+            stored = try await broker.redeemTicket(ticket)
+        } catch {
+            logger.warning("cannot redeem a ticket", metadata: ["error": "\(error)"])
+            throw AuthFailure(.ticket, "Tickets cannot be checked now; retry shortly.")
+        }
+        guard let stored, let identity = StreamTicket.decode(stored), identity.expiresAt > Date().timeIntervalSince1970 else {
+            throw unknown
+        }
+        return identity
+    }
+
+    /// Counts and logs a refusal, and turns it into its answer. The log line has the reason and
+    /// `sub`, never the token.
+    func refused(_ failure: AuthFailure, action: String, room: RoomName?) -> APIError {
+        accessMetrics.failures[failure.reason]?.increment()
+        var metadata: Logger.Metadata = ["reason": "\(failure.reason.rawValue)", "action": "\(action)"]
+        if let subject = failure.subject { metadata["sub"] = "\(subject)" }
+        if let room { metadata["room"] = "\(room)" }
+        logger.info("access refused", metadata: metadata)
+        if failure.isForbidden { return .forbidden(failure.detail) }
+        return .unauthorized(failure.detail, invalidToken: failure.reason != .missing)
+    }
+
+    /// `POST /auth/tickets`: a single-use ticket for the caller's identity, valid for
+    /// `--ticket-ttl` (never past the token's `exp`), for `GET …/events?ticket=` on any node.
+    func ticketAnswer(_ credentials: Credentials?) async throws(APIError) -> Answer {
+        let identity = try await callerIdentity(credentials, action: "ticket")
+        let remaining = identity.expiresAt - Date().timeIntervalSince1970
+        let ttl = min(access.ticketTTL, .milliseconds(Int64(max(1, remaining * 1000))))
+        let ticket = StreamTicket.make()
+        do {
+            try await broker.storeTicket(ticket, value: StreamTicket.encode(identity), ttl: ttl)
+        } catch {
+            logger.warning("cannot store a ticket", metadata: ["error": "\(error)"])
+            throw APIError.unavailable("A ticket cannot be issued now; retry shortly.")
+        }
+        accessMetrics.ticketsIssued.increment()
+        var body = ByteBuffer()
+        body.writeString("{\"ticket\":\"\(ticket)\",\"expiresIn\":\(max(1, ttl.wholeMilliseconds / 1000))}")
+        return Answer(status: .created, contentType: Answer.jsonType, body: body, headers: [("Cache-Control", "no-store")])
+    }
+
+    /// `POST /auth/session`: sets the session cookie to the bearer token, for pages whose
+    /// EventSource sends cookies (`withCredentials`). `HttpOnly` (no script reads it), `Secure` over
+    /// TLS, `SameSite` as configured, gone when the token expires.
+    func sessionAnswer(_ credentials: Credentials?) async throws(APIError) -> Answer {
+        guard let credentials, case .bearer(let token) = credentials.presented else {
+            throw refused(
+                AuthFailure(.missing, "Send the token to store as Authorization: Bearer."), action: "session", room: nil)
+        }
+        let identity = try await callerIdentity(credentials, action: "session")
+        let maxAge = max(1, Int(identity.expiresAt - Date().timeIntervalSince1970))
+        var cookie = "\(access.cookie.name)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=\(access.cookie.sameSite)"
+        if credentials.overTLS { cookie += "; Secure" }
+        return Answer(
+            status: .noContent, contentType: nil, body: ByteBuffer(), headers: [("Set-Cookie", cookie), ("Cache-Control", "no-store")])
+    }
+
+    /// `DELETE /auth/session`: clears the session cookie.
+    func endSessionAnswer(_ credentials: Credentials?) -> Answer {
+        guard access.requiresTokens else { return Answer(Self.accessOff) }
+        var cookie = "\(access.cookie.name)=; Path=/; Max-Age=0; HttpOnly; SameSite=\(access.cookie.sameSite)"
+        if credentials?.overTLS == true { cookie += "; Secure" }
+        return Answer(status: .noContent, contentType: nil, body: ByteBuffer(), headers: [("Set-Cookie", cookie)])
+    }
+
+    /// The answer of the `/auth/…` endpoints with `--auth none`.
+    static let accessOff = APIError(.notFound, code: "not_found", message: "Access control is off on this node (--auth none).")
+
+    /// The verified identity of the caller of an `/auth/…` endpoint (a token is required).
+    private func callerIdentity(_ credentials: Credentials?, action: String) async throws(APIError) -> Identity {
+        guard let credentials, access.requiresTokens else { throw Self.accessOff }
+        do throws(AuthFailure) {
+            if case .ticket = credentials.presented {
+                throw AuthFailure(.missing, "A ticket opens a stream only; send a token.")
+            }
+            guard let identity = try await identify(credentials, changesState: true) else {
+                throw AuthFailure(.missing, "Send a token: Authorization: Bearer, or the session cookie.")
+            }
+            return identity
+        } catch {
+            throw refused(error, action: action, room: nil)
+        }
+    }
+}
+
+/// Counters of the access checks.
+struct AccessMetrics: Sendable {
+    /// `chat_relay_auth_failures_total{reason}`.
+    let failures: [AuthFailure.Reason: Counter]
+    /// `chat_relay_tickets_issued_total`.
+    let ticketsIssued: Counter
+    /// `chat_relay_subscribers_dropped_total{reason="token_expired"}`.
+    let streamsExpired: Counter
+
+    init(factory: any MetricsFactory) {
+        var failures: [AuthFailure.Reason: Counter] = [:]
+        for reason in AuthFailure.Reason.allCases {
+            failures[reason] = Counter(label: "chat_relay_auth_failures_total", dimensions: [("reason", reason.rawValue)], factory: factory)
+        }
+        self.failures = failures
+        ticketsIssued = Counter(label: "chat_relay_tickets_issued_total", factory: factory)
+        streamsExpired = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "token_expired")], factory: factory)
+    }
+}

@@ -1,0 +1,335 @@
+import Foundation
+import JWTKit
+import TestSupport
+import Testing
+
+/// `--auth jwt` on real nodes: tokens by header, cookie and ticket; identities from the token;
+/// grants and public rooms; 401/403 with their reasons counted; streams that end with their
+/// token and resume; keys from a JWKS URL that rotates and goes down.
+@Suite struct AccessControlTests {
+    static let secret = "a secret of sixty-four bytes, enough for HS512 as well as HS256.."
+
+    struct Claims: JWTPayload {
+        var sub: SubjectClaim
+        var name: String?
+        var exp: ExpirationClaim
+        var rooms: [String: [String]]?
+        func verify(using algorithm: some JWTAlgorithm) async throws {}
+    }
+
+    /// A token signed with the test secret (HS256).
+    static func token(
+        _ sub: String = "alice", name: String? = nil, expiresIn: Double = 600, subscribe: [String] = ["team-*"],
+        publish: [String] = ["team-*"]
+    ) async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        return try await keys.sign(
+            Claims(
+                sub: SubjectClaim(value: sub), name: name, exp: ExpirationClaim(value: Date().addingTimeInterval(expiresIn)),
+                rooms: ["subscribe": subscribe, "publish": publish]))
+    }
+
+    /// A file holding the secret, with the trailing newline an editor adds.
+    static func secretFile() throws -> String {
+        let path = NSTemporaryDirectory() + "chat-relay-secret-\(UUID().uuidString.prefix(8))"
+        try (secret + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func node(_ arguments: [String] = [], nodeID: String? = nil) async throws -> RelayProcess {
+        try await RelayProcess(
+            nodeID: nodeID ?? "auth-\(UInt32.random(in: 0...UInt32.max))",
+            arguments: ["--auth", "jwt", "--jwt-secret-file", try secretFile(), "--rate-limit", "0"] + arguments)
+    }
+
+    static func bearer(_ token: String) -> [(String, String)] { [("Authorization", "Bearer \(token)")] }
+
+    /// A labelled counter's value from `/metrics`.
+    static func counter(_ node: RelayProcess, _ series: String) async throws -> Double {
+        let metrics = try await HTTP.get(node.baseURL + "/metrics").body
+        return metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+            ?? 0
+    }
+
+    @Test func missingBadAndExpiredTokensGet401AndNoGrantGets403() async throws {
+        let node = try await Self.node()
+        defer { node.kill() }
+        let url = node.baseURL + "/rooms/team-a/messages"
+
+        let missing = try await HTTP.postMessage(url, user: "u", text: "hi")
+        #expect(missing.status == 401)
+        #expect(missing.json["error"] as? String == "unauthorized")
+        #expect(missing.header("WWW-Authenticate") == "Bearer realm=\"chat-relay\"")
+        let stream = try await HTTP.get(node.baseURL + "/rooms/team-a/events")
+        #expect(stream.status == 401)
+
+        let good = try await Self.token()
+        var forged = good
+        forged.removeLast(3)
+        forged += good.hasSuffix("AAA") ? "BBB" : "AAA"
+        let bad = try await HTTP.postMessage(url, user: "u", text: "hi", headers: Self.bearer(forged))
+        #expect(bad.status == 401)
+        #expect(bad.header("WWW-Authenticate") == "Bearer realm=\"chat-relay\", error=\"invalid_token\"")
+        #expect(!bad.body.contains(forged) && !bad.body.contains(String(forged.prefix(20))), "the token is never echoed: \(bad.body)")
+
+        let expired = try await HTTP.postMessage(url, user: "u", text: "hi", headers: Self.bearer(try await Self.token(expiresIn: -120)))
+        #expect(expired.status == 401)
+        #expect((expired.json["message"] as? String)?.contains("expired") == true)
+
+        let basic = try await HTTP.postMessage(url, user: "u", text: "hi", headers: [("Authorization", "Basic dTpw")])
+        #expect(basic.status == 401)
+
+        let readOnly = try await Self.token(publish: [])
+        let forbidden = try await HTTP.postMessage(url, user: "u", text: "hi", headers: Self.bearer(readOnly))
+        #expect(forbidden.status == 403)
+        #expect(forbidden.json["error"] as? String == "forbidden")
+        let elsewhere = try await HTTP.get(node.baseURL + "/rooms/private/messages", headers: Self.bearer(good))
+        #expect(elsewhere.status == 403, "history follows the subscribe grant")
+
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"missing\"}") == 2)
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"signature\"}") == 1)
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"expired\"}") == 1)
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"malformed\"}") == 1)
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"forbidden\"}") == 2)
+        let log = node.log()
+        #expect(log.contains("reason=forbidden") && log.contains("sub=alice"), "the log names the reason and sub")
+        #expect(!log.contains(good) && !log.contains(readOnly), "the log never holds a token")
+    }
+
+    @Test func theMessagesAuthorIsTheTokensSubjectWhateverTheBodySays() async throws {
+        let node = try await Self.node()
+        defer { node.kill() }
+        let token = try await Self.token("alice", name: "Alice Liddell")
+        let subscriber = try await SSEClient(node.baseURL + "/rooms/team-a/events", headers: Self.bearer(token))
+        #expect(subscriber.status == 200)
+        let reply = try await HTTP.postMessage(
+            node.baseURL + "/rooms/team-a/messages", user: "mallory", text: "hello", headers: Self.bearer(token))
+        #expect(reply.status == 201, "\(reply.body)")
+        #expect(reply.json["user"] as? String == "alice")
+        #expect(reply.json["name"] as? String == "Alice Liddell")
+        // No user in the body at all: the token's.
+        let bare = try await HTTP.request(
+            "POST", node.baseURL + "/rooms/team-a/messages", headers: [("Content-Type", "application/json")] + Self.bearer(token),
+            body: Array(#"{"text":"no user"}"#.utf8))
+        #expect(bare.status == 201)
+        #expect(bare.json["user"] as? String == "alice")
+        #expect(await subscriber.waitForMessages(2))
+        #expect(subscriber.messages.map { $0["user"] as? String } == ["alice", "alice"])
+    }
+
+    @Test func publicRoomsAreReadableWithoutATokenButNotWritable() async throws {
+        let node = try await Self.node(["--public-rooms", "news-*,lobby"])
+        defer { node.kill() }
+        let reader = try await SSEClient(node.baseURL + "/rooms/news-today/events")
+        #expect(reader.status == 200)
+        #expect(try await SSEClient(node.baseURL + "/events").status == 200)
+        #expect(try await HTTP.get(node.baseURL + "/rooms/news-today/messages").status == 200)
+        #expect(try await HTTP.get(node.baseURL + "/rooms/team-a/events").status == 401)
+        #expect(try await HTTP.postMessage(node.baseURL + "/rooms/news-today/messages", user: "u", text: "x").status == 401)
+        // A token without a grant for the public room still reads it; posting needs the grant.
+        let token = try await Self.token(subscribe: [], publish: ["news-*"])
+        #expect(
+            try await HTTP.postMessage(node.baseURL + "/rooms/news-today/messages", user: "u", text: "x", headers: Self.bearer(token))
+                .status == 201)
+        #expect(await reader.waitForMessages(1))
+    }
+
+    @Test func aTicketOpensOneStreamOnceOnAnyNodeOfTheCluster() async throws {
+        let redis = try await RedisServer(appendOnly: false)
+        defer { redis.killNow() }
+        let first = try await Self.node(["--redis-url", redis.url, "--ticket-ttl", "2"])
+        defer { first.kill() }
+        let second = try await Self.node(["--redis-url", redis.url])
+        defer { second.kill() }
+        let token = try await Self.token()
+
+        let issued = try await HTTP.request("POST", first.baseURL + "/auth/tickets", headers: Self.bearer(token))
+        #expect(issued.status == 201, "\(issued.body)")
+        #expect(issued.header("Cache-Control") == "no-store")
+        let ticket = try #require(issued.json["ticket"] as? String)
+        #expect(issued.json["expiresIn"] as? Int == 2)
+
+        let stream = try await SSEClient(second.baseURL + "/rooms/team-a/events?ticket=\(ticket)")
+        #expect(stream.status == 200, "a ticket from one node opens a stream on another")
+        let again = try await HTTP.get(first.baseURL + "/rooms/team-a/events?ticket=\(ticket)")
+        #expect(again.status == 401, "and only once, cluster-wide")
+        // The ticket carries the token's grants.
+        let other = try #require(
+            try await HTTP.request("POST", first.baseURL + "/auth/tickets", headers: Self.bearer(token)).json["ticket"] as? String)
+        #expect(try await HTTP.get(second.baseURL + "/rooms/private/events?ticket=\(other)").status == 403)
+        // A ticket not used in time is gone.
+        let late = try #require(
+            try await HTTP.request("POST", first.baseURL + "/auth/tickets", headers: Self.bearer(token)).json["ticket"] as? String)
+        try await Task.sleep(for: .milliseconds(2500))
+        #expect(try await HTTP.get(second.baseURL + "/rooms/team-a/events?ticket=\(late)").status == 401)
+        // A ticket is not a token: it opens streams only.
+        let spare = try #require(
+            try await HTTP.request("POST", first.baseURL + "/auth/tickets", headers: Self.bearer(token)).json["ticket"] as? String)
+        #expect(try await HTTP.get(first.baseURL + "/rooms/team-a/messages?ticket=\(spare)").status == 401)
+        #expect(try await Self.counter(first, "chat_relay_tickets_issued_total") == 4)
+    }
+
+    @Test func aSessionCookieOpensStreamsAndPostsOnlyFromAllowedOrigins() async throws {
+        let node = try await Self.node(["--allow-origin", "https://chat.example", "--trusted-proxies", "127.0.0.1"])
+        defer { node.kill() }
+        let token = try await Self.token()
+        let session = try await HTTP.request("POST", node.baseURL + "/auth/session", headers: Self.bearer(token))
+        #expect(session.status == 204)
+        let cookie = try #require(session.header("Set-Cookie"))
+        #expect(cookie.hasPrefix("chat_relay_token=\(token);"))
+        #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"))
+        #expect(!cookie.contains("Secure"), "not over TLS")
+        let overTLS = try await HTTP.request(
+            "POST", node.baseURL + "/auth/session", headers: Self.bearer(token) + [("X-Forwarded-Proto", "https")])
+        #expect(overTLS.header("Set-Cookie")?.contains("; Secure") == true, "Secure behind a TLS-terminating proxy")
+
+        let sent = [("Cookie", "theme=dark; chat_relay_token=\(token)")]
+        let stream = try await SSEClient(
+            node.baseURL + "/rooms/team-a/events", headers: sent + [("Origin", "https://chat.example")])
+        #expect(stream.status == 200)
+        #expect(stream.headers.first(name: "Access-Control-Allow-Credentials") == "true")
+        #expect(stream.headers.first(name: "Access-Control-Allow-Origin") == "https://chat.example")
+        let url = node.baseURL + "/rooms/team-a/messages"
+        #expect(try await HTTP.postMessage(url, user: "u", text: "ok", headers: sent + [("Origin", "https://chat.example")]).status == 201)
+        let crossSite = try await HTTP.postMessage(url, user: "u", text: "csrf", headers: sent + [("Origin", "https://evil.example")])
+        #expect(crossSite.status == 403)
+        #expect(try await HTTP.postMessage(url, user: "u", text: "no origin", headers: sent).status == 403)
+        // The page the node serves itself posts from the node's own origin.
+        #expect(try await HTTP.postMessage(url, user: "u", text: "own", headers: sent + [("Origin", node.baseURL)]).status == 201)
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"origin\"}") == 2)
+
+        let preflight = try await HTTP.request(
+            "OPTIONS", url, headers: [("Origin", "https://chat.example"), ("Access-Control-Request-Method", "POST")])
+        #expect(preflight.header("Access-Control-Allow-Credentials") == "true")
+        #expect(preflight.header("Access-Control-Allow-Headers")?.contains("Authorization") == true)
+
+        let ended = try await HTTP.request("DELETE", node.baseURL + "/auth/session")
+        #expect(ended.status == 204)
+        #expect(ended.header("Set-Cookie")?.contains("Max-Age=0") == true)
+    }
+
+    @Test func aStreamEndsWhenItsTokenExpiresAndResumesWithAFreshOneLosingNothing() async throws {
+        let node = try await Self.node(["--jwt-leeway", "0"])
+        defer { node.kill() }
+        let short = try await Self.token(expiresIn: 3)
+        let shortExpiry = Date().addingTimeInterval(3)
+        let stream = try await SSEClient(node.baseURL + "/rooms/team-a/events", headers: Self.bearer(short))
+        #expect(stream.status == 200)
+        let long = try await Self.token(expiresIn: 600)
+        let url = node.baseURL + "/rooms/team-a/messages"
+        var ids: [String] = []
+        for index in 0..<3 {
+            ids.append(
+                try #require(
+                    try await HTTP.postMessage(url, user: "u", text: "before \(index)", headers: Self.bearer(long)).json["id"] as? String))
+        }
+        #expect(await stream.wait(timeout: .seconds(8)) { $0.ended })
+        #expect(stream.events.last?.type == "token-expired", "\(stream.events.map(\.type))")
+        #expect((stream.events.last?.data ?? "").contains("token_expired"))
+        #expect(stream.messageIDs == ids)
+        #expect(try await Self.counter(node, "chat_relay_subscribers_dropped_total{reason=\"token_expired\"}") == 1)
+        // Posted while the client gets its new token.
+        for index in 0..<2 {
+            ids.append(
+                try #require(
+                    try await HTTP.postMessage(url, user: "u", text: "after \(index)", headers: Self.bearer(long)).json["id"] as? String))
+        }
+        let resumed = try await SSEClient(
+            node.baseURL + "/rooms/team-a/events", headers: Self.bearer(long) + [("Last-Event-ID", try #require(stream.messageIDs.last))])
+        #expect(await resumed.waitForMessages(2))
+        #expect(stream.messageIDs + resumed.messageIDs == ids, "every message once, in order, across the token change")
+        // The expired token cannot come back (the stream ended a little before its exp: jitter).
+        try await Task.sleep(for: .seconds(max(0, shortExpiry.timeIntervalSinceNow) + 1))
+        #expect(try await HTTP.get(node.baseURL + "/rooms/team-a/events", headers: Self.bearer(short)).status == 401)
+    }
+
+    @Test func noneModeIsTheDefaultAndRefusesJWTFlagsWithoutIt() async throws {
+        let open = try await RelayProcess()
+        defer { open.kill() }
+        #expect(try await HTTP.postMessage(open.baseURL + "/messages", user: "anyone", text: "hi").status == 201)
+        #expect(try await HTTP.request("POST", open.baseURL + "/auth/tickets").status == 404)
+        await #expect(throws: (any Error).self) {
+            _ = try await RelayProcess(arguments: ["--jwt-secret-file", try Self.secretFile()])
+        }
+        await #expect(throws: (any Error).self) { _ = try await RelayProcess(arguments: ["--auth", "jwt"]) }
+    }
+
+    /// An identity provider's JWKS, served by a real HTTP server on loopback: keys rotate (a new
+    /// kid is fetched when a token names it), unknown kids do not make the node fetch more than
+    /// once per 5 s, and the cached keys keep working while the provider is down.
+    @Test func keysFromAJWKSURLRotateAndOutliveTheProvider() async throws {
+        let directory = NSTemporaryDirectory() + "chat-relay-jwks-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let first = ES256PrivateKey()
+        let second = ES256PrivateKey()
+        func publish(_ keys: [(String, ES256PrivateKey)]) throws {
+            let set = keys.map { kid, key in
+                let parameters = key.publicKey.parameters!
+                return ["kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid, "x": parameters.x, "y": parameters.y]
+            }
+            try JSONSerialization.data(withJSONObject: ["keys": set]).write(to: URL(fileURLWithPath: directory + "/jwks.json"))
+        }
+        func token(_ key: ES256PrivateKey, kid: String) async throws -> String {
+            let keys = JWTKeyCollection()
+            await keys.add(ecdsa: key, kid: JWKIdentifier(string: kid))
+            return try await keys.sign(
+                Claims(
+                    sub: SubjectClaim(value: "carol"), exp: ExpirationClaim(value: Date().addingTimeInterval(600)),
+                    rooms: ["publish": ["*"]]),
+                kid: JWKIdentifier(string: kid))
+        }
+        try publish([("k1", first)])
+        let port = freeLoopbackPort()
+        let logPath = directory + "/server.log"
+        let server = try ChildProcess(
+            "/usr/bin/python3", ["-u", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory], logPath: logPath)
+        defer { server.signal(SIGKILL) }
+        var up = false
+        for _ in 0..<100 where !up {
+            up = (try? await HTTP.get("http://127.0.0.1:\(port)/jwks.json", timeout: .seconds(1)).status) == 200
+            if !up { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        try #require(up, "the JWKS server started")
+        func fetches() -> Int {
+            ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").components(separatedBy: "GET /jwks.json").count - 1
+        }
+        let node = try await RelayProcess(arguments: [
+            "--auth", "jwt", "--jwks-url", "http://127.0.0.1:\(port)/jwks.json", "--rate-limit", "0",
+        ])
+        defer { node.kill() }
+        let url = node.baseURL + "/rooms/r/messages"
+        #expect(
+            try await HTTP.postMessage(url, user: "u", text: "k1", headers: Self.bearer(try await token(first, kid: "k1"))).status == 201)
+
+        // Rotation: the provider adds k2; the first token that names it makes the node fetch again.
+        try await Task.sleep(for: .seconds(5))  // past the refetch interval since the first fetch
+        try publish([("k1", first), ("k2", second)])
+        let rotated = try await HTTP.postMessage(url, user: "u", text: "k2", headers: Self.bearer(try await token(second, kid: "k2")))
+        #expect(rotated.status == 201, "\(rotated.body)")
+
+        // Unknown kids: refused, and at most one more fetch for all of them within the interval.
+        let before = fetches()
+        let stranger = ES256PrivateKey()
+        for _ in 0..<10 {
+            let reply = try await HTTP.postMessage(url, user: "u", text: "?", headers: Self.bearer(try await token(stranger, kid: "k9")))
+            #expect(reply.status == 401)
+        }
+        #expect(fetches() - before <= 1, "fetches for 10 unknown-kid tokens within 5 s: \(fetches() - before)")
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"unknown_key\"}") == 10)
+
+        // The provider goes down: known keys still verify.
+        server.signal(SIGKILL)
+        _ = await server.waitForExit(timeout: .seconds(5))
+        try await Task.sleep(for: .seconds(5))
+        #expect(
+            try await HTTP.postMessage(url, user: "u", text: "?", headers: Self.bearer(try await token(stranger, kid: "k8"))).status == 401)
+        #expect(
+            try await HTTP.postMessage(url, user: "u", text: "k1 again", headers: Self.bearer(try await token(first, kid: "k1"))).status
+                == 201)
+        #expect(
+            try await HTTP.postMessage(url, user: "u", text: "k2 again", headers: Self.bearer(try await token(second, kid: "k2"))).status
+                == 201)
+        #expect(node.log().contains("JWKS fetch failed; keeping the keys cached"))
+    }
+}
