@@ -127,7 +127,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayAccessTests",
-            dependencies: ["RelayAccess", "ChatRelay", .product(name: "JWTKit", package: "jwt-kit")],
+            dependencies: ["RelayAccess", "ChatRelay", "TestSupport", .product(name: "JWTKit", package: "jwt-kit")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -7,7 +7,9 @@ Three ways in, each on a freshly started node (release build, embedded broker):
 - after:   the connection first fetches the room's history, then asks for the stream (a browser
            that loads history and opens its EventSource on the same kept-alive connection);
 - haproxy: the same two requests through HAProxy with server keep-alive (its default), so the
-           node sees the stream on a connection that already carried a request.
+           node sees the stream on a connection that already carried a request;
+- jwt:     as `first`, on a node with `--auth jwt`, each stream opened with a bearer token (its
+           end at the token's expiry is scheduled: a timer per stream).
 
 Memory is the node's proportional set size (PSS) with every stream open and idle, minus the same
 before the streams opened (after a warm-up of a few hundred streams opened and closed the same
@@ -17,6 +19,7 @@ way), divided by the streams. HAProxy's own memory is not counted: the figure is
 """
 
 import argparse
+import os
 import pathlib
 import resource
 import socket
@@ -74,12 +77,13 @@ def read_response(sock):
         raise RuntimeError(f"history request answered {head.splitlines()[0]!r}")
 
 
-def open_stream(port, room, after_history):
+def open_stream(port, room, after_history, token=None):
     sock = socket.create_connection(("127.0.0.1", port))
+    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
     if after_history:
-        sock.sendall(f"GET /rooms/{room}/messages HTTP/1.1\r\nHost: relay\r\n\r\n".encode())
+        sock.sendall(f"GET /rooms/{room}/messages HTTP/1.1\r\nHost: relay\r\n{authorization}\r\n".encode())
         read_response(sock)
-    sock.sendall(f"GET /rooms/{room}/events HTTP/1.1\r\nHost: relay\r\nAccept: text/event-stream\r\n\r\n".encode())
+    sock.sendall(f"GET /rooms/{room}/events HTTP/1.1\r\nHost: relay\r\nAccept: text/event-stream\r\n{authorization}\r\n".encode())
     head = read_head(sock)
     if not head.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"stream request answered {head.splitlines()[0]!r}")
@@ -88,9 +92,16 @@ def open_stream(port, room, after_history):
 
 def measure(relay, mode, streams, warmup, work):
     port = vs_nchan.free_port()
+    auth, token = [], None
+    if mode == "jwt":
+        secret = work / "secret"
+        secret.write_bytes(os.urandom(48).hex().encode())
+        auth = ["--auth", "jwt", "--jwt-secret-file", str(secret)]
+        token = subprocess.run([relay, "token", "--jwt-secret-file", str(secret), "--sub", "memory", "--subscribe", "*",
+                                "--ttl", "1h"], check=True, capture_output=True, text=True).stdout.strip()
     node = vs_nchan.Process([relay, "serve", "--host", "127.0.0.1", "--port", str(port), "--node-id", "memory",
                              "--rate-limit", "0", "--max-connections", str(streams + warmup + 100),
-                             "--log-level", "warning"], work / f"node-{mode}.log")
+                             "--log-level", "warning"] + auth, work / f"node-{mode}.log")
     proxy = None
     try:
         vs_nchan.wait_until(lambda: vs_nchan.port_open(port), 30, "the node")
@@ -101,13 +112,13 @@ def measure(relay, mode, streams, warmup, work):
             config.write_text(HAPROXY_CONFIG.format(front=target, node=port))
             proxy = vs_nchan.Process(["haproxy", "-f", str(config), "-db"], work / "haproxy.log")
             vs_nchan.wait_until(lambda: vs_nchan.port_open(target), 30, "HAProxy")
-        after = mode != "first"
+        after = mode in ("after", "haproxy")
         # Warm-up: the allocator's arenas and NIO's pools reach their working size first.
-        for sock in [open_stream(target, f"room-{index % 20}", after) for index in range(warmup)]:
+        for sock in [open_stream(target, f"room-{index % 20}", after, token) for index in range(warmup)]:
             sock.close()
         time.sleep(1.0)
         before = vs_nchan.pss_kib([node.pid])
-        opened = [open_stream(target, f"room-{index % 20}", after) for index in range(streams)]
+        opened = [open_stream(target, f"room-{index % 20}", after, token) for index in range(streams)]
         time.sleep(2.0)
         during = vs_nchan.pss_kib([node.pid])
         for sock in opened:
@@ -126,7 +137,7 @@ def main():
     parser.add_argument("--streams", type=int, default=3000, help="idle streams per measurement")
     parser.add_argument("--warmup", type=int, default=500, help="streams opened and closed before measuring")
     parser.add_argument("--rounds", type=int, default=3, help="measurements per mode, alternating modes")
-    parser.add_argument("--modes", default="first,after,haproxy", help="comma-separated subset")
+    parser.add_argument("--modes", default="first,after,haproxy,jwt", help="comma-separated subset")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

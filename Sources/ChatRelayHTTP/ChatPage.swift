@@ -20,8 +20,9 @@ enum ChatPage {
           input { width: 9rem; }
           button { background: var(--accent); color: white; border-color: var(--accent); cursor: pointer; }
           button:disabled { opacity: .5; cursor: default; }
+          #who { font-size: .85rem; color: #555; }
           #status { margin-left: auto; font-size: .85rem; padding: .15rem .5rem; border-radius: 1rem; background: #f3f4f6; }
-          #status.connected { color: var(--ok); } #status.reconnecting, #status.connecting { color: var(--warn); } #status.offline { color: var(--bad); }
+          #status.connected { color: var(--ok); } #status.reconnecting, #status.connecting { color: var(--warn); } #status.offline, #status.disconnected { color: var(--bad); }
           #notice, #error { margin: 0; padding: .4rem .8rem; display: none; }
           #notice { background: #fef3c7; } #error { background: #fee2e2; color: var(--bad); }
           #notice.shown, #error.shown { display: block; }
@@ -43,6 +44,7 @@ enum ChatPage {
           <label>Token <input id="token" type="password" autocomplete="off" placeholder="if the node asks for one"></label>
           <button id="join" type="button">Join</button>
           <span id="status" class="connecting">connecting</span>
+          <span id="who"></span>
         </header>
         <p id="notice" role="status"></p>
         <p id="error" role="alert"></p>
@@ -61,6 +63,23 @@ enum ChatPage {
         // single-use ticket bought with it.
         function token() { return $("token").value.trim(); }
         function authHeaders() { return token() ? { Authorization: "Bearer " + token() } : {}; }
+        // The token's claims, read for display only (the node verifies; the page cannot and need not).
+        function claims() {
+          try { return JSON.parse(atob(token().split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))); } catch (err) { return null; }
+        }
+        let expiryTimer = null;
+        // Shows who the token says you are; a minute before it expires, asks for a new one.
+        function showIdentity() {
+          const c = token() ? claims() : null;
+          $("who").textContent = c && c.sub ? "signed in as " + (c.name || c.sub) : "";
+          $("name").disabled = !!(c && c.sub);
+          if (c && c.sub) $("name").value = c.name || c.sub;
+          clearTimeout(expiryTimer);
+          if (c && c.exp) {
+            const left = c.exp * 1000 - Date.now();
+            expiryTimer = setTimeout(() => showNotice("Your token expires in a minute: paste a new one in Token to stay connected."), Math.max(0, left - 60000));
+          }
+        }
 
         function setStatus(state) { const s = $("status"); s.textContent = state; s.className = state; }
         function showError(text) { const e = $("error"); e.textContent = text || ""; e.classList.toggle("shown", !!text); }
@@ -106,7 +125,8 @@ enum ChatPage {
           setStatus("connecting");
           try {
             const response = await fetch("rooms/" + room + "/messages?limit=100", { cache: "no-store", headers: authHeaders() });
-            if (response.status === 401 || response.status === 403) throw new Error(await refusal(response));
+            // Refused: a stream would be too (history follows the same grant).
+            if (response.status === 401 || response.status === 403) { setStatus("disconnected"); showError(await refusal(response)); return; }
             if (!response.ok) throw new Error("history: HTTP " + response.status);
             const body = await response.json();
             body.messages.forEach((m) => render(m));
@@ -224,7 +244,8 @@ enum ChatPage {
         const fragmentToken = new URLSearchParams(location.hash.slice(1)).get("token");
         if (fragmentToken) { sessionStorage.setItem("chat-relay.token", fragmentToken); history.replaceState(null, "", location.pathname + location.search); }
         $("token").value = sessionStorage.getItem("chat-relay.token") || "";
-        $("token").addEventListener("change", () => { sessionStorage.setItem("chat-relay.token", token()); join(); });
+        $("token").addEventListener("change", () => { sessionStorage.setItem("chat-relay.token", token()); showIdentity(); join(); });
+        showIdentity();
         $("room").value = new URLSearchParams(location.search).get("room") || localStorage.getItem("chat-relay.room") || "lobby";
         join();
         </script>

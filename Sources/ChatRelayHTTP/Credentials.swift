@@ -41,12 +41,18 @@ struct Credentials: Sendable {
         }
     }
 
-    /// The token of `Bearer <token>` (the scheme in any case, RFC 9110 §11.1).
+    /// The token of `Bearer <token>` (the scheme in any case, RFC 9110 §11.1). On the header's
+    /// UTF-8 bytes: it runs for every request with a token.
     static func bearer(_ value: String) -> String? {
-        let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+        let bytes = value.utf8
+        guard let space = bytes.firstIndex(of: UInt8(ascii: " ")) else { return nil }
+        let scheme = bytes[..<space]
+        // ASCII letters compared without case (| 0x20 lowercases a letter).
+        guard scheme.count == 6, zip(scheme, "bearer".utf8).allSatisfy({ $0 | 0x20 == $1 }) else { return nil }
+        var token = bytes[bytes.index(after: space)...]
+        while let first = token.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { token = token.dropFirst() }
+        while let last = token.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { token = token.dropLast() }
+        return token.isEmpty ? nil : String(Substring(token))
     }
 
     /// The value of cookie `name` in the `Cookie` header lines (`a=1; b=2`).

@@ -27,6 +27,8 @@ public final class TokenVerifier: Sendable {
     let jwks: JWKSCache?
     let checks: Checks
     private let parser = DefaultJWTParser()
+    /// Tokens verified before, until they expire.
+    let cache = VerifiedTokenCache()
 
     /// The longest token read at all: a JWT with a hundred grants is a few KiB.
     public static let maxTokenBytes = 8192
@@ -49,6 +51,8 @@ public final class TokenVerifier: Sendable {
         guard token.utf8.count <= Self.maxTokenBytes else {
             throw AuthFailure(.malformed, "The token is over \(Self.maxTokenBytes) bytes.")
         }
+        let leeway = Double(checks.leeway.components.seconds)
+        if let identity = cache.identity(of: token, now: now, leeway: leeway) { return identity }
         let bytes = Array(token.utf8)
         let header: JWTHeader
         do {
@@ -60,7 +64,10 @@ public final class TokenVerifier: Sendable {
             throw AuthFailure(.algorithm, "The token names no signing algorithm.")
         }
         let claims = try await verifySignature(bytes, algorithm: algorithm, kid: header.kid)
-        return try identity(claims, now: now)
+        let identity = try identity(claims, now: now)
+        // Not yet valid (nbf) is refused above; such a token is not cached before it is valid.
+        cache.store(token, identity)
+        return identity
     }
 
     private func verifySignature(_ token: [UInt8], algorithm: String, kid: String?) async throws(AuthFailure) -> RelayClaims {

@@ -10,7 +10,7 @@ struct ChatRelayCommand: AsyncParsableCommand {
             Every flag falls back to the environment variable named in its help, then to its default.
             With no --redis-url the node runs alone on an embedded in-process broker.
             """,
-        subcommands: [ServeCommand.self, BenchCommand.self],
+        subcommands: [ServeCommand.self, BenchCommand.self, TokenCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }

@@ -97,6 +97,60 @@ import Testing
         #expect(!log.contains(good) && !log.contains(readOnly), "the log never holds a token")
     }
 
+    /// A node on an RSA public key, with an issuer and an audience: RS256 tokens for it get in;
+    /// `alg: none`, HS256 "signed" with the node's public key, tokens not yet valid, from another
+    /// issuer or for another audience do not, each counted under its reason.
+    @Test func algorithmsIssuerAudienceAndNotBeforeOverHTTP() async throws {
+        let keyFile = NSTemporaryDirectory() + "chat-relay-rsa-\(UUID().uuidString.prefix(8)).pem"
+        try RSATestKey.publicPEM.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let node = try await RelayProcess(arguments: [
+            "--auth", "jwt", "--jwt-public-key-file", keyFile, "--jwt-issuer", "https://id.example", "--jwt-audience", "chat",
+        ])
+        defer { node.kill() }
+        struct Full: JWTPayload {
+            var sub = SubjectClaim(value: "dave")
+            var exp = ExpirationClaim(value: Date().addingTimeInterval(600))
+            var nbf: NotBeforeClaim?
+            var iss: IssuerClaim? = "https://id.example"
+            var aud: AudienceClaim? = "chat"
+            var rooms = ["publish": ["*"]]
+            func verify(using algorithm: some JWTAlgorithm) async throws {}
+        }
+        let rsa = JWTKeyCollection()
+        await rsa.add(rsa: try Insecure.RSA.PrivateKey(pem: RSATestKey.privatePEM), digestAlgorithm: .sha256)
+        let url = node.baseURL + "/rooms/r/messages"
+        func post(_ token: String) async throws -> HTTP.Reply {
+            try await HTTP.postMessage(url, user: "u", text: "t", headers: Self.bearer(token))
+        }
+        #expect(try await post(try await rsa.sign(Full())).status == 201)
+
+        let confused = JWTKeyCollection()
+        await confused.add(hmac: HMACKey(from: RSATestKey.publicPEM), digestAlgorithm: .sha256)
+        #expect(try await post(try await confused.sign(Full())).status == 401, "HS256 with the public key as the secret")
+        func base64URL(_ text: String) -> String {
+            Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+        }
+        let unsigned =
+            base64URL(#"{"alg":"none","typ":"JWT"}"#) + "."
+            + base64URL(#"{"sub":"dave","exp":4102444800,"iss":"https://id.example","aud":"chat","rooms":{"publish":["*"]}}"#) + "."
+        #expect(try await post(unsigned).status == 401, "alg: none")
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"algorithm\"}") == 2)
+
+        var early = Full()
+        early.nbf = NotBeforeClaim(value: Date().addingTimeInterval(300))
+        #expect(try await post(try await rsa.sign(early)).status == 401)
+        var foreign = Full()
+        foreign.iss = "https://other.example"
+        #expect(try await post(try await rsa.sign(foreign)).status == 401)
+        var elsewhere = Full()
+        elsewhere.aud = "billing"
+        #expect(try await post(try await rsa.sign(elsewhere)).status == 401)
+        for reason in ["not_yet_valid", "issuer", "audience"] {
+            #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"\(reason)\"}") == 1, "\(reason)")
+        }
+    }
+
     @Test func theMessagesAuthorIsTheTokensSubjectWhateverTheBodySays() async throws {
         let node = try await Self.node()
         defer { node.kill() }
@@ -142,6 +196,8 @@ import Testing
         defer { first.kill() }
         let second = try await Self.node(["--redis-url", redis.url])
         defer { second.kill() }
+        let third = try await Self.node(["--redis-url", redis.url])
+        defer { third.kill() }
         let token = try await Self.token()
 
         let issued = try await HTTP.request("POST", first.baseURL + "/auth/tickets", headers: Self.bearer(token))
@@ -152,8 +208,10 @@ import Testing
 
         let stream = try await SSEClient(second.baseURL + "/rooms/team-a/events?ticket=\(ticket)")
         #expect(stream.status == 200, "a ticket from one node opens a stream on another")
-        let again = try await HTTP.get(first.baseURL + "/rooms/team-a/events?ticket=\(ticket)")
-        #expect(again.status == 401, "and only once, cluster-wide")
+        for node in [first, second, third] {
+            let again = try await HTTP.get(node.baseURL + "/rooms/team-a/events?ticket=\(ticket)")
+            #expect(again.status == 401, "and only once, cluster-wide")
+        }
         // The ticket carries the token's grants.
         let other = try #require(
             try await HTTP.request("POST", first.baseURL + "/auth/tickets", headers: Self.bearer(token)).json["ticket"] as? String)

@@ -90,37 +90,77 @@ struct ChatPageBrowserTests {
         await page.close()
     }
 
-    /// `--auth jwt`: the page takes a token from its URL's fragment, posts as the token's subject,
-    /// opens its stream with a ticket, and when the token expires says so and waits for a new one.
-    @Test func chatsWithATokenAndAsksForANewOneWhenItExpires() async throws {
-        let node = try await AccessControlTests.node(["--jwt-leeway", "0"])
-        defer { node.kill() }
+    /// `chat-relay token --sub … --ttl …` with the node's secret: what a developer runs.
+    static func mint(secretFile: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: RelayProcess.binaryPath)
+        process.arguments = ["token", "--jwt-secret-file", secretFile] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// `--auth jwt` on two nodes on Redis: two pages sign in with tokens minted by `chat-relay
+    /// token` (from their URL's fragment), each on its own node, chat as their tokens' subjects,
+    /// cannot open a room they have no grant for, and when a token expires the page says so and
+    /// goes on with a new one, missing nothing.
+    @Test func signedInPagesChatAcrossNodesWithinTheirGrants() async throws {
+        let redis = try await RedisServer(appendOnly: false)
+        defer { redis.killNow() }
+        let secretFile = try AccessControlTests.secretFile()
+        let arguments = ["--auth", "jwt", "--jwt-secret-file", secretFile, "--jwt-leeway", "0", "--redis-url", redis.url]
+        let first = try await RelayProcess(nodeID: "page-1", arguments: arguments)
+        defer { first.kill() }
+        let second = try await RelayProcess(nodeID: "page-2", arguments: arguments)
+        defer { second.kill() }
         let driver = try await ChromeDriver()
         defer { driver.stop() }
-        let page = try await driver.newSession()
-        let short = try await AccessControlTests.token("gus", expiresIn: 4)
-        try await page.open("\(node.baseURL)/?room=team-page#token=\(short)")
-        #expect(try await page.wait(until: "return document.getElementById('status').textContent === 'connected'"))
-        #expect(try await page.run("return location.hash") as? String == "", "the token leaves the address bar")
-        try await send(page, "signed in")
-        #expect(try await shows(page, "signed in"))
-        let users =
-            try await page.run("return Array.from(document.querySelectorAll('#messages li .user')).map(e => e.textContent)") as? [String]
-        #expect(users == ["gus"], "the token's subject, not a name typed in")
 
-        // The token expires: the stream ends, a new ticket is refused, and the page says why.
+        let hana = try Self.mint(
+            secretFile: secretFile, ["--sub", "hana", "--name", "Hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "5"])
+        let ivan = try Self.mint(
+            secretFile: secretFile, ["--sub", "ivan", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "10m"])
+        let left = try await driver.newSession()
+        let right = try await driver.newSession()
+        try await left.open("\(first.baseURL)/?room=team-page#token=\(hana)")
+        try await right.open("\(second.baseURL)/?room=team-page#token=\(ivan)")
+        for page in [left, right] {
+            #expect(try await page.wait(until: "return document.getElementById('status').textContent === 'connected'"))
+            #expect(try await page.run("return location.hash") as? String == "", "the token leaves the address bar")
+        }
+        #expect(try await left.run("return document.getElementById('who').textContent") as? String == "signed in as Hana")
+        try await send(left, "from hana")
+        try await send(right, "from ivan")
+        for page in [left, right] {
+            #expect(try await shows(page, "from hana"))
+            #expect(try await shows(page, "from ivan"))
+        }
+        let users =
+            try await left.run("return Array.from(document.querySelectorAll('#messages li .user')).map(e => e.textContent)") as? [String]
+        #expect(users == ["hana", "ivan"], "each token's subject, not a name typed in")
+
+        // Hana's token expires: the stream ends, a new ticket is refused, the page says why; a new
+        // token brings her back with what was said meanwhile.
         #expect(
-            try await page.wait(timeout: .seconds(15), until: "return document.getElementById('error').textContent.includes('valid token')")
+            try await left.wait(timeout: .seconds(15), until: "return document.getElementById('error').textContent.includes('valid token')")
         )
-        let fresh = try await AccessControlTests.token("gus", expiresIn: 600)
-        let posted = try await HTTP.postMessage(
-            node.baseURL + "/rooms/team-page/messages", user: "x", text: "while expired", headers: AccessControlTests.bearer(fresh))
-        #expect(posted.status == 201)
-        _ = try await page.run(
+        try await send(right, "while you were out")
+        let fresh = try Self.mint(
+            secretFile: secretFile, ["--sub", "hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "10m"])
+        _ = try await left.run(
             "const t = document.getElementById('token'); t.value = arguments[0]; t.dispatchEvent(new Event('change'));", [fresh])
-        #expect(try await page.wait(until: "return document.getElementById('status').textContent === 'connected'"))
-        #expect(try await shows(page, "while expired"))
-        await page.close()
+        #expect(try await left.wait(until: "return document.getElementById('status').textContent === 'connected'"))
+        #expect(try await shows(left, "while you were out"))
+
+        // A room outside the grant: the page says it is not allowed.
+        _ = try await right.run("document.getElementById('room').value = 'private'; document.getElementById('join').click();")
+        #expect(try await right.wait(until: "return document.getElementById('error').textContent.includes('Not allowed')"))
+        #expect(try await right.run("return document.getElementById('status').textContent") as? String != "connected")
+        for page in [left, right] { await page.close() }
     }
 
     @Test func showsErrorsFromTheNode() async throws {

@@ -1,6 +1,7 @@
 import ChatRelay
 import Foundation
 import JWTKit
+import TestSupport
 import Testing
 
 @testable import RelayAccess

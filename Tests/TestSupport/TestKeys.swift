@@ -1,6 +1,6 @@
 /// Fixed keys for the tests only (generated with openssl for this purpose; they sign nothing real).
-enum RSATestKey {
-    static let privatePEM = """
+public enum RSATestKey {
+    public static let privatePEM = """
         -----BEGIN PRIVATE KEY-----
         MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC5gDJGc6uwwtAb
         cdCdB32dCOCfxS8HuQJHl4ahVtJ2LAd7A5xtgys+2ldyjmUEIi+QugdMLjRvfan2
@@ -30,7 +30,7 @@ enum RSATestKey {
         9DgKVPKyWlRjBYTgvXc/+c0=
         -----END PRIVATE KEY-----
         """
-    static let publicPEM = """
+    public static let publicPEM = """
         -----BEGIN PUBLIC KEY-----
         MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAuYAyRnOrsMLQG3HQnQd9
         nQjgn8UvB7kCR5eGoVbSdiwHewOcbYMrPtpXco5lBCIvkLoHTC40b32p9t6GD4iH
@@ -43,13 +43,13 @@ enum RSATestKey {
         """
 }
 
-enum EdDSATestKey {
-    static let privatePEM = """
+public enum EdDSATestKey {
+    public static let privatePEM = """
         -----BEGIN PRIVATE KEY-----
         MC4CAQAwBQYDK2VwBCIEIH5jRMAofkP9rBhjfKX1RmNnIjtUrygRorFQwgBr6dxR
         -----END PRIVATE KEY-----
         """
-    static let publicPEM = """
+    public static let publicPEM = """
         -----BEGIN PUBLIC KEY-----
         MCowBQYDK2VwAyEA4K/G5UUv5QHoD4Rcx2AmllQtfH2LSax308c0JfXHaBY=
         -----END PUBLIC KEY-----
