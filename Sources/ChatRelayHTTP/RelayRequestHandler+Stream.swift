@@ -1,5 +1,6 @@
 import ChatRelay
 import Foundation
+import Metrics
 import NIOCore
 import NIOHTTP1
 import RelayAccess
@@ -67,17 +68,15 @@ extension RelayRequestHandler {
 
     /// Ends the stream when its token expires, with `event: token-expired`. Streams whose tokens
     /// share an `exp` (issued together) end spread over the last 5 % of their lifetime, at most 10 s
-    /// before it, so their clients do not all come back in the same instant.
+    /// before it, so their clients do not all come back in the same instant. A scheduled callback
+    /// (no promise, no future), cancelled when the connection closes: about 0.1 KiB a stream.
     private func endWhenExpired(_ subscription: Subscription, identity: Identity, context: ChannelHandlerContext) {
         let remaining = identity.expiresAt - Date().timeIntervalSince1970
         let spread = min(10, max(0, remaining) * 0.05)
         let delay = max(0, remaining - Double.random(in: 0...spread))
-        let expired = node.accessMetrics.streamsExpired
-        let timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
-            expired.increment()
-            subscription.close(.tokenExpired)
-        }
-        context.channel.closeFuture.whenComplete { _ in timer.cancel() }
+        expiry = try? context.eventLoop.scheduleCallback(
+            in: .milliseconds(Int64(delay * 1000)),
+            handler: TokenExpiry(subscription: subscription, expired: node.accessMetrics.streamsExpired))
     }
 
     /// Takes NIO's HTTP decoder and encoder out, and the request timeouts with them: a stream
@@ -101,5 +100,16 @@ extension RelayRequestHandler {
         if let decoder = try? pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self) {
             pipeline.removeHandler(context: decoder, promise: nil)
         }
+    }
+}
+
+/// Ends a stream whose token expired.
+struct TokenExpiry: NIOScheduledCallbackHandler, Sendable {
+    let subscription: Subscription
+    let expired: Counter
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        expired.increment()
+        subscription.close(.tokenExpired)
     }
 }

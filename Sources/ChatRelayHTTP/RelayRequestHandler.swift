@@ -66,6 +66,8 @@ final class RelayRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readHeld = false
     /// The stream's output, once one is being opened.
     var output: ChannelStreamOutput?
+    /// The end of a stream opened with a token, at its expiry (`--auth jwt`).
+    var expiry: NIOScheduledCallback?
     /// The server is stopping, or the client closed its side: close once the request being
     /// answered is.
     var closeWhenAnswered = false
@@ -211,13 +213,16 @@ final class RelayRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         releaseOutput()
     }
 
-    /// The socket is closed (or this handler left the pipeline): direct writes stop, and the
-    /// output is let go. It holds this handler's context, which holds this handler: kept, the
+    /// The socket is closed (or this handler left the pipeline): direct writes stop, the token's
+    /// expiry is cancelled, and the output is let go. It holds this handler's context, which holds this handler: kept, the
     /// three would keep each other (and the channel, its pipeline and buffers) alive for ever
     /// after the connection closed, about 4 KiB per stream that ever ended.
     private func releaseOutput() {
         output?.socketClosed()
         output = nil
+        // Its handler holds the subscription: cancelled, it lets go at once, not at the expiry.
+        expiry?.cancel()
+        expiry = nil
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
