@@ -192,7 +192,7 @@ import Testing
     @Test func aTicketOpensOneStreamOnceOnAnyNodeOfTheCluster() async throws {
         let redis = try await RedisServer(appendOnly: false)
         defer { redis.killNow() }
-        let first = try await Self.node(["--redis-url", redis.url, "--ticket-ttl", "2"])
+        let first = try await Self.node(["--redis-url", redis.url, "--ticket-ttl", "4"])
         defer { first.kill() }
         let second = try await Self.node(["--redis-url", redis.url])
         defer { second.kill() }
@@ -204,7 +204,7 @@ import Testing
         #expect(issued.status == 201, "\(issued.body)")
         #expect(issued.header("Cache-Control") == "no-store")
         let ticket = try #require(issued.json["ticket"] as? String)
-        #expect(issued.json["expiresIn"] as? Int == 2)
+        #expect(issued.json["expiresIn"] as? Int == 4)
 
         let stream = try await SSEClient(second.baseURL + "/rooms/team-a/events?ticket=\(ticket)")
         #expect(stream.status == 200, "a ticket from one node opens a stream on another")
@@ -219,7 +219,7 @@ import Testing
         // A ticket not used in time is gone.
         let late = try #require(
             try await HTTP.request("POST", first.baseURL + "/auth/tickets", headers: Self.bearer(token)).json["ticket"] as? String)
-        try await Task.sleep(for: .milliseconds(2500))
+        try await Task.sleep(for: .milliseconds(4500))
         #expect(try await HTTP.get(second.baseURL + "/rooms/team-a/events?ticket=\(late)").status == 401)
         // A ticket is not a token: it opens streams only.
         let spare = try #require(
@@ -270,8 +270,8 @@ import Testing
     @Test func aStreamEndsWhenItsTokenExpiresAndResumesWithAFreshOneLosingNothing() async throws {
         let node = try await Self.node(["--jwt-leeway", "0"])
         defer { node.kill() }
-        let short = try await Self.token(expiresIn: 3)
-        let shortExpiry = Date().addingTimeInterval(3)
+        let short = try await Self.token(expiresIn: 6)
+        let shortExpiry = Date().addingTimeInterval(6)
         let stream = try await SSEClient(node.baseURL + "/rooms/team-a/events", headers: Self.bearer(short))
         #expect(stream.status == 200)
         let long = try await Self.token(expiresIn: 600)
@@ -282,10 +282,12 @@ import Testing
                 try #require(
                     try await HTTP.postMessage(url, user: "u", text: "before \(index)", headers: Self.bearer(long)).json["id"] as? String))
         }
-        #expect(await stream.wait(timeout: .seconds(8)) { $0.ended })
+        #expect(await stream.wait(timeout: .seconds(15)) { $0.ended })
         #expect(stream.events.last?.type == "token-expired", "\(stream.events.map(\.type))")
         #expect((stream.events.last?.data ?? "").contains("token_expired"))
-        #expect(stream.messageIDs == ids)
+        // Normally all three; on a loaded machine the token may expire before the last arrive, and
+        // the resumed stream then has them.
+        #expect(ids.starts(with: stream.messageIDs))
         #expect(try await Self.counter(node, "chat_relay_subscribers_dropped_total{reason=\"token_expired\"}") == 1)
         // Posted while the client gets its new token.
         for index in 0..<2 {
@@ -294,8 +296,8 @@ import Testing
                     try await HTTP.postMessage(url, user: "u", text: "after \(index)", headers: Self.bearer(long)).json["id"] as? String))
         }
         let resumed = try await SSEClient(
-            node.baseURL + "/rooms/team-a/events", headers: Self.bearer(long) + [("Last-Event-ID", try #require(stream.messageIDs.last))])
-        #expect(await resumed.waitForMessages(2))
+            node.baseURL + "/rooms/team-a/events", headers: Self.bearer(long) + [("Last-Event-ID", stream.messageIDs.last ?? "0")])
+        #expect(await resumed.waitForMessages(ids.count - stream.messageIDs.count))
         #expect(stream.messageIDs + resumed.messageIDs == ids, "every message once, in order, across the token change")
         // The expired token cannot come back (the stream ended a little before its exp: jitter).
         try await Task.sleep(for: .seconds(max(0, shortExpiry.timeIntervalSinceNow) + 1))
@@ -368,12 +370,16 @@ import Testing
 
         // Unknown kids: refused, and at most one more fetch for all of them within the interval.
         let before = fetches()
+        let started = ContinuousClock.now
         let stranger = ES256PrivateKey()
         for _ in 0..<10 {
             let reply = try await HTTP.postMessage(url, user: "u", text: "?", headers: Self.bearer(try await token(stranger, kid: "k9")))
             #expect(reply.status == 401)
         }
-        #expect(fetches() - before <= 1, "fetches for 10 unknown-kid tokens within 5 s: \(fetches() - before)")
+        // One fetch per 5 s at most, however many tokens (10 POSTs take well under 5 s but on a
+        // loaded machine).
+        let allowed = 1 + Int((ContinuousClock.now - started) / .seconds(5))
+        #expect(fetches() - before <= allowed, "fetches for 10 unknown-kid tokens: \(fetches() - before), allowed \(allowed)")
         #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"unknown_key\"}") == 10)
 
         // The provider goes down: known keys still verify.

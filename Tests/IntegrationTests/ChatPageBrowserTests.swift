@@ -92,16 +92,9 @@ struct ChatPageBrowserTests {
 
     /// `chat-relay token --sub … --ttl …` with the node's secret: what a developer runs.
     static func mint(secretFile: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: RelayProcess.binaryPath)
-        process.arguments = ["token", "--jwt-secret-file", secretFile] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = try ChildProcess.run(RelayProcess.binaryPath, ["token", "--jwt-secret-file", secretFile] + arguments)
+        #expect(run.status == 0, "\(run.errors)")
+        return run.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// `--auth jwt` on two nodes on Redis: two pages sign in with tokens minted by `chat-relay
@@ -121,7 +114,7 @@ struct ChatPageBrowserTests {
         defer { driver.stop() }
 
         let hana = try Self.mint(
-            secretFile: secretFile, ["--sub", "hana", "--name", "Hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "5"])
+            secretFile: secretFile, ["--sub", "hana", "--name", "Hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "10m"])
         let ivan = try Self.mint(
             secretFile: secretFile, ["--sub", "ivan", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "10m"])
         let left = try await driver.newSession()
@@ -143,10 +136,14 @@ struct ChatPageBrowserTests {
             try await left.run("return Array.from(document.querySelectorAll('#messages li .user')).map(e => e.textContent)") as? [String]
         #expect(users == ["hana", "ivan"], "each token's subject, not a name typed in")
 
-        // Hana's token expires: the stream ends, a new ticket is refused, the page says why; a new
-        // token brings her back with what was said meanwhile.
+        // Hana's page gets a token that expires in 3 s: when it does, the stream ends, a new ticket
+        // is refused, and the page says why; a new token brings her back with what was said
+        // meanwhile.
+        let short = try Self.mint(secretFile: secretFile, ["--sub", "hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "3"])
+        _ = try await left.run(
+            "const t = document.getElementById('token'); t.value = arguments[0]; t.dispatchEvent(new Event('change'));", [short])
         #expect(
-            try await left.wait(timeout: .seconds(15), until: "return document.getElementById('error').textContent.includes('valid token')")
+            try await left.wait(timeout: .seconds(30), until: "return document.getElementById('error').textContent.includes('valid token')")
         )
         try await send(right, "while you were out")
         let fresh = try Self.mint(

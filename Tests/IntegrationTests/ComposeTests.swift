@@ -103,14 +103,9 @@ import Testing
         defer { checking.cancel() }
         defer {
             // Tear everything down, whatever happened (synchronously: the test is ending).
-            let down = Process()
-            down.executableURL = URL(fileURLWithPath: Self.composeBinary)
-            down.arguments = compose + ["down", "-v", "-t", "3"]
-            down.environment = environment
-            down.standardOutput = FileHandle.nullDevice
-            down.standardError = FileHandle.nullDevice
-            try? down.run()
-            down.waitUntilExit()
+            if let down = try? ChildProcess(Self.composeBinary, compose + ["down", "-v", "-t", "3"], environment: environment) {
+                while down.isRunning { usleep(10_000) }
+            }
         }
 
         let up = try await Self.run(

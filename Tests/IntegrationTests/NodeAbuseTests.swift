@@ -258,15 +258,8 @@ import Testing
 
     /// `redis-cli` against `redis`: its answer as text.
     static func redisCLI(_ redis: RedisServer, _ arguments: [String]) throws -> String {
-        let process = Process()
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        process.arguments = ["-p", "\(redis.port)"] + arguments
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        try ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(redis.port)"] + arguments).output.trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
     @Test(.timeLimit(.minutes(2)), arguments: ["embedded", "redis"])

@@ -144,7 +144,7 @@ import Testing
             answers[0].hasPrefix("HTTP/1.1 200 OK\r\n") && answers[0].contains("Content-Length: 15\r\n") && answers[0].hasSuffix("\r\n\r\n")
         )
         #expect(answers[1].hasPrefix("HTTP/1.1 204 No Content\r\n") && answers[1].contains("Allow: GET, HEAD, POST\r\n"))
-        #expect(answers[1].contains("Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"))
+        #expect(answers[1].contains("Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"))
         #expect(answers[1].contains("Access-Control-Allow-Origin: http://chat.example\r\n"))
         #expect(answers[2].hasPrefix("HTTP/1.1 405 Method Not Allowed\r\n") && answers[2].contains("Allow: GET\r\n"))
         #expect(answers[3].hasPrefix("HTTP/1.1 200 OK\r\n") && answers[3].hasSuffix("{\"status\":\"ok\"}"))

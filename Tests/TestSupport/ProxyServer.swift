@@ -46,39 +46,21 @@ public final class ProxyServer: Sendable {
     /// The deploy config with only the addresses substituted (by `scripts/proxy-config.sh`, which
     /// `make cluster` uses too), as text.
     public static func config(_ kind: Kind, dnsPort: Int, replicas: String, listenPort: Int) throws -> String {
-        let process = Process()
-        let output = Pipe()
-        let errors = Pipe()
-        process.executableURL = URL(fileURLWithPath: packageRoot + "/scripts/proxy-config.sh")
-        process.arguments = [kind.rawValue, "\(dnsPort)", replicas, "\(listenPort)"]
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let problem = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw ProxyError.failed("proxy-config.sh failed: \(problem)") }
-        return text
+        let run = try ChildProcess.run(packageRoot + "/scripts/proxy-config.sh", [kind.rawValue, "\(dnsPort)", replicas, "\(listenPort)"])
+        guard run.status == 0 else { throw ProxyError.failed("proxy-config.sh failed: \(run.errors)") }
+        return run.output
     }
 
     /// Checks a config with the proxy itself (`nginx -t`, `haproxy -c`); returns its output on failure.
     public static func validate(_ kind: Kind, configPath: String, directory: String) throws -> (ok: Bool, output: String) {
-        let process = Process()
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        switch kind {
-        case .nginx:
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-            process.arguments = ["-t", "-p", directory, "-c", configPath, "-g", "pid \(directory)/nginx.pid;"]
-        case .haproxy:
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/haproxy")
-            process.arguments = ["-c", "-f", configPath]
-        }
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus == 0, output)
+        let run =
+            switch kind {
+            case .nginx:
+                try ChildProcess.run("/usr/sbin/nginx", ["-t", "-p", directory, "-c", configPath, "-g", "pid \(directory)/nginx.pid;"])
+            case .haproxy:
+                try ChildProcess.run("/usr/sbin/haproxy", ["-c", "-f", configPath])
+            }
+        return (run.status == 0, run.output + run.errors)
     }
 
     public init(_ kind: Kind, dnsPort: Int, replicas: String) async throws {
