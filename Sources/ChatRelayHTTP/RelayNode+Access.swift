@@ -116,6 +116,7 @@ extension RelayNode {
     /// EventSource sends cookies (`withCredentials`). `HttpOnly` (no script reads it), `Secure` over
     /// TLS, `SameSite` as configured, gone when the token expires.
     func sessionAnswer(_ credentials: Credentials?) async throws(APIError) -> Answer {
+        guard access.requiresTokens else { throw Self.accessOff }
         guard let credentials, case .bearer(let token) = credentials.presented else {
             throw refused(
                 AuthFailure(.missing, "Send the token to store as Authorization: Bearer."), action: "session", room: nil)
