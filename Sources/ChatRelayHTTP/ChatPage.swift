@@ -1,12 +1,32 @@
+import Foundation
+
 /// The chat page served at `GET /`: one self-contained document (no external assets), so a node
 /// is a single binary. User text is only ever set with `textContent`, never parsed as HTML.
 enum ChatPage {
-    static let html = #"""
+    /// The page, naming `tokenURL` (HTML-escaped) when the operator gave one.
+    static func html(tokenURL: String?) -> String {
+        guard let tokenURL else { return template.replacingOccurrences(of: "<!--token-url-->", with: "") }
+        var escaped = ""
+        for character in tokenURL {
+            switch character {
+            case "&": escaped += "&amp;"
+            case "<": escaped += "&lt;"
+            case ">": escaped += "&gt;"
+            case "\"": escaped += "&quot;"
+            case "'": escaped += "&#39;"
+            default: escaped.append(character)
+            }
+        }
+        return template.replacingOccurrences(of: "<!--token-url-->", with: "<meta name=\"chat-relay-token-url\" content=\"\(escaped)\">")
+    }
+
+    private static let template = #"""
         <!doctype html>
         <html lang="en">
         <head>
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
+        <!--token-url-->
         <title>chat-relay</title>
         <style>
           :root { --fg:#1d2330; --muted:#6b7280; --line:#e5e7eb; --accent:#2563eb; --bad:#b91c1c; --ok:#15803d; --warn:#b45309; }
@@ -68,6 +88,24 @@ enum ChatPage {
           try { return JSON.parse(atob(token().split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))); } catch (err) { return null; }
         }
         let expiryTimer = null;
+        // The operator's endpoint for a fresh token (--page-token-url), if the node names one.
+        const TOKEN_URL = (document.querySelector('meta[name="chat-relay-token-url"]') || {}).content || "";
+        // Gets a fresh token from the operator's app, which knows the user by its own session (cookies).
+        async function renewToken() {
+          if (!TOKEN_URL) return false;
+          try {
+            const response = await fetch(TOKEN_URL, { credentials: "include", cache: "no-store" });
+            if (!response.ok) return false;
+            const text = (await response.text()).trim();
+            let fresh = text;
+            try { const body = JSON.parse(text); fresh = body.token || body.access_token || ""; } catch (err) {}
+            if (!fresh) return false;
+            $("token").value = fresh;
+            sessionStorage.setItem("chat-relay.token", fresh);
+            showIdentity();
+            return true;
+          } catch (err) { return false; }
+        }
         // Shows who the token says you are; a minute before it expires, asks for a new one.
         function showIdentity() {
           const c = token() ? claims() : null;
@@ -77,7 +115,10 @@ enum ChatPage {
           clearTimeout(expiryTimer);
           if (c && c.exp) {
             const left = c.exp * 1000 - Date.now();
-            expiryTimer = setTimeout(() => showNotice("Your token expires in a minute: paste a new one in Token to stay connected."), Math.max(0, left - 60000));
+            // Renewed a minute before it expires (a fifth of its life, for short ones); the stream keeps its
+            // ticket until the node ends it at the old token's expiry, then reconnects with the new one.
+            if (TOKEN_URL) expiryTimer = setTimeout(renewToken, Math.max(0, left - Math.min(60000, left / 5)));
+            else expiryTimer = setTimeout(() => showNotice("Your token expires in a minute: paste a new one in Token to stay connected."), Math.max(0, left - 60000));
           }
         }
 
@@ -143,7 +184,7 @@ enum ChatPage {
           return (response.status === 401 ? "Access needs a valid token: " : "Not allowed: ") + (detail.message || "HTTP " + response.status);
         }
 
-        async function connect() {
+        async function connect(renewed = false) {
           if (source) source.close();
           source = null;
           // With no message yet, resume after 0-0: whatever arrives between the history load and the stream is replayed.
@@ -151,6 +192,7 @@ enum ChatPage {
           if (token()) {
             try {
               const response = await fetch("auth/tickets", { method: "POST", headers: authHeaders() });
+              if (response.status === 401 && !renewed && await renewToken()) { connect(true); return; }
               if (response.status === 401 || response.status === 403) { setStatus("disconnected"); showError(await refusal(response)); return; }
               if (!response.ok) throw new Error("HTTP " + response.status);
               url += "&ticket=" + encodeURIComponent((await response.json()).ticket);
@@ -168,7 +210,13 @@ enum ChatPage {
             showNotice("Some messages are no longer in this room's history and were missed" + (oldest ? " (the oldest kept is " + oldest + ")" : "") + ". Reload to see the room as it is now.");
           });
           // The token the stream was opened with expired: a new ticket (or the refusal, if the token is the old one).
-          stream.addEventListener("token-expired", () => { if (source === stream) { stream.close(); connect(); } });
+          stream.addEventListener("token-expired", async () => {
+            if (source !== stream) return;
+            stream.close();
+            source = null;
+            await renewToken();
+            connect();
+          });
           stream.onerror = () => {
             if (source !== stream) return;
             // A ticket is good once: an EventSource retrying its URL would be refused, so a ticketed stream reconnects here.
@@ -247,7 +295,8 @@ enum ChatPage {
         $("token").addEventListener("change", () => { sessionStorage.setItem("chat-relay.token", token()); showIdentity(); join(); });
         showIdentity();
         $("room").value = new URLSearchParams(location.search).get("room") || localStorage.getItem("chat-relay.room") || "lobby";
-        join();
+        // With --page-token-url and no token yet: one from the operator's app first.
+        (async () => { if (!token() && TOKEN_URL) await renewToken(); join(); })();
         </script>
         </body>
         </html>

@@ -21,6 +21,8 @@ public final class RelayNode: Sendable {
     /// `configuration.access`.
     let access: AccessPolicy
     let accessMetrics: AccessMetrics
+    /// The page (`GET /`), made once: it names `--page-token-url`.
+    let page: ByteBuffer
     let logger: Logger
     let startedAt = MonotonicClock.nanoseconds()
 
@@ -43,6 +45,7 @@ public final class RelayNode: Sendable {
         let metrics = RelayMetrics(factory: factory)
         self.access = configuration.access
         self.accessMetrics = AccessMetrics(factory: factory)
+        self.page = ByteBuffer(string: ChatPage.html(tokenURL: configuration.access.pageTokenURL))
         self.metrics = metrics
         let hub = Hub(subscriberBuffer: configuration.subscriberBuffer, maxConnections: configuration.maxConnections, metrics: metrics)
         self.hub = hub

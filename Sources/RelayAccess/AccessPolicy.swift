@@ -12,6 +12,9 @@ public struct AccessPolicy: Sendable {
     public var cookie: CookieSettings
     /// How long a stream ticket (`POST /auth/tickets`) may wait to be used.
     public var ticketTTL: Duration
+    /// Where the node's page gets a fresh token for its signed-in user (`--page-token-url`): the
+    /// operator's app, which knows the user by its own session. Nil: the page asks for one.
+    public var pageTokenURL: String?
 
     public init(
         verifier: TokenVerifier? = nil, publicRooms: [RoomPattern] = [], cookie: CookieSettings = CookieSettings(),
@@ -21,6 +24,7 @@ public struct AccessPolicy: Sendable {
         self.publicRooms = publicRooms
         self.cookie = cookie
         self.ticketTTL = ticketTTL
+        self.pageTokenURL = nil
     }
 
     /// `--auth none`: no identities, every room open to all.

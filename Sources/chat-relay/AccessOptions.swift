@@ -72,6 +72,13 @@ struct AccessOptions: ParsableArguments {
     )
     var cookieSameSite: String?
 
+    @Option(
+        name: .customLong("page-token-url"),
+        help:
+            "Where the chat page (GET /) fetches a token for its user, with the browser's cookies (credentials: include), at start and before each expiry: your app's endpoint answering the token as text or {\"token\": \"…\"}. (env: PAGE_TOKEN_URL, default: none: the page asks for a token)"
+    )
+    var pageTokenURL: String?
+
     /// The policy these flags (else their environment variables) describe, keys loaded.
     func policy(environment: [String: String], logger: Logger) async throws -> AccessPolicy {
         func value(_ flag: String?, _ name: String) -> String? {
@@ -91,8 +98,11 @@ struct AccessOptions: ParsableArguments {
 
         switch mode {
         case "none":
-            if secretFile != nil || !publicKeyFiles.isEmpty || jwks != nil || value(publicRooms, "PUBLIC_ROOMS") != nil {
-                throw ValidationError("Token keys and --public-rooms take effect with --auth jwt only; add --auth jwt (AUTH=jwt).")
+            if secretFile != nil || !publicKeyFiles.isEmpty || jwks != nil || value(publicRooms, "PUBLIC_ROOMS") != nil
+                || value(pageTokenURL, "PAGE_TOKEN_URL") != nil
+            {
+                throw ValidationError(
+                    "Token keys, --public-rooms and --page-token-url take effect with --auth jwt only; add --auth jwt (AUTH=jwt).")
             }
             return policy
         case "jwt":
@@ -153,6 +163,14 @@ struct AccessOptions: ParsableArguments {
             guard policy.ticketTTL >= .seconds(1), policy.ticketTTL <= .seconds(600) else {
                 throw ValidationError("--ticket-ttl must be from 1 second to 10 minutes.")
             }
+        }
+        if let url = value(pageTokenURL, "PAGE_TOKEN_URL") {
+            let parsed = URL(string: url)
+            guard url.hasPrefix("/") || parsed?.scheme == "https" || parsed?.scheme == "http", parsed != nil else {
+                throw ValidationError(
+                    "--page-token-url must be a path on this site (/app/token) or an http(s) URL; got \(url.debugDescription).")
+            }
+            policy.pageTokenURL = url
         }
         if let name = value(cookieName, "COOKIE_NAME") {
             guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }) else {

@@ -160,6 +160,81 @@ struct ChatPageBrowserTests {
         for page in [left, right] { await page.close() }
     }
 
+    /// `--page-token-url`: the page gets its token from the operator's app (here a small server
+    /// minting 4-second tokens for the user "kim", as an app would for its logged-in user), renews
+    /// it before each expiry, and its stream goes on across the token changes with every message
+    /// once, in order.
+    @Test func renewsItsTokenFromTheOperatorsAppAndMissesNothing() async throws {
+        let secretFile = try AccessControlTests.secretFile()
+        let tokenPort = freeLoopbackPort()
+        let nodePort = freeLoopbackPort()
+        let script = NSTemporaryDirectory() + "chat-relay-token-server-\(tokenPort).py"
+        try Self.tokenServer.write(toFile: script, atomically: true, encoding: .utf8)
+        let log = NSTemporaryDirectory() + "chat-relay-token-server-\(tokenPort).log"
+        let server = try ChildProcess(
+            "/usr/bin/python3", ["-u", script, "\(tokenPort)", secretFile, "http://127.0.0.1:\(nodePort)"], logPath: log)
+        defer { server.signal(SIGKILL) }
+        let node = try await RelayProcess(
+            port: nodePort,
+            arguments: ["--auth", "jwt", "--jwt-secret-file", secretFile, "--page-token-url", "http://127.0.0.1:\(tokenPort)/token"])
+        defer { node.kill() }
+        let driver = try await ChromeDriver()
+        defer { driver.stop() }
+        let page = try await driver.newSession()
+        try await page.open("\(node.baseURL)/?room=team-renew")
+        #expect(try await page.wait(until: "return document.getElementById('status').textContent === 'connected'"))
+        #expect(try await page.run("return document.getElementById('who').textContent") as? String == "signed in as kim")
+
+        // Ten seconds of messages from elsewhere: two or three of the page's tokens expire meanwhile.
+        let publisher = try await AccessControlTests.token("pat", subscribe: [], publish: ["team-*"])
+        var sent: [String] = []
+        let until = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < until {
+            let text = "m\(sent.count)"
+            let reply = try await HTTP.postMessage(
+                node.baseURL + "/rooms/team-renew/messages", user: "x", text: text, headers: AccessControlTests.bearer(publisher))
+            #expect(reply.status == 201)
+            sent.append(text)
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(try await shows(page, sent.last!))
+        #expect(try await page.run(Self.shownTexts) as? [String] == sent, "every message once, in order, across token changes")
+        try await send(page, "still here")
+        #expect(try await shows(page, "still here"))
+        #expect(try await page.run("return document.getElementById('error').textContent") as? String == "")
+        let issued = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").components(separatedBy: "issued").count - 1
+        #expect(issued >= 3, "tokens fetched by the page: \(issued)")
+        #expect(
+            try await HTTP.get(node.baseURL + "/metrics").body.contains("chat_relay_subscribers_dropped_total{reason=\"token_expired\"}"))
+        await page.close()
+    }
+
+    /// An app's token endpoint for the test above: HS256 tokens for "kim", 4 seconds each, with
+    /// CORS for the node's origin (the page fetches it with credentials).
+    static let tokenServer = """
+        import base64, hashlib, hmac, json, sys, time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        port, secret_path, origin = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        secret = open(secret_path, "rb").read().rstrip(b"\\n")
+        def b64(data): return base64.urlsafe_b64encode(data).rstrip(b"=")
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+                claims = {"sub": "kim", "exp": int(time.time()) + 4, "rooms": {"subscribe": ["team-*"], "publish": ["team-*"]}}
+                payload = b64(json.dumps(claims).encode())
+                signature = b64(hmac.new(secret, header + b"." + payload, hashlib.sha256).digest())
+                body = json.dumps({"token": (header + b"." + payload + b"." + signature).decode()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Access-Control-Allow-Origin", origin)
+                self.send_header("Access-Control-Allow-Credentials", "true")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                print("issued", flush=True)
+        ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+        """
+
     @Test func showsErrorsFromTheNode() async throws {
         let node = try await RelayProcess(arguments: [
             "--rate-limit", "0.01", "--rate-burst", "3", "--max-message-bytes", "20", "--max-body-bytes", "200",
