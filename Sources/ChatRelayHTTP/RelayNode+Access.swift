@@ -73,7 +73,7 @@ extension RelayNode {
             stored = try await broker.redeemTicket(ticket)
         } catch {
             logger.warning("cannot redeem a ticket", metadata: ["error": "\(error)"])
-            throw AuthFailure(.ticket, "Tickets cannot be checked now; retry shortly.")
+            throw AuthFailure(.ticket, "Tickets cannot be checked now; retry shortly.", checkUnavailable: true)
         }
         guard let stored, let identity = StreamTicket.decode(stored), identity.expiresAt > Date().timeIntervalSince1970 else {
             throw unknown
@@ -84,6 +84,7 @@ extension RelayNode {
     /// Counts and logs a refusal, and turns it into its answer. The log line has the reason and
     /// `sub`, never the token.
     func refused(_ failure: AuthFailure, action: String, room: RoomName?) -> APIError {
+        if failure.checkUnavailable { return .unavailable(failure.detail) }
         accessMetrics.failures[failure.reason]?.increment()
         var metadata: Logger.Metadata = ["reason": "\(failure.reason.rawValue)", "action": "\(action)"]
         if let subject = failure.subject { metadata["sub"] = "\(subject)" }

@@ -38,10 +38,7 @@ extension RelayNode {
     /// The checks before the body: the rate limit, the declared size, the media type and the
     /// `Idempotency-Key`.
     func checkPublish(_ request: PublishRequest) throws(APIError) -> AdmittedPublish {
-        if let wait = rateLimiter.admit(request.clientKey) {
-            metrics.rateLimited.increment()
-            throw APIError.rateLimited(retryAfter: wait.wholeSecondsRoundedUp)
-        }
+        try checkRate(request.clientKey)
         if let length = request.contentLength, length > configuration.maxBodyBytes {
             throw APIError.tooLarge(limit: configuration.maxBodyBytes)
         }
@@ -49,6 +46,14 @@ extension RelayNode {
             throw APIError.unsupportedMediaType
         }
         return AdmittedPublish(room: request.room, mediaType: mediaType, idempotencyKey: try Self.idempotencyKey(request.idempotencyKey))
+    }
+
+    /// The POST rate limit (`--rate-limit`) for `clientKey`: `429` with `Retry-After` past it.
+    func checkRate(_ clientKey: String) throws(APIError) {
+        if let wait = rateLimiter.admit(clientKey) {
+            metrics.rateLimited.increment()
+            throw APIError.rateLimited(retryAfter: wait.wholeSecondsRoundedUp)
+        }
     }
 
     /// Checks the caller may post in the room, decodes and validates the body, hands the message

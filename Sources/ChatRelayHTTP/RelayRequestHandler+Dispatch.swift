@@ -41,11 +41,11 @@ extension RelayRequestHandler {
             openStream(room: room, request: request, credentials: credentials, context: context)
         case .ticket:
             // A ticket is cheap to ask for and the broker keeps it: the POST rate limit applies.
-            if let wait = node.rateLimiter.admit(
-                node.clientKey(forwardedFor: request.head.headers["x-forwarded-for"], address: context.channel.remoteAddress))
-            {
-                node.metrics.rateLimited.increment()
-                answer(Answer(.rateLimited(retryAfter: wait.wholeSecondsRoundedUp)), to: request, context: context)
+            do throws(APIError) {
+                try node.checkRate(
+                    node.clientKey(forwardedFor: request.head.headers["x-forwarded-for"], address: context.channel.remoteAddress))
+            } catch {
+                answer(Answer(error), to: request, context: context)
                 return
             }
             answerLater(request, context: context) { [node] () async throws(APIError) in

@@ -30,11 +30,15 @@ public struct AuthFailure: Error, Sendable, Equatable {
     public var detail: String
     /// The token's `sub`, when it was read (for the log line).
     public var subject: String?
+    /// Nothing was wrong with the credentials: they could not be checked now (the broker holding
+    /// tickets is unreachable). Answered `503`, not counted as a refusal; the ticket is not used up.
+    public var checkUnavailable: Bool
 
-    public init(_ reason: Reason, _ detail: String, subject: String? = nil) {
+    public init(_ reason: Reason, _ detail: String, subject: String? = nil, checkUnavailable: Bool = false) {
         self.reason = reason
         self.detail = detail
         self.subject = subject
+        self.checkUnavailable = checkUnavailable
     }
 
     /// `403` rather than `401`: the credentials are good, what they grant is not enough.

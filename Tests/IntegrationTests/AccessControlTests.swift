@@ -226,6 +226,10 @@ import Testing
             try await HTTP.request("POST", first.baseURL + "/auth/tickets", headers: Self.bearer(token)).json["ticket"] as? String)
         #expect(try await HTTP.get(first.baseURL + "/rooms/team-a/messages?ticket=\(spare)").status == 401)
         #expect(try await Self.counter(first, "chat_relay_tickets_issued_total") == 4)
+        // Redis gone: a ticket cannot be checked, which is not the client's fault (503, retry).
+        redis.killNow()
+        let unchecked = try await HTTP.get(second.baseURL + "/rooms/team-a/events?ticket=\(String(repeating: "A", count: 43))")
+        #expect(unchecked.status == 503, "\(unchecked.status) \(unchecked.body)")
     }
 
     @Test func aSessionCookieOpensStreamsAndPostsOnlyFromAllowedOrigins() async throws {
