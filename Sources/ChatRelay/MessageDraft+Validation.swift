@@ -31,7 +31,7 @@ extension MessageDraft {
     }
 
     /// Unicode general category Cc: U+0000–U+001F and U+007F–U+009F.
-    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    public static func isControl(_ scalar: Unicode.Scalar) -> Bool {
         scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
     }
 

@@ -124,8 +124,7 @@ extension RelayNode {
         }
         let identity = try await callerIdentity(credentials, action: "session")
         let maxAge = max(1, Int(identity.expiresAt - Date().timeIntervalSince1970))
-        var cookie = "\(access.cookie.name)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=\(access.cookie.sameSite)"
-        if credentials.overTLS { cookie += "; Secure" }
+        let cookie = sessionCookie(value: token, maxAge: maxAge, overTLS: credentials.overTLS)
         return Answer(
             status: .noContent, contentType: nil, body: ByteBuffer(), headers: [("Set-Cookie", cookie), ("Cache-Control", "no-store")])
     }
@@ -133,9 +132,15 @@ extension RelayNode {
     /// `DELETE /auth/session`: clears the session cookie.
     func endSessionAnswer(_ credentials: Credentials?) -> Answer {
         guard access.requiresTokens else { return Answer(Self.accessOff) }
-        var cookie = "\(access.cookie.name)=; Path=/; Max-Age=0; HttpOnly; SameSite=\(access.cookie.sameSite)"
-        if credentials?.overTLS == true { cookie += "; Secure" }
+        let cookie = sessionCookie(value: "", maxAge: 0, overTLS: credentials?.overTLS == true)
         return Answer(status: .noContent, contentType: nil, body: ByteBuffer(), headers: [("Set-Cookie", cookie)])
+    }
+
+    /// The session cookie's `Set-Cookie` value, with the same attributes whether set or cleared
+    /// (a browser matches them to replace it).
+    private func sessionCookie(value: String, maxAge: Int, overTLS: Bool) -> String {
+        let cookie = "\(access.cookie.name)=\(value); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=\(access.cookie.sameSite)"
+        return overTLS ? cookie + "; Secure" : cookie
     }
 
     /// The answer of the `/auth/…` endpoints with `--auth none`.

@@ -12,8 +12,11 @@ extension RelayRequestHandler {
             answer(Answer(error), to: request, context: context)
             return
         }
-        let credentials = node.credentials(
-            head: request.head, target: request.target, ticketAllowed: route.opensStream, peer: context.channel.remoteAddress)
+        let credentials =
+            route.takesCredentials
+            ? node.credentials(
+                head: request.head, target: request.target, ticketAllowed: route.opensStream, peer: context.channel.remoteAddress)
+            : nil
         switch route {
         case .live:
             answer(node.liveAnswer(), to: request, context: context)

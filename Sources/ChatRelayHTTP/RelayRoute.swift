@@ -27,6 +27,15 @@ enum RelayRoute: Equatable, Sendable {
         return false
     }
 
+    /// Whether who asks matters (`--auth jwt`): reading or posting in a room, and `/auth/…`.
+    /// Health, metrics, the page and preflights are answered without reading credentials.
+    var takesCredentials: Bool {
+        switch self {
+        case .publish, .stream, .history, .ticket, .startSession, .endSession: true
+        case .live, .ready, .metrics, .page, .options: false
+        }
+    }
+
     /// Whether the node reads its request's body (the others' bodies are read and dropped).
     var takesBody: Bool {
         if case .publish = self { return true }

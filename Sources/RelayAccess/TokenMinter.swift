@@ -11,12 +11,7 @@ public struct TokenMinter: Sendable {
     /// With an HMAC secret, for `algorithm` (HS256, HS384 or HS512).
     public init(secret: [UInt8], algorithm: String) async throws(KeyError) {
         // The same rules as the node's (length, algorithm), so a minted token verifies there.
-        var check = VerificationKeys()
-        try await check.addSecret(secret, algorithm: algorithm)
-        let keys = JWTKeyCollection()
-        let digest: DigestAlgorithm = algorithm == "HS512" ? .sha512 : algorithm == "HS384" ? .sha384 : .sha256
-        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: digest)
-        self.keys = keys
+        self.keys = try await VerificationKeys.hmacCollection(secret, algorithm: algorithm)
         self.algorithm = algorithm
     }
 

@@ -1,3 +1,4 @@
+import ChatRelay
 import Foundation
 import JWTKit
 import Logging
@@ -64,7 +65,7 @@ public final class TokenVerifier: Sendable {
             throw AuthFailure(.algorithm, "The token names no signing algorithm.")
         }
         let claims = try await verifySignature(bytes, algorithm: algorithm, kid: header.kid)
-        let identity = try identity(claims, now: now)
+        let identity = try identity(claims, now: now, leeway: leeway)
         // Not yet valid (nbf) is refused above; such a token is not cached before it is valid.
         cache.store(token, identity)
         return identity
@@ -94,10 +95,9 @@ public final class TokenVerifier: Sendable {
         throw failure
     }
 
-    private func identity(_ claims: RelayClaims, now: Double) throws(AuthFailure) -> Identity {
-        let leeway = Double(checks.leeway.components.seconds)
+    private func identity(_ claims: RelayClaims, now: Double, leeway: Double) throws(AuthFailure) -> Identity {
         guard let subject = claims.sub?.value, !subject.isEmpty, subject.utf8.count <= Identity.maxSubjectBytes,
-            !subject.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+            !subject.unicodeScalars.contains(where: MessageDraft.isControl)
         else {
             throw AuthFailure(.malformed, "The token needs a sub claim of 1 to \(Identity.maxSubjectBytes) bytes, no control characters.")
         }
@@ -119,7 +119,7 @@ public final class TokenVerifier: Sendable {
         var name = claims.name
         if let given = name {
             guard given.count <= Identity.maxNameCharacters,
-                !given.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+                !given.unicodeScalars.contains(where: MessageDraft.isControl)
             else {
                 throw AuthFailure(
                     .malformed, "The token's name claim is over \(Identity.maxNameCharacters) characters or has control characters.",

@@ -21,6 +21,13 @@ public struct VerificationKeys: Sendable {
 
     /// Adds an HMAC secret for `algorithm` (HS256, HS384 or HS512).
     public mutating func addSecret(_ secret: [UInt8], algorithm: String) async throws(KeyError) {
+        keys.append(Key(algorithm: algorithm, collection: try await Self.hmacCollection(secret, algorithm: algorithm)))
+    }
+
+    /// jwt-kit's collection holding `secret` for `algorithm`, after the checks both the node and
+    /// `chat-relay token` apply: a known HMAC algorithm, and a key at least as long as its hash
+    /// (RFC 7518 §3.2).
+    static func hmacCollection(_ secret: [UInt8], algorithm: String) async throws(KeyError) -> JWTKeyCollection {
         let digest: DigestAlgorithm
         let hashBytes: Int
         switch algorithm {
@@ -29,13 +36,31 @@ public struct VerificationKeys: Sendable {
         case "HS512": (digest, hashBytes) = (.sha512, 64)
         default: throw KeyError("an HMAC secret is for HS256, HS384 or HS512, not \(algorithm)")
         }
-        // RFC 7518 §3.2: a key at least as long as the hash.
         guard secret.count >= hashBytes else {
             throw KeyError("the HMAC secret is \(secret.count) bytes; \(algorithm) needs at least \(hashBytes)")
         }
         let collection = JWTKeyCollection()
         await collection.add(hmac: HMACKey(from: secret), digestAlgorithm: digest)
-        keys.append(Key(algorithm: algorithm, collection: collection))
+        return collection
+    }
+
+    /// The key in file `path`: its bytes, one trailing newline (LF or CR LF) trimmed, as an
+    /// editor or `echo` leaves it.
+    public static func secret(fromFile path: String) throws(KeyError) -> [UInt8] {
+        guard var secret = FileManager.default.contents(atPath: path).map(Array.init) else {
+            throw KeyError("cannot read \(path)")
+        }
+        if secret.last == UInt8(ascii: "\n") { secret.removeLast() }
+        if secret.last == UInt8(ascii: "\r") { secret.removeLast() }
+        return secret
+    }
+
+    /// The text of PEM file `path`.
+    public static func pem(fromFile path: String) throws(KeyError) -> String {
+        guard let pem = FileManager.default.contents(atPath: path).flatMap({ String(data: $0, encoding: .utf8) }) else {
+            throw KeyError("cannot read \(path) as text")
+        }
+        return pem
     }
 
     /// Adds the public key of a PEM file (`-----BEGIN PUBLIC KEY-----`, or a certificate), for

@@ -113,24 +113,16 @@ struct AccessOptions: ParsableArguments {
 
         var keys = VerificationKeys()
         if let secretFile {
-            guard var secret = FileManager.default.contents(atPath: secretFile).map(Array.init) else {
-                throw ValidationError("--jwt-secret-file: cannot read \(secretFile).")
-            }
-            if secret.last == UInt8(ascii: "\n") { secret.removeLast() }
-            if secret.last == UInt8(ascii: "\r") { secret.removeLast() }
             let algorithm = (value(jwtHMACAlgorithm, "JWT_HMAC_ALGORITHM") ?? "HS256").uppercased()
             do {
-                try await keys.addSecret(secret, algorithm: algorithm)
+                try await keys.addSecret(try VerificationKeys.secret(fromFile: secretFile), algorithm: algorithm)
             } catch {
                 throw ValidationError("--jwt-secret-file \(secretFile): \(error).")
             }
         }
         for file in publicKeyFiles {
-            guard let pem = FileManager.default.contents(atPath: file).flatMap({ String(data: $0, encoding: .utf8) }) else {
-                throw ValidationError("--jwt-public-key-file: cannot read \(file) as text.")
-            }
             do {
-                try await keys.addPublicKey(pem: pem)
+                try await keys.addPublicKey(pem: try VerificationKeys.pem(fromFile: file))
             } catch {
                 throw ValidationError("--jwt-public-key-file \(file): \(error).")
             }

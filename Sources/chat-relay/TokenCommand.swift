@@ -67,19 +67,11 @@ struct TokenCommand: AsyncParsableCommand {
         let minter: TokenMinter
         do {
             if let path = privateKeyFile ?? environment["JWT_PRIVATE_KEY_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
-                guard let pem = FileManager.default.contents(atPath: path).flatMap({ String(data: $0, encoding: .utf8) }) else {
-                    throw ValidationError("--jwt-private-key-file: cannot read \(path).")
-                }
-                minter = try await TokenMinter(privateKeyPEM: pem)
+                minter = try await TokenMinter(privateKeyPEM: try VerificationKeys.pem(fromFile: path))
             } else if let path = secretFile ?? environment["JWT_SECRET_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
-                guard var secret = FileManager.default.contents(atPath: path).map(Array.init) else {
-                    throw ValidationError("--jwt-secret-file: cannot read \(path).")
-                }
-                if secret.last == UInt8(ascii: "\n") { secret.removeLast() }
-                if secret.last == UInt8(ascii: "\r") { secret.removeLast() }
                 let algorithm = (hmacAlgorithm ?? environment["JWT_HMAC_ALGORITHM"].flatMap { $0.isEmpty ? nil : $0 } ?? "HS256")
                     .uppercased()
-                minter = try await TokenMinter(secret: secret, algorithm: algorithm)
+                minter = try await TokenMinter(secret: try VerificationKeys.secret(fromFile: path), algorithm: algorithm)
             } else {
                 throw ValidationError("Give the key to sign with: --jwt-secret-file or --jwt-private-key-file.")
             }
