@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import vs_nchan  # noqa: E402  (free_port, wait_until, port_open, pss_kib, Process)
@@ -90,6 +91,20 @@ def open_stream(port, room, after_history, token=None):
     return sock
 
 
+def post(port, room):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/rooms/{room}/messages", method="POST",
+                                     data=b'{"user":"memory","text":"warm-up over"}',
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        response.read()
+
+
+def node_connections(port):
+    """The node's established TCP connections (HAProxy may hold more than one per client)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True).stdout
+    return len(out.splitlines())
+
+
 def measure(relay, mode, streams, warmup, work):
     port = vs_nchan.free_port()
     auth, token = [], None
@@ -116,15 +131,24 @@ def measure(relay, mode, streams, warmup, work):
         # Warm-up: the allocator's arenas and NIO's pools reach their working size first.
         for sock in [open_stream(target, f"room-{index % 20}", after, token) for index in range(warmup)]:
             sock.close()
+        if proxy:
+            # HAProxy notices that a client of a streaming response left only when it next writes to
+            # it (in service, the node's heartbeat): one message per room ends the warm-up's streams
+            # on the node too, as closing them does directly.
+            for index in range(20):
+                post(port, f"room-{index}")
+            vs_nchan.wait_until(lambda: node_connections(port) == 0, 30, "the warm-up streams to end")
         time.sleep(1.0)
         before = vs_nchan.pss_kib([node.pid])
+        connections_before = node_connections(port)
         opened = [open_stream(target, f"room-{index % 20}", after, token) for index in range(streams)]
         time.sleep(2.0)
         during = vs_nchan.pss_kib([node.pid])
+        connections = node_connections(port)
         for sock in opened:
             sock.close()
         return {"mode": mode, "streams": streams, "pss_before_kib": before, "pss_open_kib": during,
-                "kib_per_stream": round((during - before) / streams, 2)}
+                "kib_per_stream": round((during - before) / streams, 2), "node_connections_before": connections_before, "node_connections": connections}
     finally:
         if proxy:
             proxy.stop()
