@@ -47,6 +47,14 @@ SCENARIOS = {
     # The same, every POST on one keep-alive connection to the first node.
     "saturation-one": dict(subscribers=3000, rates=[25, 35, 50, 60, 70, 85, 100, 125, 150, 200, 300, 400, 600, 800, 1000],
                            duration=10, publish="one"),
+    # Chat as it mostly is: many small rooms. 3000 rooms of 3 subscribers, 300 msg/s spread over the
+    # rooms; each room's subscribers on one node, or spread over the three. A fourth node of each
+    # system runs beside them with no subscriber; chat-relay also runs with one shared channel (the
+    # design before interest routing).
+    "many-rooms": dict(subscribers=9000, rooms=3000, rate=300, duration=20, settle=3, placement="together", rounds=2,
+                       idle_node=True, shared=True),
+    "many-rooms-spread": dict(subscribers=9000, rooms=3000, rate=300, duration=20, settle=3, placement="spread", rounds=2,
+                              idle_node=True, shared=True),
 }
 QUICK = {
     "light": dict(subscribers=30, rate=20, duration=3),
@@ -56,7 +64,13 @@ QUICK = {
     "connections": dict(subscribers=600, rate=10, duration=2, settle=1),
     "saturation": dict(subscribers=300, rates=[25, 200], duration=2),
     "saturation-one": dict(subscribers=300, rates=[25, 200], duration=2, publish="one"),
+    "many-rooms": dict(subscribers=900, rooms=300, rate=100, duration=3, settle=1, placement="together", idle_node=True,
+                       shared=True),
+    "many-rooms-spread": dict(subscribers=900, rooms=300, rate=100, duration=3, settle=1, placement="spread",
+                              idle_node=True, shared=True),
 }
+# How long the idle node's CPU is read with nothing running, before each many-rooms run.
+IDLE_WINDOW_SECONDS = 5
 SATURATION_P99_MS = 100.0
 
 
@@ -167,10 +181,15 @@ class System:
 
     def __init__(self, work, nodes=3):
         self.work = work
+        self.serving = nodes
         self.node_count = nodes
         self.redis = None
         self.nodes = []
         self.ports = []
+
+    def with_idle_node(self, idle):
+        """The next start runs a fourth node that no stream or POST goes to (`idle_node_pids`)."""
+        self.node_count = self.serving + (1 if idle else 0)
 
     def start(self):
         shutil.rmtree(self.work, ignore_errors=True)
@@ -196,27 +215,32 @@ class System:
         self.nodes, self.ports, self.redis = [], [], None
 
     def node_pids(self):
-        return [pid for node in self.nodes for pid in node.pids()]
+        return [pid for node in self.nodes[:self.serving] for pid in node.pids()]
+
+    def idle_node_pids(self):
+        return [pid for node in self.nodes[self.serving:] for pid in node.pids()]
 
     def all_pids(self):
         return self.node_pids() + self.redis.pids()
 
     def targets(self):
-        return [f"http://127.0.0.1:{port}" for port in self.ports]
+        return [f"http://127.0.0.1:{port}" for port in self.ports[:self.serving]]
 
 
 class Relay(System):
     name = "chat-relay"
     preset = "relay"
 
-    def __init__(self, work, binary):
+    def __init__(self, work, binary, name="chat-relay", arguments=()):
         super().__init__(work)
         self.binary = binary
+        self.name = name
+        self.arguments = list(arguments)
 
     def start_node(self, index, port, redis_port):
         return Process([self.binary, "serve", "--host", "127.0.0.1", "--port", str(port),
                         "--redis-url", f"redis://127.0.0.1:{redis_port}", "--node-id", f"relay-{index + 1}",
-                        "--rate-limit", "0", "--max-connections", "20000", "--log-level", "warning"],
+                        "--rate-limit", "0", "--max-connections", "20000", "--log-level", "warning"] + self.arguments,
                        self.work / f"relay-{index + 1}.log")
 
     @staticmethod
@@ -247,15 +271,24 @@ class Nchan(System):
         return port_open(port)
 
 
-def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish="spread"):
+def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish="spread", rooms=1, placement="spread"):
     """Runs `chat-relay bench` against `system`; returns its report with the servers' CPU and memory.
-    `publish`: "spread" (4 keep-alive connections over every node) or "one" (one to the first node)."""
+    `publish`: "spread" (4 keep-alive connections over every node) or "one" (one to the first node).
+    `rooms` and `placement`: as `chat-relay bench --rooms --placement`."""
     argv = [relay_binary, "bench", "--preset", system.preset, "--json", "--subscribers", str(subscribers),
             "--rate", str(rate), "--duration", str(duration), "--settle", str(settle)]
+    if rooms > 1:
+        argv += ["--rooms", str(rooms), "--placement", placement, "--connect-concurrency", "256"]
     for target in system.targets():
         argv += ["--target", target]
     if publish == "one":
         argv += ["--publish-target", system.targets()[0], "--publishers", "1"]
+    idle_node_at_rest = None
+    if system.idle_node_pids():
+        # The idle node's CPU with nothing running anywhere, per second.
+        before = cpu_seconds(system.idle_node_pids())
+        time.sleep(IDLE_WINDOW_SECONDS)
+        idle_node_at_rest = (cpu_seconds(system.idle_node_pids()) - before) / IDLE_WINDOW_SECONDS
     idle_kib = pss_kib(system.node_pids())
     sample = {}
 
@@ -265,10 +298,16 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
             if "streams open" in line and "open_kib" not in sample:
                 sample["open_kib"] = pss_kib(system.node_pids())
                 sample["cpu_open"] = cpu_seconds(system.all_pids())
+                sample["redis_open"] = cpu_seconds(system.redis.pids())
+                sample["idle_node_open"] = cpu_seconds(system.idle_node_pids())
+                sample["time_open"] = time.monotonic()
                 sample["machine_open"] = machine_busy_seconds()
             print(f"  {system.name}: {line}", file=sys.stderr, flush=True)
 
     cpu_start = cpu_seconds(system.all_pids())
+    redis_start = cpu_seconds(system.redis.pids())
+    idle_node_start = cpu_seconds(system.idle_node_pids())
+    time_start = time.monotonic()
     machine_start = machine_busy_seconds()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reader = threading.Thread(target=on_stderr, args=(process.stderr,))
@@ -277,6 +316,9 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     process.wait()
     reader.join()
     cpu_end = cpu_seconds(system.all_pids())
+    redis_end = cpu_seconds(system.redis.pids())
+    idle_node_end = cpu_seconds(system.idle_node_pids())
+    time_end = time.monotonic()
     machine_end = machine_busy_seconds()
     if process.returncode == 2 or not output.strip():
         raise RuntimeError(f"bench against {system.name} could not run (exit {process.returncode})")
@@ -284,20 +326,50 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     delivered = report["delivered"]
     streams = report["connected"] + report["disconnected"]
     cpu = cpu_end - sample.get("cpu_open", cpu_start)
+    redis_cpu = redis_end - sample.get("redis_open", redis_start)
     machine = machine_end - sample.get("machine_open", machine_start)
-    return {
+    extra = {}
+    if idle_node_at_rest is not None:
+        seconds = time_end - sample.get("time_open", time_start)
+        extra = {"idle_node_cpu_ms_per_s_at_rest": round(idle_node_at_rest * 1000, 2),
+                 "idle_node_cpu_ms_per_s_during_run": round((idle_node_end - sample.get("idle_node_open", idle_node_start))
+                                                            / seconds * 1000, 2)}
+    return extra | {
         "report": report,
         "exit": process.returncode,
         "server_cpu_seconds": round(cpu, 3),
         "server_cpu_us_per_delivery": round(cpu * 1e6 / delivered, 2) if delivered else None,
         "machine_cpu_us_per_delivery": round(machine * 1e6 / delivered, 2) if delivered else None,
+        "redis_cpu_us_per_delivery": round(redis_cpu * 1e6 / delivered, 2) if delivered else None,
         "idle_kib": idle_kib,
         "open_kib": sample.get("open_kib"),
         "kib_per_subscriber": round((sample["open_kib"] - idle_kib) / streams, 2) if streams and "open_kib" in sample else None,
     }
 
 
+def scenario_systems(spec, systems):
+    """The systems a scenario runs on: every one, with chat-relay on one shared channel too where the
+    scenario asks (`shared`), each with an idle fourth node where it asks (`idle_node`)."""
+    chosen = list(systems)
+    if spec.get("shared"):
+        chosen += [Relay(system.work.parent / "relay-shared", system.binary, name=SHARED, arguments=["--redis-channels", "shared"])
+                   for system in systems if isinstance(system, Relay)]
+    for system in chosen:
+        system.with_idle_node(spec.get("idle_node", False))
+    return chosen
+
+
+def bench_spec(relay_binary, system, spec):
+    """`bench` with a non-saturation scenario's parameters."""
+    return bench(relay_binary, system, spec["subscribers"], spec["rate"], spec["duration"], spec.get("settle", 0.5),
+                 spec.get("publish", "spread"), spec.get("rooms", 1), spec.get("placement", "spread"))
+
+
+SHARED = "chat-relay, shared channel"
+
+
 def run_scenario(name, spec, systems, relay_binary):
+    systems = scenario_systems(spec, systems)
     if spec.get("rounds", 1) > 1:
         return run_rounds(name, spec, systems, relay_binary)
     results = {}
@@ -318,8 +390,7 @@ def run_scenario(name, spec, systems, relay_binary):
                         break
                 results[system.name] = {"steps": steps}
             else:
-                results[system.name] = bench(relay_binary, system, spec["subscribers"], spec["rate"], spec["duration"],
-                                             spec.get("settle", 0.5), spec.get("publish", "spread"))
+                results[system.name] = bench_spec(relay_binary, system, spec)
         finally:
             system.stop()
     return results
@@ -334,8 +405,7 @@ def run_rounds(name, spec, systems, relay_binary):
             log(f"{name}: {system.name}, round {index + 1} of {spec['rounds']}, {spec}")
             system.start()
             try:
-                runs[system.name].append(bench(relay_binary, system, spec["subscribers"], spec["rate"],
-                                               spec["duration"], spec.get("settle", 0.5), spec.get("publish", "spread")))
+                runs[system.name].append(bench_spec(relay_binary, system, spec))
             finally:
                 system.stop()
     return {system: combine_rounds(rounds) for system, rounds in runs.items()}
@@ -356,8 +426,10 @@ def combine_rounds(rounds):
         report[key] = median(r["report"][key] for r in rounds)
     for key in ("lost", "duplicated", "outOfOrder", "delivered", "deliveriesExpected"):
         report[key] = sum(r["report"][key] for r in rounds)
-    for key in ("server_cpu_us_per_delivery", "machine_cpu_us_per_delivery", "kib_per_subscriber"):
-        result[key] = median(r.get(key) for r in rounds)
+    for key in ("server_cpu_us_per_delivery", "machine_cpu_us_per_delivery", "kib_per_subscriber", "redis_cpu_us_per_delivery",
+                "idle_node_cpu_ms_per_s_at_rest", "idle_node_cpu_ms_per_s_during_run"):
+        if key in result:
+            result[key] = median(r.get(key) for r in rounds)
     result["exit"] = max(r["exit"] for r in rounds)
     result["rounds"] = [{"p50": r["report"]["latencyFromSchedule"]["p50"], "p99": r["report"]["latencyFromSchedule"]["p99"],
                          "server_cpu_us_per_delivery": r["server_cpu_us_per_delivery"],
@@ -459,7 +531,61 @@ def svg_plot(results, path):
     path.write_text("\n".join(parts) + "\n")
 
 
-def markdown(results, info, spec, started):
+def many_rooms_section(results, spec, measured, fmt):
+    """The many-rooms scenarios: both placements, each system, CPU split into nodes and Redis, and the
+    idle fourth node."""
+    names = [name for name in ("many-rooms", "many-rooms-spread") if name in results]
+    if not names:
+        return []
+    first = spec[names[0]]
+    when = measured.get(names[0])
+    lines = ["## Many rooms", "",
+             f"{first['rooms']} rooms of {first['subscribers'] // first['rooms']} subscribers over three nodes, "
+             f"{first['rate']} msg/s spread evenly over the rooms, {first['duration']} s"
+             + (f", median of {first['rounds']} rounds per system" if first.get("rounds", 1) > 1 else "")
+             + (f" (measured {when[:16].replace('T', ' ')} UTC)" if when else "") + ". `together`: each room's "
+             "subscribers on one node (each node serves a third of the rooms); `spread`: a room's three subscribers "
+             "on three nodes (every node serves every room). POSTs over four keep-alive connections to the three "
+             "nodes. A fourth node of each system runs beside them with no subscriber and no POST: its CPU during the "
+             f"run against the same node at rest ({IDLE_WINDOW_SECONDS} s just before). Server CPU counts the three "
+             "serving nodes and Redis; Redis CPU is Redis's share of it. `chat-relay, shared channel` is chat-relay "
+             "with `--redis-channels shared`, the design before interest routing (every node hears every room).", "",
+             "| placement | system | deliveries/s | p50 ms | p99 ms | lost | server CPU µs/delivery | Redis CPU µs/delivery | idle node CPU ms/s, at rest → during the run |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in names:
+        for system in ("Nchan", "chat-relay", SHARED):
+            result = results[name].get(system)
+            if not result:
+                continue
+            report = result["report"]
+            latency = report["latencyFromSchedule"]
+            lines.append(f"| {spec[name]['placement']} | {system} | {fmt(round(report['deliveriesPerSecond']))} | "
+                         f"{fmt(latency['p50'])} | {fmt(latency['p99'])} | {report['lost']} | "
+                         f"{fmt(result['server_cpu_us_per_delivery'])} | {fmt(result.get('redis_cpu_us_per_delivery'))} | "
+                         f"{fmt(result.get('idle_node_cpu_ms_per_s_at_rest'))} → {fmt(result.get('idle_node_cpu_ms_per_s_during_run'))} |")
+    return lines + [""]
+
+
+def many_rooms_targets(results):
+    """Targets of the many-rooms scenarios: CPU per delivery ≤ 0.75 × Nchan's in both placements, and
+    chat-relay's idle node no busier during the run than at rest (within one clock tick over the run)."""
+    targets = []
+    for name in ("many-rooms", "many-rooms-spread"):
+        n, r = results.get(name, {}).get("Nchan"), results.get(name, {}).get("chat-relay")
+        if not (n and r):
+            continue
+        rc, nc = r["server_cpu_us_per_delivery"], n["server_cpu_us_per_delivery"]
+        targets.append((f"server CPU per delivery, {name}, ≤ 0.75 × Nchan", rc, nc,
+                        rc is not None and nc is not None and rc <= 0.75 * nc, "µs"))
+        rest, during = r.get("idle_node_cpu_ms_per_s_at_rest"), r.get("idle_node_cpu_ms_per_s_during_run")
+        if rest is not None and during is not None:
+            tick = 1000 / CLOCK_TICKS / r["report"]["seconds"] if r["report"].get("seconds") else 0.5
+            targets.append((f"idle node's CPU during {name} ≤ at rest (ms/s; chat-relay's, Nchan's during)", during,
+                            n.get("idle_node_cpu_ms_per_s_during_run"), during <= rest + tick, f"ms/s (at rest {rest})"))
+    return targets
+
+
+def markdown(results, info, spec, started, measured=None):
     def value(result, *keys):
         data = result
         for key in keys:
@@ -554,6 +680,7 @@ def markdown(results, info, spec, started):
                              f"{fmt(report['latencyFromSchedule']['p50'])} | {fmt(report['latencyFromSchedule']['p99'])} | "
                              f"{report['lost']} | {fmt(step['server_cpu_us_per_delivery'])} | {fmt(step.get('machine_cpu_us_per_delivery'))} |")
     lines += ["", "![Latency against load](benchmarks/latency-vs-load.svg)", ""]
+    lines += many_rooms_section(results, spec, measured or {}, fmt)
 
     targets = []
     n, r = results.get("medium", {}).get("Nchan"), results.get("medium", {}).get("chat-relay")
@@ -587,6 +714,7 @@ def markdown(results, info, spec, started):
             met = rs is None or (ns is not None and rs >= ns)
             targets.append((f"rate where p99 passes 100 ms{label} ≥ Nchan's", rs if rs is not None else f"> {spec[name]['rates'][-1]}",
                             ns if ns is not None else f"> {spec[name]['rates'][-1]}", met, "msg/s"))
+    targets += many_rooms_targets(results)
     lines += ["## Targets", "", "| target | chat-relay | Nchan | met |", "| --- | --- | --- | --- |"]
     for title, relay, nchan, met, unit in targets:
         lines.append(f"| {title} | {fmt(relay)} {unit} | {fmt(nchan)} {unit} | {'yes' if met else '**no**'} |")
@@ -613,6 +741,8 @@ def main():
     parser.add_argument("--nchan-workers", default="auto", help="worker_processes of each Nchan node")
     parser.add_argument("--output", default=str(ROOT / "docs"), help="where BENCHMARKS.md and benchmarks/ go")
     parser.add_argument("--work", default=str(ROOT / ".bench"), help="scratch folder for server logs and data")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other scenarios' results of the output's results.json and replace only those run now")
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: write BENCHMARKS.md and the plot again from the output's results.json "
                              "(after editing docs/benchmarks/notes.md)")
@@ -622,7 +752,8 @@ def main():
         saved = json.loads((output / "benchmarks" / "results.json").read_text())
         started = datetime.datetime.fromisoformat(saved["started"])
         svg_plot(saved["results"], output / "benchmarks" / "latency-vs-load.svg")
-        (output / "BENCHMARKS.md").write_text(markdown(saved["results"], saved["machine"], saved["scenarios"], started))
+        (output / "BENCHMARKS.md").write_text(markdown(saved["results"], saved["machine"], saved["scenarios"], started,
+                                                        saved.get("measured")))
         return
     if not args.relay:
         parser.error("--relay is required")
@@ -641,19 +772,28 @@ def main():
     if args.only != "Nchan":
         systems.append(Relay(work / "relay", args.relay))
     started = datetime.datetime.now(datetime.timezone.utc)
-    results = {}
+    results, measured = {}, {}
+    saved = None
+    if args.merge and (output / "benchmarks" / "results.json").exists():
+        saved = json.loads((output / "benchmarks" / "results.json").read_text())
+        results, measured = saved["results"], saved.get("measured", {})
+        spec = saved["scenarios"] | {name: spec[name] for name in args.scenarios.split(",")}
     try:
         for name in args.scenarios.split(","):
             results[name] = run_scenario(name, spec[name], systems, args.relay)
+            measured[name] = datetime.datetime.now(datetime.timezone.utc).isoformat()
     finally:
         for system in systems:
             system.stop()
-    info = machine()
+    info = saved["machine"] if saved else machine()
+    if saved:
+        started = datetime.datetime.fromisoformat(saved["started"])
     (output / "benchmarks").mkdir(parents=True, exist_ok=True)
     (output / "benchmarks" / "results.json").write_text(json.dumps(
-        {"started": started.isoformat(), "machine": info, "quick": args.quick, "scenarios": spec, "results": results}, indent=1) + "\n")
+        {"started": started.isoformat(), "machine": info, "quick": args.quick, "scenarios": spec, "results": results,
+         "measured": measured}, indent=1) + "\n")
     svg_plot(results, output / "benchmarks" / "latency-vs-load.svg")
-    (output / "BENCHMARKS.md").write_text(markdown(results, info, spec, started))
+    (output / "BENCHMARKS.md").write_text(markdown(results, info, spec, started, measured))
     log(f"wrote {output / 'BENCHMARKS.md'}")
     unclean = [f"{scenario}/{system}" for scenario, data in results.items() for system, result in data.items()
                if not scenario.startswith("saturation") and result["exit"] != 0]

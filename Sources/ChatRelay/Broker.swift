@@ -6,9 +6,10 @@ import NIOCore
 /// The contract both implementations keep:
 /// - `publish` returns only once the message is durable in the room's history *and* has been sent
 ///   on the live channel; its id is assigned by the broker and increases per room.
-/// - Live events of every room reach this node through one subscription, delivered to the
-///   `LiveEventSink` the broker was made with, in id order per room. A node's own messages come
-///   back through it too, and only through it (so they are delivered once).
+/// - Live events of every room with subscribers on this node reach it, delivered to the
+///   `LiveEventSink` the broker was made with, in id order per room, from the moment `listen`
+///   returned for the room. A node's own messages come back the same way, and only that way (so
+///   they are delivered once).
 /// - History is read by range after an id.
 public protocol Broker: Sendable {
     /// `"embedded"` or `"redis"`: shown by `/health/ready`.
@@ -21,6 +22,12 @@ public protocol Broker: Sendable {
     /// room within ``IdempotencyCache/window``, stores nothing and returns the first message instead.
     /// - Throws: ``BrokerError/unavailable(_:)`` when the message was not accepted.
     func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome
+
+    /// Makes sure live events of `room` reach the subscribers on `loop`: called for each new stream
+    /// after it is registered with the sink and before its replay is read, so that every message
+    /// is in the replay or arrives live (or both: the stream drops what it has).
+    /// - Throws: ``BrokerError/unavailable(_:)`` when the node is shutting down.
+    func listen(room: RoomName, on loop: any EventLoop) async throws
 
     /// The retained messages after `id` and whether some were already lost (the `reset` case).
     func replay(room: RoomName, after id: MessageID) async throws -> Replay
@@ -73,6 +80,10 @@ public protocol LiveEventSink: Sendable {
     /// still needs messages: where a broker that lost that loop's live channel reads history to
     /// fill the gap.
     func resumePositions(on loop: any EventLoop) async -> [RoomName: MessageID]
+
+    /// Whether `room` has subscribers on `loop` now (registered, live or not): a broker keeps a
+    /// room's channel subscribed for the loop while this is true.
+    func hasSubscribers(room: RoomName, on loop: any EventLoop) -> Bool
 }
 
 /// A broker failure that a client can retry.

@@ -132,6 +132,10 @@ public final class Hub: LiveEventSink {
         return (try? await loop.submit { fanout.positions() }.get()) ?? [:]
     }
 
+    public func hasSubscribers(room: RoomName, on loop: any EventLoop) -> Bool {
+        state.withLock { $0.routes[room]?.fanouts.contains { $0.eventLoop === loop } ?? false }
+    }
+
     /// Writes a heartbeat to every subscriber that has written nothing for `interval`.
     public func heartbeat(interval: Duration, now: UInt64 = MonotonicClock.nanoseconds()) {
         let intervalNanoseconds =

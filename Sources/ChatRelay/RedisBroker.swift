@@ -5,8 +5,10 @@ import NIOPosix
 import RedisClient
 import Synchronization
 
-/// The cluster broker: history in one Redis stream per room, live events on one pub/sub channel
-/// that every node subscribes to, so a client on any node sees every message of its room.
+/// The cluster broker: history in one Redis stream per room, live events on pub/sub, so a client
+/// on any node sees every message of its room: on the room's own channel, which only the event
+/// loops serving the room subscribe to (`ChannelRouting.room`, the default), or on one channel
+/// for all rooms that every loop subscribes to (`.shared`).
 ///
 /// - Every event loop of the node has its own command connection, living on that loop: a request
 ///   handler (which runs on its connection's loop) reaches Redis and gets its reply without a
@@ -23,6 +25,9 @@ public final class RedisBroker: Broker {
     public let kind = "redis"
     public let keys: RedisKeys
     public let historyCapacity: Int
+    public let routing: ChannelRouting
+    /// How long a room's channel stays subscribed on a loop after its last subscriber there left.
+    public let linger: Duration
     /// A room's keys expire this long after its last message; nil: never.
     public let historyTTL: Duration?
     private let historyTTLArgument: RedisArgument
@@ -32,6 +37,8 @@ public final class RedisBroker: Broker {
     private let nextClient = Atomic<Int>(0)
     private let state: RedisReadiness
     private let scriptSHA = Mutex<String?>(nil)
+    /// One per event loop, made by `run()`.
+    private let subscribers = Mutex<[RedisSubscriber]>([])
     let sink: any LiveEventSink
     let metrics: RelayMetrics
     let logger: Logger
@@ -41,13 +48,18 @@ public final class RedisBroker: Broker {
     ///   - sink: the node's hub.
     ///   - eventLoopGroup: the loops the node serves requests on; each gets a command connection.
     ///   - historyTTL: how long a room's keys live after its last message (`--history-ttl`); nil: for ever.
+    ///   - routing: a channel per room, or one for all (`--redis-channels`).
+    ///   - linger: how long a room's channel outlives its last local subscriber (`--room-linger`).
     public init(
-        url: RedisURL, prefix: String, history: Int, historyTTL: Duration? = nil, sink: any LiveEventSink, metrics: RelayMetrics,
-        logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        url: RedisURL, prefix: String, history: Int, historyTTL: Duration? = nil, routing: ChannelRouting = .room,
+        linger: Duration = .seconds(10), sink: any LiveEventSink, metrics: RelayMetrics, logger: Logger,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.url = url
         self.keys = RedisKeys(prefix: prefix)
         self.historyCapacity = max(1, history)
+        self.routing = routing
+        self.linger = linger
         self.historyTTL = historyTTL
         // As the script takes it: milliseconds, 0 for none; made once, sent with every publish.
         self.historyTTLArgument = RedisArgument(Int(historyTTL?.wholeMilliseconds ?? 0))
@@ -78,6 +90,7 @@ public final class RedisBroker: Broker {
     public func run() async throws {
         // Made here, not in init: their callbacks need `self`.
         let subscribers = clients.map { makeSubscriber(eventLoop: $0.eventLoop) }
+        self.subscribers.withLock { $0 = subscribers }
         for client in clients { client.start() }
         for subscriber in subscribers { subscriber.start() }
         while !Task.isCancelled {
@@ -89,23 +102,46 @@ public final class RedisBroker: Broker {
 
     /// The subscriber feeding the hub for the streams on `eventLoop`, on that loop.
     private func makeSubscriber(eventLoop: any EventLoop) -> RedisSubscriber {
-        RedisSubscriber(configuration: .init(url: url, channels: [keys.channel]), eventLoop: eventLoop) { [self] reconnected in
+        var configuration = RedisSubscriber.Configuration(url: url, channels: routing == .shared ? [keys.channel] : [])
+        configuration.linger = linger
+        return RedisSubscriber(configuration: configuration, eventLoop: eventLoop) { [self] reconnected in
             // Once per node: when the last of its subscriptions is up (again).
             if state.subscription(of: eventLoop, up: true, metrics) {
-                logger.info("redis subscribed", metadata: ["channel": "\(keys.channel)", "reconnected": "\(reconnected)"])
+                logger.info("redis subscribed", metadata: ["routing": "\(routing)", "reconnected": "\(reconnected)"])
                 if reconnected { metrics.brokerReconnects.increment() }
             }
             // Live messages are held until the gap is filled, so they come after it.
             return await fillGaps(on: eventLoop) ? .proceed : .resubscribe
-        } onMessage: { [self] _, payload in
+        } onMessage: { [self] channel, payload in
+            metrics.redisEventsReceived.increment()
             if let message = Self.parseEvent(payload) {
                 sink.deliver(message, on: eventLoop)
             } else {
-                logger.warning("ignored a malformed event", metadata: ["channel": "\(keys.channel)", "bytes": "\(payload.count)"])
+                logger.warning(
+                    "ignored a malformed event",
+                    metadata: ["channel": "\(String(decoding: channel, as: UTF8.self))", "bytes": "\(payload.count)"])
             }
         } onDown: { [self] error in
             state.subscription(of: eventLoop, up: false, metrics)
             logger.warning("redis subscription down", metadata: ["error": "\(error)"])
+        } stillWanted: { [keys, sink] channel in
+            guard let room = keys.room(ofChannel: channel) else { return false }
+            return sink.hasSubscribers(room: room, on: eventLoop)
+        } onListening: { [metrics] delta in
+            metrics.redisRoomChannels.increment(by: Double(delta))
+        }
+    }
+
+    /// With `.room`: subscribes `loop`'s subscriber to the room's channel, if it is not yet, and
+    /// returns once Redis confirmed it, so that every event published from then on reaches the
+    /// loop; the caller reads the room's history after this. Returns at once when the subscription
+    /// is down: after it comes back, the gap fill reads every room with subscribers on the loop.
+    public func listen(room: RoomName, on loop: any EventLoop) async throws {
+        guard routing == .room, let subscriber = subscribers.withLock({ $0.first { $0.eventLoop === loop } }) else { return }
+        do {
+            try await subscriber.listen(keys.channel(room)).get()
+        } catch {
+            throw BrokerError.unavailable("\(error)")
         }
     }
 
@@ -123,7 +159,7 @@ public final class RedisBroker: Broker {
             RedisArgument(idempotencyKey.map { keys.idempotency(draft.room, $0) } ?? ""),
             RedisArgument(historyCapacity),
             RedisArgument(Self.trimSlack(historyCapacity)),
-            RedisArgument(keys.channel),
+            RedisArgument(routing == .room ? keys.channel(draft.room) : keys.channel),
             RedisArgument(tailBytes),
             RedisArgument(draft.room.value),
             RedisArgument(Int(IdempotencyCache.window / 1000)),

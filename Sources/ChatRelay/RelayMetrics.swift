@@ -41,6 +41,11 @@ public struct RelayMetrics: Sendable {
     /// (requests / round trips = how many POSTs share a round trip).
     public let redisRoundTrips: Counter
     public let redisRequests: Counter
+    /// Room channels this node's subscriber connections hold (`ChannelRouting.room`), lingering ones included.
+    public let redisRoomChannels: Meter
+    /// Live events this node received from Redis (one per event loop that subscribed): with a
+    /// channel per room, only those of rooms it serves.
+    public let redisEventsReceived: Counter
 
     public init(factory: any MetricsFactory) {
         openStreams = Meter(label: "chat_relay_open_streams", factory: factory)
@@ -63,6 +68,8 @@ public struct RelayMetrics: Sendable {
         gapFillMessages = Counter(label: "chat_relay_gap_fill_messages_total", factory: factory)
         redisRoundTrips = Counter(label: "chat_relay_redis_round_trips_total", factory: factory)
         redisRequests = Counter(label: "chat_relay_redis_requests_total", factory: factory)
+        redisRoomChannels = Meter(label: "chat_relay_redis_room_channels", factory: factory)
+        redisEventsReceived = Counter(label: "chat_relay_redis_events_received_total", factory: factory)
         publishLatency = Timer(label: "chat_relay_publish_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
     }
 

@@ -5,6 +5,12 @@ import Synchronization
 /// A pub/sub connection on one NIO event loop: subscribes to channels and hands every message to
 /// a callback there, in the order Redis sent them, with no thread hop on the way.
 ///
+/// Two kinds of channels: the fixed ones of its configuration, always subscribed, and the ones
+/// asked for with `listen(_:)` while it runs (a room's channel while the room has subscribers on
+/// this loop). An asked-for channel is unsubscribed once `stillWanted` has said no for `linger`
+/// (checked every second), so a page that reloads does not make it churn; all are subscribed
+/// again, in batches, after a reconnection.
+///
 /// It pings every `pingInterval` and declares the connection dead when nothing has come back for
 /// `deadAfter` after a ping, so a lost or frozen server is noticed within about two seconds even
 /// when no message flows. Then it reconnects with capped exponential backoff and jitter, and
@@ -25,6 +31,10 @@ public final class RedisSubscriber: @unchecked Sendable {
         public var backoff = Backoff()
         /// Messages held while `onSubscribed` runs before the subscriber gives up and subscribes again.
         public var maximumHeld = 100_000
+        /// How long a channel asked for with `listen(_:)` stays subscribed once unwanted.
+        public var linger: Duration = .seconds(10)
+        /// Channels per SUBSCRIBE or UNSUBSCRIBE command.
+        public var batch = 1000
 
         public init(url: RedisURL, channels: [String]) {
             self.url = url
@@ -42,8 +52,8 @@ public final class RedisSubscriber: @unchecked Sendable {
 
     /// How far a connection that is up has come.
     private enum Progress {
-        /// SUBSCRIBE sent, `confirmed` channels confirmed so far.
-        case subscribing(confirmed: Int)
+        /// SUBSCRIBE sent for every channel; `pending` are not confirmed yet.
+        case subscribing(pending: Set<String>)
         /// Subscribed; `onSubscribed` is running and messages are held.
         case catchingUp(held: [(channel: [UInt8], payload: [UInt8])])
         case live
@@ -54,14 +64,20 @@ public final class RedisSubscriber: @unchecked Sendable {
     private let onSubscribed: @Sendable (_ reconnected: Bool) async -> Disposition
     private let onMessage: @Sendable (_ channel: [UInt8], _ payload: [UInt8]) -> Void
     private let onDown: @Sendable (RedisError) -> Void
+    private let stillWanted: @Sendable (_ channel: String) -> Bool
+    private let onListening: @Sendable (_ delta: Int) -> Void
     private let up = Atomic<Bool>(false)
 
     // loop-confined
     /// The connection, made again after a failure or a loss, after the backoff.
     private let reconnection: RedisReconnection
     private var started = false
+    private var stopped = false
     /// Where the connection that is up stands; meaningless while it is not.
-    private var progress = Progress.subscribing(confirmed: 0)
+    private var progress = Progress.subscribing(pending: [])
+    /// The channels asked for with `listen(_:)` and not yet given up.
+    private var interests: [String: Interest] = [:]
+    private var lastSweep = NIODeadline.now()
     private var everSubscribed = false
     private var lastPing = NIODeadline.now()
     /// When the first ping not yet answered (by anything) was sent.
@@ -72,18 +88,24 @@ public final class RedisSubscriber: @unchecked Sendable {
     ///     messages published from then on will arrive, after it returns.
     ///   - onMessage: each message, on `eventLoop`.
     ///   - onDown: the connection is down (and will be retried), on `eventLoop`.
+    ///   - stillWanted: whether a channel asked for with `listen(_:)` is still needed, on `eventLoop`.
+    ///   - onListening: the number of asked-for channels changed by `delta`, on `eventLoop`.
     public init(
         configuration: Configuration,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
         onSubscribed: @escaping @Sendable (_ reconnected: Bool) async -> Disposition,
         onMessage: @escaping @Sendable (_ channel: [UInt8], _ payload: [UInt8]) -> Void,
-        onDown: @escaping @Sendable (RedisError) -> Void
+        onDown: @escaping @Sendable (RedisError) -> Void,
+        stillWanted: @escaping @Sendable (_ channel: String) -> Bool = { _ in true },
+        onListening: @escaping @Sendable (_ delta: Int) -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.onSubscribed = onSubscribed
         self.onMessage = onMessage
         self.onDown = onDown
+        self.stillWanted = stillWanted
+        self.onListening = onListening
         self.reconnection = RedisReconnection(
             url: configuration.url, eventLoop: eventLoop, connectTimeout: configuration.connectTimeout,
             backoff: configuration.backoff, retryLostAtOnce: false)
@@ -98,6 +120,22 @@ public final class RedisSubscriber: @unchecked Sendable {
     /// True while subscribed.
     public var isSubscribed: Bool { up.load(ordering: .relaxed) }
 
+    /// Subscribes to `channel` if it is not yet; the future succeeds once Redis confirmed it (every
+    /// message published to it from then on arrives). While the connection is down, or if it is
+    /// lost before the confirmation, the channel is kept for the next connection and the future
+    /// succeeds at once: what is published meanwhile is for `onSubscribed` to make up for, as it
+    /// does for every channel. Fails only once the subscriber is stopped. From any thread.
+    public func listen(_ channel: String) -> EventLoopFuture<Void> {
+        if eventLoop.inEventLoop { return listenOnLoop(channel) }
+        return eventLoop.flatSubmit { self.listenOnLoop(channel) }
+    }
+
+    /// The channels asked for with `listen(_:)` and held now (confirmed or on their way), on any
+    /// thread: for tests and diagnostics.
+    public func listening() -> EventLoopFuture<Set<String>> {
+        eventLoop.submit { Set(self.interests.keys) }
+    }
+
     public func start() {
         eventLoop.execute { [self] in
             guard !started else { return }
@@ -111,6 +149,8 @@ public final class RedisSubscriber: @unchecked Sendable {
         eventLoop.execute { [self] in
             let connection = reconnection.stop()
             up.store(false, ordering: .relaxed)
+            stopped = true
+            releaseWaiters(failing: .notConnected("the subscriber is stopped"))
             connection?.handler.value.close(.notConnected("the subscriber is stopped"))
         }
     }
@@ -121,16 +161,88 @@ public final class RedisSubscriber: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         let handler = connection.handler.value
         handler.onPush = { [self] reply in received(reply, on: connection) }
-        progress = .subscribing(confirmed: 0)
         lastPing = .now()
         pingOutstandingSince = nil
-        handler.sendWithoutReply([["SUBSCRIBE"] + configuration.channels.map { RedisArgument($0) }])
+        let channels = configuration.channels + interests.keys
+        for key in interests.keys { interests[key]!.confirmed = false }
+        progress = .subscribing(pending: Set(channels))
+        guard !channels.isEmpty else {
+            // Nothing to subscribe to yet: up as it is.
+            subscribed(on: connection)
+            return
+        }
+        send("SUBSCRIBE", channels, on: connection)
+    }
+
+    /// Sends `command` for `channels`, `configuration.batch` channels per command.
+    private func send(_ command: String, _ channels: [String], on connection: RedisConnection) {
+        var commands: [RedisCommand] = []
+        var start = 0
+        while start < channels.count {
+            let end = min(start + configuration.batch, channels.count)
+            commands.append([RedisArgument(command)] + channels[start..<end].map { RedisArgument($0) })
+            start = end
+        }
+        connection.handler.value.sendWithoutReply(commands)
+    }
+
+    private func listenOnLoop(_ channel: String) -> EventLoopFuture<Void> {
+        eventLoop.assertInEventLoop()
+        if var interest = interests[channel] {
+            interest.idleSince = nil
+            if interest.confirmed {
+                interests[channel] = interest
+                return eventLoop.makeSucceededVoidFuture()
+            }
+            guard reconnection.connection != nil else {
+                interests[channel] = interest
+                return eventLoop.makeSucceededVoidFuture()
+            }
+            let promise = eventLoop.makePromise(of: Void.self)
+            interest.waiters.append(promise)
+            interests[channel] = interest
+            return promise.futureResult
+        }
+        guard !stopped else { return eventLoop.makeFailedFuture(RedisError.notConnected("the subscriber is stopped")) }
+        onListening(1)
+        guard let connection = reconnection.connection else {
+            interests[channel] = Interest()
+            return eventLoop.makeSucceededVoidFuture()
+        }
+        let promise = eventLoop.makePromise(of: Void.self)
+        interests[channel] = Interest(waiters: [promise])
+        send("SUBSCRIBE", [channel], on: connection)
+        return promise.futureResult
+    }
+
+    /// Every second: gives up the asked-for channels unwanted for `linger`, in batches.
+    private func sweep(_ now: NIODeadline) {
+        eventLoop.assertInEventLoop()
+        guard now - lastSweep >= .seconds(1) else { return }
+        lastSweep = now
+        var leaving: [String] = []
+        for (channel, interest) in interests where interest.waiters.isEmpty {
+            if stillWanted(channel) {
+                if interest.idleSince != nil { interests[channel]!.idleSince = nil }
+            } else if let since = interest.idleSince {
+                if now - since >= .init(configuration.linger) { leaving.append(channel) }
+            } else {
+                interests[channel]!.idleSince = now
+            }
+        }
+        guard !leaving.isEmpty else { return }
+        for channel in leaving { interests[channel] = nil }
+        onListening(-leaving.count)
+        if let connection = reconnection.connection {
+            send("UNSUBSCRIBE", leaving, on: connection)
+        }
     }
 
     /// A connection attempt failed or the connection was lost: report it (the reconnection backs
     /// off and tries again).
     private func failed(_ error: RedisError) {
         eventLoop.assertInEventLoop()
+        releaseWaiters(failing: nil)
         if up.exchange(false, ordering: .relaxed) || !everSubscribed {
             onDown(error)
         }
@@ -153,22 +265,53 @@ public final class RedisSubscriber: @unchecked Sendable {
                 return
             }
             progress = .catchingUp(held: held)
-        case ("subscribe", .subscribing(let confirmed)):
-            guard confirmed + 1 == configuration.channels.count else {
-                progress = .subscribing(confirmed: confirmed + 1)
-                return
-            }
-            progress = .catchingUp(held: [])
-            up.store(true, ordering: .relaxed)
-            let reconnected = everSubscribed
-            everSubscribed = true
-            let onSubscribed = self.onSubscribed
-            Task {
-                let disposition = await onSubscribed(reconnected)
-                eventLoop.execute { [self] in caughtUp(disposition, on: current) }
-            }
+        case ("subscribe", _) where parts.count == 3:
+            guard let channel = parts[1].string else { return }
+            confirmed(channel)
+            guard case .subscribing(var pending) = progress else { return }
+            progress = .live  // releases the progress's reference, so removing does not copy
+            pending.remove(channel)
+            progress = .subscribing(pending: pending)
+            if pending.isEmpty { subscribed(on: current) }
         default:
             break  // "pong" and the like
+        }
+    }
+
+    /// The connection is gone: no channel is confirmed any more, and whoever waits for one goes on
+    /// (the channel is subscribed again on the next connection, see `listen(_:)`), or gets `error`.
+    private func releaseWaiters(failing error: RedisError?) {
+        var waiting: [EventLoopPromise<Void>] = []
+        for channel in Array(interests.keys) {
+            interests[channel]!.confirmed = false
+            waiting += interests[channel]!.waiters
+            interests[channel]!.waiters = []
+        }
+        for waiter in waiting {
+            if let error { waiter.fail(error) } else { waiter.succeed() }
+        }
+    }
+
+    /// Redis confirmed `channel`: whoever waits for it may go on.
+    private func confirmed(_ channel: String) {
+        guard var interest = interests[channel] else { return }
+        interest.confirmed = true
+        let waiters = interest.waiters
+        interest.waiters = []
+        interests[channel] = interest
+        for waiter in waiters { waiter.succeed() }
+    }
+
+    /// Every channel is confirmed on `connection`: runs `onSubscribed`, holding messages meanwhile.
+    private func subscribed(on connection: RedisConnection) {
+        progress = .catchingUp(held: [])
+        up.store(true, ordering: .relaxed)
+        let reconnected = everSubscribed
+        everSubscribed = true
+        let onSubscribed = self.onSubscribed
+        Task {
+            let disposition = await onSubscribed(reconnected)
+            eventLoop.execute { [self] in caughtUp(disposition, on: connection) }
         }
     }
 
@@ -193,6 +336,7 @@ public final class RedisSubscriber: @unchecked Sendable {
     /// Every tick: pings, and declares a silent server dead.
     private func check(_ now: NIODeadline) {
         eventLoop.assertInEventLoop()
+        sweep(now)
         guard let connection = reconnection.connection else { return }
         if let since = pingOutstandingSince, now - since > .init(configuration.deadAfter) {
             connection.handler.value.close(.connectionLost("no answer to PING for \(configuration.deadAfter)"))
@@ -204,4 +348,14 @@ public final class RedisSubscriber: @unchecked Sendable {
             if pingOutstandingSince == nil { pingOutstandingSince = now }
         }
     }
+}
+
+/// A channel asked for with `listen(_:)`.
+private struct Interest {
+    /// Confirmed on the connection that is up.
+    var confirmed = false
+    /// Callers of `listen(_:)` waiting for the confirmation.
+    var waiters: [EventLoopPromise<Void>] = []
+    /// Since when `stillWanted` says no.
+    var idleSince: NIODeadline?
 }

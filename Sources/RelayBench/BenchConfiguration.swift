@@ -5,7 +5,13 @@ public struct BenchConfiguration: Sendable {
     /// Servers the publisher's connections spread over (the targets by default).
     public var publishTargets: [BenchTarget]
     public var paths: BenchProtocol
+    /// The room, or with `rooms` above 1 the rooms' common prefix (`<room>-0`, `<room>-1`, …).
     public var room: String
+    /// Rooms the subscribers and messages are spread over: subscriber `j` follows room `j % rooms`,
+    /// message `n` goes to room `n % rooms`.
+    public var rooms: Int
+    /// Which server each room's subscribers connect to.
+    public var placement: BenchPlacement
     public var subscribers: Int
     /// Messages per second.
     public var rate: Double
@@ -27,7 +33,8 @@ public struct BenchConfiguration: Sendable {
 
     public init(
         targets: [BenchTarget], publishTargets: [BenchTarget]? = nil, paths: BenchProtocol = .relay, room: String,
-        subscribers: Int, rate: Double, messages: Int, publishers: Int = 4, messageSize: Int = 100,
+        rooms: Int = 1, placement: BenchPlacement = .spread, subscribers: Int, rate: Double, messages: Int, publishers: Int = 4,
+        messageSize: Int = 100,
         connectConcurrency: Int = 128, settle: Double = 0.5, drainTimeout: Double = 10, threads: Int = 2,
         progressInterval: Double = 1
     ) {
@@ -35,6 +42,8 @@ public struct BenchConfiguration: Sendable {
         self.publishTargets = publishTargets ?? targets
         self.paths = paths
         self.room = room
+        self.rooms = rooms
+        self.placement = placement
         self.subscribers = subscribers
         self.rate = rate
         self.messages = messages
@@ -50,6 +59,7 @@ public struct BenchConfiguration: Sendable {
     func validate() throws(BenchError) {
         guard !targets.isEmpty, !publishTargets.isEmpty else { throw .invalidConfiguration("give at least one --target") }
         guard subscribers >= 1 else { throw .invalidConfiguration("--subscribers must be at least 1") }
+        guard rooms >= 1, rooms <= subscribers else { throw .invalidConfiguration("--rooms must be from 1 to --subscribers") }
         guard rate > 0 else { throw .invalidConfiguration("--rate must be above 0") }
         guard messages >= 1 else { throw .invalidConfiguration("send at least one message (--messages or --duration)") }
         guard publishers >= 1 else { throw .invalidConfiguration("--publishers must be at least 1") }
@@ -58,4 +68,25 @@ public struct BenchConfiguration: Sendable {
             throw .invalidConfiguration("--room must be printable ASCII without / or spaces")
         }
     }
+
+    /// The name of room `index`.
+    func roomName(_ index: Int) -> String { rooms == 1 ? room : "\(room)-\(index)" }
+
+    /// The room subscriber `index` follows, and the target it connects to.
+    func subscriberPlacement(_ index: Int) -> (room: Int, target: Int) {
+        let room = index % rooms
+        let nth = index / rooms
+        switch placement {
+        case .spread: return (room, (room + nth) % targets.count)
+        case .together: return (room, room % targets.count)
+        }
+    }
+}
+
+/// Where a room's subscribers go when there are several targets.
+public enum BenchPlacement: String, Sendable, CaseIterable {
+    /// Round robin: a room's subscribers on different servers (each server serves most rooms).
+    case spread
+    /// A room's subscribers all on one server (each server serves a share of the rooms).
+    case together
 }

@@ -48,19 +48,18 @@ public struct BenchRun: Sendable {
         // 1. Subscribers, a window of them opening at once, spread over loops and targets.
         progress("opening \(config.subscribers) streams on \(config.targets.map(\.description).joined(separator: " "))")
         let opening = ContinuousClock.now
-        let subscribePaths = config.targets.map { _ in config.paths.subscribe(room: config.room) }
+        let subscribePaths = (0..<config.rooms).map { config.paths.subscribe(room: config.roomName($0)) }
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             var started = 0
             func startNext() {
                 let index = started
                 started += 1
                 let loopIndex = index % loops.count
-                let target = config.targets[index % config.targets.count]
-                let path = subscribePaths[index % config.targets.count]
+                let (room, target) = config.subscriberPlacement(index)
                 tasks.addTask {
                     try? await Self.openStream(
-                        target: target, path: path, messages: config.messages,
-                        loop: loops[loopIndex], stats: stats[loopIndex])
+                        target: config.targets[target], path: subscribePaths[room], messages: config.messages, room: room,
+                        rooms: config.rooms, loop: loops[loopIndex], stats: stats[loopIndex])
                 }
             }
             while started < min(config.connectConcurrency, config.subscribers) { startNext() }
@@ -79,7 +78,7 @@ public struct BenchRun: Sendable {
 
         // 2. The publisher, with all its connections, on its own loop.
         let scheduler = PublishScheduler(loop: publishLoop, count: config.messages, rate: config.rate)
-        let publishPath = config.paths.publish(room: config.room)
+        let publishPaths = (0..<config.rooms).map { config.paths.publish(room: config.roomName($0)) }
         for index in 0..<config.publishers {
             let target = config.publishTargets[index % config.publishTargets.count]
             do {
@@ -89,7 +88,7 @@ public struct BenchRun: Sendable {
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHTTPClientHandlers()
                             let handler = PublisherHandler(
-                                target: target, path: publishPath, size: config.messageSize, scheduler: scheduler)
+                                target: target, paths: publishPaths, size: config.messageSize, scheduler: scheduler)
                             try channel.pipeline.syncOperations.addHandler(handler)
                             scheduler.add(handler)
                         }
@@ -155,7 +154,7 @@ public struct BenchRun: Sendable {
         let sendSeconds = Double(published.last &- published.first) / 1e9
         return BenchReport(
             targets: config.targets.map(\.description),
-            room: config.room,
+            room: config.rooms == 1 ? config.room : "\(config.room)-0…\(config.rooms - 1) (\(config.placement))",
             subscribers: config.subscribers,
             connected: final.connected,
             refused: final.failures,
@@ -165,7 +164,8 @@ public struct BenchRun: Sendable {
             messagesSent: published.sent,
             messagesAccepted: published.accepted,
             publishFailures: published.failures,
-            deliveriesExpected: published.accepted * streams,
+            // One room: every stream gets every message; several: each its room's share.
+            deliveriesExpected: config.rooms == 1 ? published.accepted * streams : final.delivered + missing,
             delivered: final.delivered,
             lost: missing,
             duplicated: final.duplicates,
@@ -180,7 +180,9 @@ public struct BenchRun: Sendable {
         )
     }
 
-    private static func openStream(target: BenchTarget, path: String, messages: Int, loop: any EventLoop, stats: LoopStats) async throws {
+    private static func openStream(
+        target: BenchTarget, path: String, messages: Int, room: Int, rooms: Int, loop: any EventLoop, stats: LoopStats
+    ) async throws {
         let opened = loop.makePromise(of: Void.self)
         do {
             _ = try await ClientBootstrap(group: loop)
@@ -189,7 +191,8 @@ public struct BenchRun: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(
-                            SubscriberHandler(target: target, path: path, messages: messages, stats: stats, opened: opened))
+                            SubscriberHandler(
+                                target: target, path: path, messages: messages, room: room, rooms: rooms, stats: stats, opened: opened))
                     }
                 }
                 .connect(host: target.host, port: target.port).get()

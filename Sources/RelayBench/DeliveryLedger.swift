@@ -10,8 +10,16 @@ struct DeliveryLedger {
     /// Sequence numbers outside the run (another run's messages in the same room).
     private(set) var foreign = 0
 
-    init(messages: Int) {
+    /// The subscriber's room among `rooms`: it gets messages `room`, `room + rooms`, ….
+    private let room: Int
+    private let rooms: Int
+    private let messages: Int
+
+    init(messages: Int, room: Int = 0, rooms: Int = 1) {
         bits = Array(repeating: 0, count: (messages + 63) / 64)
+        self.room = room
+        self.rooms = rooms
+        self.messages = messages
     }
 
     /// Records message `sequence`; returns false when it is a duplicate or not of this run.
@@ -39,8 +47,16 @@ struct DeliveryLedger {
     /// How many of the `accepted` messages this subscriber never got.
     func missing(of accepted: [UInt64]) -> Int {
         var missing = 0
-        for (index, word) in accepted.enumerated() where index < bits.count {
-            missing += (word & ~bits[index]).nonzeroBitCount
+        guard rooms > 1 else {
+            for (index, word) in accepted.enumerated() where index < bits.count {
+                missing += (word & ~bits[index]).nonzeroBitCount
+            }
+            return missing
+        }
+        // Only this room's messages: one in `rooms`.
+        for sequence in stride(from: room, to: min(accepted.count * 64, messages), by: rooms) {
+            let mask: UInt64 = 1 << UInt64(sequence & 63)
+            if accepted[sequence >> 6] & mask != 0, bits[sequence >> 6] & mask == 0 { missing += 1 }
         }
         return missing
     }

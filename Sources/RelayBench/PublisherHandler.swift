@@ -9,7 +9,8 @@ final class PublisherHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPClientRequestPart
 
     let target: BenchTarget
-    private let path: String
+    /// The publish path of each room: message `n` goes to `paths[n % paths.count]`.
+    private let paths: [String]
     private let size: Int
     // Strong: the scheduler lives as long as its connections, which close when the run ends.
     private let scheduler: PublishScheduler
@@ -18,9 +19,9 @@ final class PublisherHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var inFlight: (sequence: Int, sent: UInt64)?
     private var status: HTTPResponseStatus?
 
-    init(target: BenchTarget, path: String, size: Int, scheduler: PublishScheduler) {
+    init(target: BenchTarget, paths: [String], size: Int, scheduler: PublishScheduler) {
         self.target = target
-        self.path = path
+        self.paths = paths
         self.size = size
         self.scheduler = scheduler
     }
@@ -40,7 +41,9 @@ final class PublisherHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         inFlight = (sequence, sent)
-        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: paths[sequence % paths.count], headers: headers))),
+            promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }

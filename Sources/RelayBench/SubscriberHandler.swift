@@ -19,7 +19,7 @@ final class SubscriberHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private enum State { case connecting, streaming, closed }
 
-    init(target: BenchTarget, path: String, messages: Int, stats: LoopStats, opened: EventLoopPromise<Void>) {
+    init(target: BenchTarget, path: String, messages: Int, room: Int, rooms: Int, stats: LoopStats, opened: EventLoopPromise<Void>) {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: target.hostHeader)
         headers.add(name: "Accept", value: "text/event-stream")
@@ -27,7 +27,7 @@ final class SubscriberHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
         self.stats = stats
         self.opened = opened
-        self.ledger = DeliveryLedger(messages: messages)
+        self.ledger = DeliveryLedger(messages: messages, room: room, rooms: rooms)
     }
 
     func channelActive(context: ChannelHandlerContext) {

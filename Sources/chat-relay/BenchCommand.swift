@@ -40,6 +40,18 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Room to use (default: a new random one, so history from earlier runs does not interfere).")
     var room: String?
 
+    @Option(
+        help:
+            "Rooms to spread over: subscriber j follows room j mod N, message n goes to room n mod N; the rooms are <room>-0 … <room>-(N-1)."
+    )
+    var rooms: Int = 1
+
+    @Option(
+        help:
+            "With several targets: spread (a room's subscribers round robin over the targets) or together (all of a room's subscribers on one target)."
+    )
+    var placement: Placement = .spread
+
     @Option(help: "SSE streams to open.")
     var subscribers: Int = 100
 
@@ -80,6 +92,10 @@ struct BenchCommand: AsyncParsableCommand {
         case relay, nchan
     }
 
+    enum Placement: String, ExpressibleByArgument, CaseIterable {
+        case spread, together
+    }
+
     func run() async throws {
         let targets = try Self.parse(targets, flag: "--target")
         let publishTargets = try Self.parse(publishTargets, flag: "--publish-target")
@@ -91,6 +107,8 @@ struct BenchCommand: AsyncParsableCommand {
             publishTargets: publishTargets.isEmpty ? nil : publishTargets,
             paths: paths,
             room: room ?? "bench-\(UInt32.random(in: 0...UInt32.max))",
+            rooms: rooms,
+            placement: placement == .spread ? .spread : .together,
             subscribers: subscribers,
             rate: rate,
             messages: messages ?? max(1, Int((rate * duration).rounded())),

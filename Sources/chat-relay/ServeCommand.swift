@@ -34,6 +34,20 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Prefix of every Redis key and channel, so deployments can share a Redis. (env: REDIS_PREFIX, default: chat-relay)")
     var redisPrefix: String?
 
+    @Option(
+        name: .customLong("redis-channels"),
+        help:
+            "How live events reach the nodes: room (a pub/sub channel per room, subscribed only by the nodes that serve the room) or shared (one channel that every node hears, cheaper with few rooms that every node serves). (env: REDIS_CHANNELS, default: room)"
+    )
+    var redisChannels: String?
+
+    @Option(
+        name: .customLong("room-linger"),
+        help:
+            "With --redis-channels room: how long a node stays subscribed to a room's channel after its last subscriber there left, so a page reload does not resubscribe. Seconds, or with s, m, h. (env: ROOM_LINGER, default: 10s)"
+    )
+    var roomLinger: String?
+
     @Option(help: "Messages kept per room (in memory, or in the room's Redis stream). (env: HISTORY, default: 1000)")
     var history: Int?
 
@@ -163,7 +177,7 @@ struct ServeCommand: AsyncParsableCommand {
             node = RelayNode(configuration: settings.relay, logger: logger) { hub, metrics in
                 RedisBroker(
                     url: redis, prefix: settings.redisPrefix, history: settings.relay.history, historyTTL: settings.relay.historyTTL,
-                    sink: hub, metrics: metrics, logger: logger)
+                    routing: settings.redisChannels, linger: settings.roomLinger, sink: hub, metrics: metrics, logger: logger)
             }
         } else {
             node = RelayNode(configuration: settings.relay, logger: logger)
@@ -174,6 +188,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "address": "\(settings.host):\(settings.port)",
                 "broker": "\(node.broker.kind)",
                 "redis": "\(settings.redis.map { "\($0)" } ?? "-")",
+                "redis-channels": "\(settings.redis == nil ? "-" : settings.redisChannels.rawValue)",
                 "history": "\(settings.relay.history)",
                 "history-ttl": "\(settings.relay.historyTTL.map { "\($0)" } ?? "none")",
                 "trusted-proxies": "\(settings.relay.trustedProxies.isEmpty ? "none" : settings.relay.trustedProxies.description)",

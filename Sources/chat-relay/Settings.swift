@@ -14,6 +14,8 @@ struct Settings {
     /// Cluster mode's Redis, or nil for the embedded broker.
     var redis: RedisURL?
     var redisPrefix: String
+    var redisChannels: ChannelRouting
+    var roomLinger: Duration
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -43,6 +45,13 @@ struct Settings {
         guard !redisPrefix.isEmpty, !redisPrefix.contains(where: \.isWhitespace) else {
             throw ValidationError("--redis-prefix must be non-empty without spaces.")
         }
+        let channelsText = try value(command.redisChannels, "REDIS_CHANNELS", { $0 }) ?? "room"
+        guard let routing = ChannelRouting(rawValue: channelsText.lowercased()) else {
+            throw ValidationError("--redis-channels must be room or shared; got \(channelsText.debugDescription).")
+        }
+        redisChannels = routing
+        roomLinger =
+            try value(command.roomLinger, "ROOM_LINGER", { $0 }).map { try Self.duration($0, flag: "--room-linger") } ?? .seconds(10)
 
         let nodeID = try value(command.nodeID, "NODE_ID", { $0 }) ?? ProcessInfo.processInfo.hostName
         var relay = RelayConfiguration(nodeID: nodeID)

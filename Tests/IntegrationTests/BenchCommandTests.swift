@@ -50,6 +50,24 @@ import Testing
         }
     }
 
+    @Test func manyRoomsOverTwoNodesOnRedis() async throws {
+        let cluster = try await ClusterTests.Cluster.start(nodes: 2)
+        defer { cluster.kill() }
+        for placement in ["together", "spread"] {
+            let (status, report) = try await bench([
+                "--target", cluster.nodes[0].baseURL, "--target", cluster.nodes[1].baseURL, "--rooms", "30", "--placement", placement,
+                "--subscribers", "90", "--rate", "200", "--messages", "120",
+            ])
+            #expect(status == 0)
+            #expect(report["connected"] as? Int == 90)
+            // Each message goes to one room of 3 subscribers.
+            #expect(report["deliveriesExpected"] as? Int == 360)
+            #expect(report["delivered"] as? Int == 360)
+            #expect(report["lost"] as? Int == 0)
+            #expect(report["duplicated"] as? Int == 0)
+        }
+    }
+
     @Test func exitsNonZeroWhenMessagesAreLost() async throws {
         // Streams on one embedded node, POSTs to another: every accepted message is lost.
         let listening = try await RelayProcess(arguments: ["--rate-limit", "0"])

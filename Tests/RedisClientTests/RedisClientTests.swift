@@ -217,6 +217,74 @@ import Testing
         #expect(await received.wait { $0.reconnections == 1 })
         #expect(subscriber.isSubscribed)
     }
+
+    /// Channels asked for while running: each confirmed before `listen` returns, given up after the
+    /// linger once unwanted, subscribed again in batches after a restart, and kept when asked for
+    /// while the server is down.
+    @Test(.timeLimit(.minutes(1))) func listenedChannelsComeAndGo() async throws {
+        let server = try await RedisServer(appendOnly: false)
+        defer { server.killNow() }
+        let wanted = Mutex<Set<String>>([])
+        let received = Received()
+        var configuration = RedisSubscriber.Configuration(url: try RedisURL(server.url), channels: [])
+        configuration.linger = .milliseconds(500)
+        configuration.batch = 100
+        let subscriber = RedisSubscriber(configuration: configuration) { reconnected in
+            received.subscribed(reconnected: reconnected)
+            return .proceed
+        } onMessage: { _, payload in
+            received.message(payload)
+        } onDown: { _ in
+            received.down()
+        } stillWanted: { channel in
+            wanted.withLock { $0.contains(channel) }
+        }
+        subscriber.start()
+        defer { subscriber.stop() }
+        #expect(await received.wait { $0.subscribed == 1 }, "up with no channel at all")
+        let client = try client(server)
+        defer { client.stop() }
+        func subscribedChannels() async throws -> Int {
+            try await client.command(["PUBSUB", "CHANNELS", "room-*"]).array?.count ?? -1
+        }
+
+        let channels = (0..<250).map { "room-\($0)" }
+        wanted.withLock { $0 = Set(channels) }
+        for channel in channels {
+            try await subscriber.listen(channel).get()
+            // Confirmed: a message published right after reaches it.
+            _ = try await client.command(["PUBLISH", RedisArgument(channel), RedisArgument(channel)])
+        }
+        #expect(await received.wait { $0.messages.count == 250 })
+        #expect(received.snapshot.messages == channels)
+        #expect(try await subscribedChannels() == 250)
+
+        // A restart: all 250 again (three SUBSCRIBE commands of up to 100), then `onSubscribed`.
+        await server.kill()
+        try await server.start()
+        #expect(await received.wait { $0.reconnections == 1 })
+        #expect(try await subscribedChannels() == 250)
+        _ = try await client.command(["PUBLISH", "room-249", "again"])
+        #expect(await received.wait { $0.messages.last == "again" })
+
+        // Unwanted for the linger: given up, all but one.
+        wanted.withLock { $0 = ["room-0"] }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await subscribedChannels() == 250, "not before the linger")
+        let deadline = ContinuousClock.now + .seconds(5)
+        while try await subscribedChannels() != 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(try await subscribedChannels() == 1)
+        #expect(try await subscriber.listening().get() == ["room-0"])
+
+        // Asked for while the server is down: kept, and subscribed when it is back.
+        await server.kill()
+        #expect(await received.wait { $0.downs >= 1 })
+        wanted.withLock { $0.insert("room-late") }
+        try await subscriber.listen("room-late").get()
+        try await server.start()
+        #expect(await received.wait { $0.reconnections == 2 })
+        #expect(try await subscribedChannels() == 2)
+    }
 }
 
 /// What a subscriber reported, for the test to wait on.

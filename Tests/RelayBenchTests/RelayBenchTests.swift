@@ -90,4 +90,23 @@ import Testing
         for sequence in [0, 1, 2, 3, 4, 128, 129] { accepted[sequence >> 6] |= 1 << UInt64(sequence & 63) }
         #expect(ledger.missing(of: accepted) == 2)  // 4 and 128
     }
+
+    @Test func aSubscriberOfOneRoomMissesOnlyItsRoomsMessages() {
+        // Room 1 of 3 gets messages 1, 4, 7, …
+        var ledger = DeliveryLedger(messages: 200, room: 1, rooms: 3)
+        for sequence in stride(from: 1, to: 200, by: 3) where sequence != 100 { _ = ledger.record(sequence) }
+        let accepted = [UInt64](repeating: .max, count: 4)
+        #expect(ledger.missing(of: accepted) == 1)  // 100; the other rooms' messages are not its own
+    }
+
+    @Test func placementsPutARoomsSubscribersOnOneTargetOrSpreadThem() throws {
+        let targets = try (0..<3).map { try #require(BenchTarget(url: "http://127.0.0.1:\(8081 + $0)")) }
+        var configuration = BenchConfiguration(targets: targets, room: "r", rooms: 4, subscribers: 12, rate: 1, messages: 1)
+        // Subscriber j follows room j % 4; room 1's subscribers are 1, 5, 9.
+        #expect([1, 5, 9].map { configuration.subscriberPlacement($0).room } == [1, 1, 1])
+        #expect(Set([1, 5, 9].map { configuration.subscriberPlacement($0).target }) == [0, 1, 2])
+        configuration.placement = .together
+        #expect(Set([1, 5, 9].map { configuration.subscriberPlacement($0).target }) == [1])
+        #expect(configuration.roomName(3) == "r-3")
+    }
 }

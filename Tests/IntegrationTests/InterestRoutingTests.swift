@@ -1,0 +1,131 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// `--redis-channels room` (the default): a node hears only the rooms it serves, keeps a room's
+/// channel for `--room-linger` after its last subscriber left, and `shared` still hears everything.
+@Suite struct InterestRoutingTests {
+    typealias Cluster = ClusterTests.Cluster
+
+    /// Subscribers of the room's channel in Redis (nodes' event loops that hold it).
+    static func channelSubscribers(_ redis: RedisServer, room: String) throws -> Int {
+        let answer = try NodeAbuseTests.redisCLI(redis, ["PUBSUB", "NUMSUB", "chat-relay:events:\(room)"])
+        return Int(answer.split(separator: "\n").last ?? "") ?? -1
+    }
+
+    static func received(_ node: RelayProcess) throws -> Double {
+        try NodeAbuseTests.metric(node, "chat_relay_redis_events_received_total") ?? 0
+    }
+
+    @Test(.timeLimit(.minutes(2))) func aNodeHearsOnlyTheRoomsItServes() async throws {
+        let cluster = try await Cluster.start(nodes: 3, arguments: ["--room-linger", "1"])
+        defer { cluster.kill() }
+        let (a, b, idle) = (cluster.nodes[0], cluster.nodes[1], cluster.nodes[2])
+        let inA = try await SSEClient("\(a.baseURL)/rooms/only-a/events")
+        let inB = try await SSEClient("\(b.baseURL)/rooms/only-b/events")
+        #expect(try Self.channelSubscribers(cluster.redis, room: "only-a") == 1, "one event loop of node a holds the room")
+        #expect(try Self.channelSubscribers(cluster.redis, room: "only-b") == 1)
+        #expect(try NodeAbuseTests.metric(a, "chat_relay_redis_room_channels") == 1)
+        #expect(try NodeAbuseTests.metric(idle, "chat_relay_redis_room_channels") ?? 0 == 0)
+
+        // Each room's messages posted on the node that does not serve it, and some on the idle one.
+        let publisher = Publisher()
+        for index in 0..<20 {
+            #expect(await publisher.post(b.baseURL, room: "only-a", text: "a\(index)"))
+            #expect(await publisher.post(a.baseURL, room: "only-b", text: "b\(index)"))
+            #expect(await publisher.post(idle.baseURL, room: "nobody", text: "n\(index)"))
+        }
+        #expect(await inA.waitForMessages(20))
+        #expect(await inB.waitForMessages(20))
+        #expect(inA.messageIDs == publisher.ids("only-a"))
+        #expect(inB.messageIDs == publisher.ids("only-b"))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try Self.received(a) == 20, "node a received its room's 20 events and nothing else")
+        #expect(try Self.received(b) == 20)
+        #expect(try Self.received(idle) == 0, "a node with no subscribers hears nothing, not even what it published")
+
+        // A reload within the linger keeps the channel: no unsubscribe, no gap.
+        inA.close()
+        try await Task.sleep(for: .milliseconds(300))
+        let again = try await SSEClient("\(a.baseURL)/rooms/only-a/events", headers: [("Last-Event-ID", publisher.ids("only-a").last!)])
+        #expect(await publisher.post(b.baseURL, room: "only-a", text: "after reload"))
+        #expect(await again.waitForMessages(1))
+        #expect(again.messageIDs == [publisher.ids("only-a").last!])
+        #expect(try Self.channelSubscribers(cluster.redis, room: "only-a") == 1)
+
+        // The last subscriber leaves: the channel goes after the linger (1 s, swept every second).
+        again.close()
+        inB.close()
+        #expect(await eventually(timeout: .seconds(10)) { (try? Self.channelSubscribers(cluster.redis, room: "only-a")) == 0 })
+        #expect(await eventually(timeout: .seconds(10)) { (try? Self.channelSubscribers(cluster.redis, room: "only-b")) == 0 })
+        #expect(try NodeAbuseTests.metric(a, "chat_relay_redis_room_channels") ?? -1 == 0)
+        let before = try Self.received(a)
+        #expect(await publisher.post(b.baseURL, room: "only-a", text: "nobody listens"))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try Self.received(a) == before, "a room given up is not heard any more")
+    }
+
+    /// A room's first stream on a node subscribes to the room's channel and only then reads its
+    /// replay: streams opened while another node publishes get every message exactly once.
+    @Test(.timeLimit(.minutes(2))) func aStreamOpenedWhileTheRoomIsBusyMissesNothing() async throws {
+        let cluster = try await Cluster.start(nodes: 2)
+        defer { cluster.kill() }
+        let publisher = Publisher()
+        for round in 0..<20 {
+            let room = "busy-\(round)"
+            let publishing = Task {
+                for index in 0..<30 { _ = await publisher.post(cluster.nodes[1].baseURL, room: room, text: "\(index)") }
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...20)))
+            let client = try await SSEClient("\(cluster.nodes[0].baseURL)/rooms/\(room)/events", headers: [("Last-Event-ID", "0")])
+            await publishing.value
+            #expect(await client.waitForMessages(30))
+            try await Task.sleep(for: .milliseconds(30))
+            #expect(client.messageIDs == publisher.ids(room), "room \(room): every message once, in order")
+            client.close()
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2))) func manyRoomsAreSubscribedAgainAfterRedisRestartsAndTheirGapsFilled() async throws {
+        let cluster = try await Cluster.start(nodes: 2)
+        defer { cluster.kill() }
+        let rooms = (0..<40).map { "many-\($0)" }
+        var clients: [(room: String, client: SSEClient)] = []
+        for (index, room) in rooms.enumerated() {
+            clients.append((room, try await SSEClient("\(cluster.nodes[index % 2].baseURL)/rooms/\(room)/events")))
+        }
+        let publisher = Publisher()
+        for room in rooms { #expect(await publisher.post(cluster.nodes[1].baseURL, room: room, text: "before")) }
+
+        await cluster.redis.kill()
+        try await cluster.redis.start()
+        // Posted as soon as the nodes take POSTs again (the publisher retries until a 201), while
+        // their subscriptions may still be coming back: the gap fill has what they miss.
+        for room in rooms { #expect(await publisher.post(cluster.nodes[0].baseURL, room: room, text: "after")) }
+        for (room, client) in clients {
+            let expected = publisher.ids(room)
+            #expect(await client.waitForMessages(expected.count, timeout: .seconds(15)))
+            #expect(client.messageIDs == expected, "room \(room): every 201 once, in order, across the restart")
+        }
+        #expect(try Self.channelSubscribers(cluster.redis, room: rooms[0]) == 1, "every room's channel is held again")
+        #expect(try Self.channelSubscribers(cluster.redis, room: rooms[39]) == 1)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func sharedChannelStillReachesEveryNode() async throws {
+        let cluster = try await Cluster.start(nodes: 2, arguments: ["--redis-channels", "shared"])
+        defer { cluster.kill() }
+        let client = try await SSEClient("\(cluster.nodes[0].baseURL)/rooms/shared-room/events")
+        let publisher = Publisher()
+        for index in 0..<10 {
+            #expect(await publisher.post(cluster.nodes[1].baseURL, room: "shared-room", text: "\(index)"))
+            #expect(await publisher.post(cluster.nodes[1].baseURL, room: "unserved", text: "\(index)"))
+        }
+        #expect(await client.waitForMessages(10))
+        #expect(client.messageIDs == publisher.ids("shared-room"))
+        #expect(try Self.channelSubscribers(cluster.redis, room: "shared-room") == 0)
+        try await Task.sleep(for: .milliseconds(200))
+        // Every event loop of every node hears every room's events.
+        #expect(try Self.received(cluster.nodes[1]) >= 20)
+        #expect(try Self.received(cluster.nodes[1]).truncatingRemainder(dividingBy: 20) == 0)
+    }
+}
