@@ -125,6 +125,24 @@ def cpu_seconds(pids):
     return total / CLOCK_TICKS
 
 
+def cpu_seconds_exact(pids):
+    """CPU time of every thread of `pids` from the scheduler's nanosecond accounting
+    (/proc/<pid>/task/<tid>/schedstat): for small amounts, where clock ticks (10 ms) are too coarse."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as file:
+                    total += int(file.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total / 1e9
+
+
 def machine_busy_seconds():
     """CPU time the whole machine spent busy (every process, and the kernel's softirq work, which
     loopback TCP charges to no process when ksoftirqd does it)."""
@@ -286,9 +304,9 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     idle_node_at_rest = None
     if system.idle_node_pids():
         # The idle node's CPU with nothing running anywhere, per second.
-        before = cpu_seconds(system.idle_node_pids())
+        before = cpu_seconds_exact(system.idle_node_pids())
         time.sleep(IDLE_WINDOW_SECONDS)
-        idle_node_at_rest = (cpu_seconds(system.idle_node_pids()) - before) / IDLE_WINDOW_SECONDS
+        idle_node_at_rest = (cpu_seconds_exact(system.idle_node_pids()) - before) / IDLE_WINDOW_SECONDS
     idle_kib = pss_kib(system.node_pids())
     sample = {}
 
@@ -299,14 +317,14 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
                 sample["open_kib"] = pss_kib(system.node_pids())
                 sample["cpu_open"] = cpu_seconds(system.all_pids())
                 sample["redis_open"] = cpu_seconds(system.redis.pids())
-                sample["idle_node_open"] = cpu_seconds(system.idle_node_pids())
+                sample["idle_node_open"] = cpu_seconds_exact(system.idle_node_pids())
                 sample["time_open"] = time.monotonic()
                 sample["machine_open"] = machine_busy_seconds()
             print(f"  {system.name}: {line}", file=sys.stderr, flush=True)
 
     cpu_start = cpu_seconds(system.all_pids())
     redis_start = cpu_seconds(system.redis.pids())
-    idle_node_start = cpu_seconds(system.idle_node_pids())
+    idle_node_start = cpu_seconds_exact(system.idle_node_pids())
     time_start = time.monotonic()
     machine_start = machine_busy_seconds()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -317,7 +335,7 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     reader.join()
     cpu_end = cpu_seconds(system.all_pids())
     redis_end = cpu_seconds(system.redis.pids())
-    idle_node_end = cpu_seconds(system.idle_node_pids())
+    idle_node_end = cpu_seconds_exact(system.idle_node_pids())
     time_end = time.monotonic()
     machine_end = machine_busy_seconds()
     if process.returncode == 2 or not output.strip():
@@ -331,9 +349,9 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     extra = {}
     if idle_node_at_rest is not None:
         seconds = time_end - sample.get("time_open", time_start)
-        extra = {"idle_node_cpu_ms_per_s_at_rest": round(idle_node_at_rest * 1000, 2),
+        extra = {"idle_node_cpu_ms_per_s_at_rest": round(idle_node_at_rest * 1000, 3),
                  "idle_node_cpu_ms_per_s_during_run": round((idle_node_end - sample.get("idle_node_open", idle_node_start))
-                                                            / seconds * 1000, 2)}
+                                                            / seconds * 1000, 3)}
     return extra | {
         "report": report,
         "exit": process.returncode,
@@ -579,9 +597,10 @@ def many_rooms_targets(results):
                         rc is not None and nc is not None and rc <= 0.75 * nc, "µs"))
         rest, during = r.get("idle_node_cpu_ms_per_s_at_rest"), r.get("idle_node_cpu_ms_per_s_during_run")
         if rest is not None and during is not None:
-            tick = 1000 / CLOCK_TICKS / r["report"]["seconds"] if r["report"].get("seconds") else 0.5
-            targets.append((f"idle node's CPU during {name} ≤ at rest (ms/s; chat-relay's, Nchan's during)", during,
-                            n.get("idle_node_cpu_ms_per_s_during_run"), during <= rest + tick, f"ms/s (at rest {rest})"))
+            # The same work costs a little more time on a busy machine (caches, the other cores'
+            # load): 10 % of tolerance.
+            targets.append((f"idle node's CPU during {name} ≤ 1.1 × at rest (ms/s; Nchan's: during)", during,
+                            n.get("idle_node_cpu_ms_per_s_during_run"), during <= 1.1 * rest, f"ms/s (at rest {rest})"))
     return targets
 
 

@@ -23,11 +23,11 @@ public protocol Broker: Sendable {
     /// - Throws: ``BrokerError/unavailable(_:)`` when the message was not accepted.
     func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome
 
-    /// Makes sure live events of `room` reach the subscribers on `loop`: called for each new stream
-    /// after it is registered with the sink and before its replay is read, so that every message
-    /// is in the replay or arrives live (or both: the stream drops what it has).
+    /// Makes sure live events of `room` reach this node: called for each new stream after it is
+    /// registered with the sink and before its replay is read, so that every message is in the
+    /// replay or arrives live (or both: the stream drops what it has).
     /// - Throws: ``BrokerError/unavailable(_:)`` when the node is shutting down.
-    func listen(room: RoomName, on loop: any EventLoop) async throws
+    func listen(room: RoomName) async throws
 
     /// The retained messages after `id` and whether some were already lost (the `reset` case).
     func replay(room: RoomName, after id: MessageID) async throws -> Replay
@@ -65,25 +65,20 @@ public enum PublishOutcome: Sendable {
     }
 }
 
-/// Receives every live event of every room, in order per room (the node's hub).
-///
-/// A broker hands each event over once for the whole node (`deliver(_:)`), or once per event
-/// loop (`deliver(_:on:)`, from a subscription of that loop's own), but not both.
+/// Receives the live events of the rooms with subscribers on this node, in order per room (the
+/// node's hub).
 public protocol LiveEventSink: Sendable {
-    /// Hands `message` to every subscriber of its room.
+    /// Hands `message` to every subscriber of its room on this node, whatever their event loops.
     func deliver(_ message: StoredMessage)
 
-    /// Hands `message` to the subscribers of its room whose connections are on `loop`.
-    func deliver(_ message: StoredMessage, on loop: any EventLoop)
+    /// For every room with subscribers on this node that `include` accepts, the id after which the
+    /// least advanced of them still needs messages: where a broker that lost the live channel of
+    /// those rooms reads history to fill the gap.
+    func resumePositions(of include: @escaping @Sendable (RoomName) -> Bool) async -> [RoomName: MessageID]
 
-    /// For every room with subscribers on `loop`, the id after which the least advanced of them
-    /// still needs messages: where a broker that lost that loop's live channel reads history to
-    /// fill the gap.
-    func resumePositions(on loop: any EventLoop) async -> [RoomName: MessageID]
-
-    /// Whether `room` has subscribers on `loop` now (registered, live or not): a broker keeps a
-    /// room's channel subscribed for the loop while this is true.
-    func hasSubscribers(room: RoomName, on loop: any EventLoop) -> Bool
+    /// Whether `room` has subscribers on this node now (registered, live or not): a broker keeps
+    /// the room's channel subscribed while this is true.
+    func hasSubscribers(room: RoomName) -> Bool
 }
 
 /// A broker failure that a client can retry.

@@ -83,7 +83,7 @@ public final class EmbeddedBroker: Broker {
     }
 
     /// Nothing to do: every message is handed to the hub, which knows its subscribers.
-    public func listen(room: RoomName, on loop: any EventLoop) async throws {}
+    public func listen(room: RoomName) async throws {}
 
     public func latestID(room: RoomName) async throws -> MessageID? {
         state.withLock { $0.rooms[room]?.newest }

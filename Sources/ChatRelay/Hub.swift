@@ -116,24 +116,19 @@ public final class Hub: LiveEventSink {
         }
     }
 
-    /// Hands `message` to the subscribers of its room on `loop` only: for a broker with one live
-    /// subscription per event loop. Called in id order per room and loop; returns at once.
-    public func deliver(_ message: StoredMessage, on loop: any EventLoop) {
-        let fanout = state.withLock { state in
-            state.routes[message.room]?.fanouts.first { $0.eventLoop === loop }
+    /// For every room with subscribers here that `include` accepts, the id after which the least
+    /// advanced of them (on any event loop) still needs messages.
+    public func resumePositions(of include: @escaping @Sendable (RoomName) -> Bool) async -> [RoomName: MessageID] {
+        var positions: [RoomName: MessageID] = [:]
+        for fanout in allFanouts() {
+            let own = (try? await fanout.eventLoop.submit { fanout.positions(of: include) }.get()) ?? [:]
+            positions.merge(own) { min($0, $1) }
         }
-        fanout?.post(message)
+        return positions
     }
 
-    /// For every room with subscribers on `loop`, the id after which the least advanced of them
-    /// still needs messages.
-    public func resumePositions(on loop: any EventLoop) async -> [RoomName: MessageID] {
-        guard let fanout = state.withLock({ $0.fanouts[ObjectIdentifier(loop)] }) else { return [:] }
-        return (try? await loop.submit { fanout.positions() }.get()) ?? [:]
-    }
-
-    public func hasSubscribers(room: RoomName, on loop: any EventLoop) -> Bool {
-        state.withLock { $0.routes[room]?.fanouts.contains { $0.eventLoop === loop } ?? false }
+    public func hasSubscribers(room: RoomName) -> Bool {
+        state.withLock { $0.routes[room] != nil }
     }
 
     /// Writes a heartbeat to every subscriber that has written nothing for `interval`.

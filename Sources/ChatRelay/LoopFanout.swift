@@ -228,11 +228,11 @@ final class LoopFanout: @unchecked Sendable {
         return (rooms.values.reduce(0) { $0 + $1.count }, queued)
     }
 
-    /// For each room, the least advanced position of this loop's subscribers, on the loop.
-    func positions() -> [RoomName: MessageID] {
+    /// For each room `include` accepts, the least advanced position of this loop's subscribers, on the loop.
+    func positions(of include: (RoomName) -> Bool) -> [RoomName: MessageID] {
         eventLoop.assertInEventLoop()
         var positions: [RoomName: MessageID] = [:]
-        for (room, subscribers) in rooms {
+        for (room, subscribers) in rooms where include(room) {
             if let oldest = subscribers.lazy.compactMap(\.floor).min() {
                 positions[room] = oldest
             }

@@ -1,13 +1,13 @@
 import NIOCore
 
 extension RedisBroker {
-    /// Reads each room after the position of its subscribers on `loop` and delivers what they
-    /// missed: runs right after that loop's subscriber (re)subscribed, while it holds newer
-    /// messages back. The command connections may still be reconnecting, so each read is retried
-    /// for a few seconds. Returns false if the gap could not be filled: the subscriber then
-    /// subscribes again and this runs again.
-    func fillGaps(on loop: any EventLoop) async -> Bool {
-        let positions = await sink.resumePositions(on: loop)
+    /// Reads each room `owned` accepts after the position of its subscribers on this node and
+    /// delivers what they missed: runs right after the subscriber that owns those rooms
+    /// (re)subscribed, while it holds newer messages back. The command connections may still be
+    /// reconnecting, so each read is retried for a few seconds. Returns false if the gap could not
+    /// be filled: the subscriber then subscribes again and this runs again.
+    func fillGaps(owned: @escaping @Sendable (RoomName) -> Bool) async -> Bool {
+        let positions = await sink.resumePositions(of: owned)
         guard !positions.isEmpty else { return true }
         var filled = 0
         for (room, position) in positions {
@@ -21,7 +21,7 @@ extension RedisBroker {
                     metrics.gapFillMessages.increment(by: Int64(filled))
                     return false
                 }
-                for message in page { sink.deliver(message, on: loop) }
+                for message in page { sink.deliver(message) }
                 filled += page.count
                 guard page.count == Self.gapFillPage, let last = page.last else { break }
                 after = last.id

@@ -6,27 +6,28 @@ import RedisClient
 import Synchronization
 
 /// The cluster broker: history in one Redis stream per room, live events on pub/sub, so a client
-/// on any node sees every message of its room: on the room's own channel, which only the event
-/// loops serving the room subscribe to (`ChannelRouting.room`, the default), or on one channel
-/// for all rooms that every loop subscribes to (`.shared`).
+/// on any node sees every message of its room: on the room's own channel, which only the nodes
+/// serving the room subscribe to (`ChannelRouting.room`, the default), or on one channel for all
+/// rooms that every node subscribes to (`.shared`).
 ///
 /// - Every event loop of the node has its own command connection, living on that loop: a request
 ///   handler (which runs on its connection's loop) reaches Redis and gets its reply without a
 ///   thread hop. Publish is one atomic script round trip (see `publishScript`); concurrent POSTs
 ///   on a loop share round trips. A 201 means Redis confirmed the append and the PUBLISH.
-/// - Every event loop also has its own subscriber connection, which hands each live event to the
-///   hub for that loop's streams only: Redis wakes every loop itself, so no loop waits for
-///   another to pass an event on. A node's own messages come back through them and only through
-///   them, so each stream gets each message once.
-/// - After a lost subscription is restored, every room with subscribers on its loop is read from
-///   the stream after their position, before any newer live message is handed over, so
+/// - Every event loop also has a subscriber connection. A room's channel is held by one of them,
+///   the room's owner (by a hash of its name; with `.shared`, the first loop's holds the one
+///   channel), which hands each event to the hub for every loop's streams: Redis sends an event
+///   to a node once, however its streams are spread over the node's loops. A node's own messages
+///   come back this way and only this way, so each stream gets each message once.
+/// - After a lost subscription is restored, every room it owns with subscribers on this node is
+///   read from the stream after their position, before any newer live message is handed over, so
 ///   subscribers that stayed connected lose nothing that got a 201.
 public final class RedisBroker: Broker {
     public let kind = "redis"
     public let keys: RedisKeys
     public let historyCapacity: Int
     public let routing: ChannelRouting
-    /// How long a room's channel stays subscribed on a loop after its last subscriber there left.
+    /// How long a room's channel stays subscribed after the node's last subscriber of the room left.
     public let linger: Duration
     /// A room's keys expire this long after its last message; nil: never.
     public let historyTTL: Duration?
@@ -37,7 +38,7 @@ public final class RedisBroker: Broker {
     private let nextClient = Atomic<Int>(0)
     private let state: RedisReadiness
     private let scriptSHA = Mutex<String?>(nil)
-    /// One per event loop, made by `run()`.
+    /// One per event loop, in the group's order, made by `run()`.
     private let subscribers = Mutex<[RedisSubscriber]>([])
     let sink: any LiveEventSink
     let metrics: RelayMetrics
@@ -89,7 +90,7 @@ public final class RedisBroker: Broker {
     /// Runs the command connections and the subscriber until cancelled.
     public func run() async throws {
         // Made here, not in init: their callbacks need `self`.
-        let subscribers = clients.map { makeSubscriber(eventLoop: $0.eventLoop) }
+        let subscribers = clients.indices.map { makeSubscriber(index: $0) }
         self.subscribers.withLock { $0 = subscribers }
         for client in clients { client.start() }
         for subscriber in subscribers { subscriber.start() }
@@ -100,9 +101,10 @@ public final class RedisBroker: Broker {
         for client in clients { client.stop() }
     }
 
-    /// The subscriber feeding the hub for the streams on `eventLoop`, on that loop.
-    private func makeSubscriber(eventLoop: any EventLoop) -> RedisSubscriber {
-        var configuration = RedisSubscriber.Configuration(url: url, channels: routing == .shared ? [keys.channel] : [])
+    /// The subscriber of event loop `index`: it holds the channels of the rooms it owns.
+    private func makeSubscriber(index: Int) -> RedisSubscriber {
+        let eventLoop = clients[index].eventLoop
+        var configuration = RedisSubscriber.Configuration(url: url, channels: routing == .shared && index == 0 ? [keys.channel] : [])
         configuration.linger = linger
         return RedisSubscriber(configuration: configuration, eventLoop: eventLoop) { [self] reconnected in
             // Once per node: when the last of its subscriptions is up (again).
@@ -111,11 +113,11 @@ public final class RedisBroker: Broker {
                 if reconnected { metrics.brokerReconnects.increment() }
             }
             // Live messages are held until the gap is filled, so they come after it.
-            return await fillGaps(on: eventLoop) ? .proceed : .resubscribe
+            return await fillGaps { [self] room in owner(of: room) == index } ? .proceed : .resubscribe
         } onMessage: { [self] channel, payload in
             metrics.redisEventsReceived.increment()
             if let message = Self.parseEvent(payload) {
-                sink.deliver(message, on: eventLoop)
+                sink.deliver(message)
             } else {
                 logger.warning(
                     "ignored a malformed event",
@@ -126,18 +128,31 @@ public final class RedisBroker: Broker {
             logger.warning("redis subscription down", metadata: ["error": "\(error)"])
         } stillWanted: { [keys, sink] channel in
             guard let room = keys.room(ofChannel: channel) else { return false }
-            return sink.hasSubscribers(room: room, on: eventLoop)
+            return sink.hasSubscribers(room: room)
         } onListening: { [metrics] delta in
             metrics.redisRoomChannels.increment(by: Double(delta))
         }
     }
 
-    /// With `.room`: subscribes `loop`'s subscriber to the room's channel, if it is not yet, and
-    /// returns once Redis confirmed it, so that every event published from then on reaches the
-    /// loop; the caller reads the room's history after this. Returns at once when the subscription
-    /// is down: after it comes back, the gap fill reads every room with subscribers on the loop.
-    public func listen(room: RoomName, on loop: any EventLoop) async throws {
-        guard routing == .room, let subscriber = subscribers.withLock({ $0.first { $0.eventLoop === loop } }) else { return }
+    /// The event loop (index) whose subscriber holds `room`'s channel: the same for the node's
+    /// whole life, spread evenly (FNV-1a of the name); with `.shared`, the first.
+    func owner(of room: RoomName) -> Int {
+        guard routing == .room, clients.count > 1 else { return 0 }
+        var hash: UInt32 = 2_166_136_261
+        for byte in room.value.utf8 {
+            hash = (hash ^ UInt32(byte)) &* 16_777_619
+        }
+        return Int(hash % UInt32(clients.count))
+    }
+
+    /// With `.room`: subscribes the room's owner to the room's channel, if it is not yet, and
+    /// returns once Redis confirmed it, so that every event published from then on reaches this
+    /// node; the caller reads the room's history after this. Returns at once when the subscription
+    /// is down: after it comes back, the gap fill reads every room it owns with subscribers here.
+    public func listen(room: RoomName) async throws {
+        guard routing == .room else { return }
+        let owner = owner(of: room)
+        guard let subscriber = subscribers.withLock({ $0.indices.contains(owner) ? $0[owner] : nil }) else { return }
         do {
             try await subscriber.listen(keys.channel(room)).get()
         } catch {

@@ -43,8 +43,8 @@ public struct RelayMetrics: Sendable {
     public let redisRequests: Counter
     /// Room channels this node's subscriber connections hold (`ChannelRouting.room`), lingering ones included.
     public let redisRoomChannels: Meter
-    /// Live events this node received from Redis (one per event loop that subscribed): with a
-    /// channel per room, only those of rooms it serves.
+    /// Live events this node received from Redis: with a channel per room, only those of rooms
+    /// it serves.
     public let redisEventsReceived: Counter
 
     public init(factory: any MetricsFactory) {

@@ -58,8 +58,8 @@ extension RelayNode {
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
         let replay: Replay
         do {
-            // Live events of the room reach this loop from here on; what came before is in the replay.
-            try await broker.listen(room: room, on: output.eventLoop)
+            // Live events of the room reach this node from here on; what came before is in the replay.
+            try await broker.listen(room: room)
             replay = try await broker.replay(room: room, after: resumeAfter)
         } catch {
             hub.unsubscribe(subscription)

@@ -6,9 +6,8 @@ import Testing
 final class RecordingSink: LiveEventSink {
     let received = Mutex<[StoredMessage]>([])
     func deliver(_ message: StoredMessage) { received.withLock { $0.append(message) } }
-    func deliver(_ message: StoredMessage, on loop: any EventLoop) { Issue.record("the embedded broker delivers once per node") }
-    func resumePositions(on loop: any EventLoop) async -> [RoomName: MessageID] { [:] }
-    func hasSubscribers(room: RoomName, on loop: any EventLoop) -> Bool { false }
+    func resumePositions(of include: @escaping @Sendable (RoomName) -> Bool) async -> [RoomName: MessageID] { [:] }
+    func hasSubscribers(room: RoomName) -> Bool { false }
     var ids: [MessageID] { received.withLock { $0.map(\.id) } }
 }
 
