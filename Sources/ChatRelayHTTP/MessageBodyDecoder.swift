@@ -11,18 +11,50 @@ public enum MessageBodyDecoder {
         case form
 
         /// Parses a `Content-Type` value: the media type before any parameters, case-insensitive.
-        /// `charset`, if given, must be UTF-8. Returns nil for any other type.
+        /// `charset`, if given, must be UTF-8. Returns nil for any other type. On the value's bytes,
+        /// ASCII only (as media types are): every POST goes through here.
         public init?(contentType: String?) {
             guard let contentType else { return nil }
-            let parts = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-            switch parts.first {
-            case "application/json": self = .json
-            case "application/x-www-form-urlencoded": self = .form
-            default: return nil
+            var parts = contentType.utf8.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false)[...]
+            guard let first = parts.popFirst() else { return nil }
+            let type = Self.trimmed(first)
+            if Self.equalsIgnoringCase(type, "application/json") {
+                self = .json
+            } else if Self.equalsIgnoringCase(type, "application/x-www-form-urlencoded") {
+                self = .form
+            } else {
+                return nil
             }
-            for parameter in parts.dropFirst() where parameter.hasPrefix("charset=") {
-                let charset = parameter.dropFirst("charset=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-                guard charset == "utf-8" || charset == "utf8" else { return nil }
+            let charsetName = Array("charset=".utf8)
+            for part in parts {
+                let parameter = Self.trimmed(part)
+                guard parameter.count >= charsetName.count,
+                    Self.equalsIgnoringCase(parameter.prefix(charsetName.count), "charset=")
+                else { continue }
+                var value = parameter.dropFirst(charsetName.count)
+                if value.first == UInt8(ascii: "\""), value.last == UInt8(ascii: "\""), value.count >= 2 {
+                    value = value.dropFirst().dropLast()
+                }
+                guard Self.equalsIgnoringCase(value, "utf-8") || Self.equalsIgnoringCase(value, "utf8") else { return nil }
+            }
+        }
+
+        /// `bytes` without leading and trailing spaces and tabs.
+        private static func trimmed(_ bytes: Substring.UTF8View) -> Substring.UTF8View {
+            let blank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+            guard let start = bytes.firstIndex(where: { !blank($0) }), let end = bytes.lastIndex(where: { !blank($0) }) else {
+                return bytes[bytes.startIndex..<bytes.startIndex]
+            }
+            return bytes[start...end]
+        }
+
+        /// Whether `bytes` spell `lowercase` (ASCII, lowercase) in any case.
+        private static func equalsIgnoringCase(_ bytes: Substring.UTF8View, _ lowercase: StaticString) -> Bool {
+            guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+            return lowercase.withUTF8Buffer { expected in
+                zip(bytes, expected).allSatisfy { byte, wanted in
+                    (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 == wanted : byte == wanted
+                }
             }
         }
     }
@@ -42,23 +74,23 @@ public enum MessageBodyDecoder {
         guard String(validating: bytes, as: UTF8.self) != nil else {
             throw APIError.invalidBody("The body is not valid UTF-8.")
         }
-        let object: Any
+        // JSONDecoder, not JSONSerialization: no dictionary of `Any` to build and cast back.
         do {
-            object = try JSONSerialization.jsonObject(with: Data(bytes))
+            let fields = try JSONDecoder().decode(PublishBody.self, from: Data(bytes))
+            return (fields.user ?? "", fields.text ?? "")
+        } catch DecodingError.typeMismatch(_, let context) where !context.codingPath.isEmpty {
+            throw APIError.invalidField("\(context.codingPath[0].stringValue): must be a string")
+        } catch DecodingError.typeMismatch {
+            throw APIError.invalidBody("The body must be a JSON object: {\"user\": \"…\", \"text\": \"…\"}.")
         } catch {
             throw APIError.invalidBody("The body is not valid JSON.")
         }
-        guard let fields = object as? [String: Any] else {
-            throw APIError.invalidBody("The body must be a JSON object: {\"user\": \"…\", \"text\": \"…\"}.")
-        }
-        func string(_ name: String) throws -> String {
-            guard let value = fields[name] else { return "" }
-            guard let text = value as? String else {
-                throw APIError.invalidField("\(name): must be a string")
-            }
-            return text
-        }
-        return (try string("user"), try string("text"))
+    }
+
+    /// The fields of a JSON publish body; others are ignored, a missing one is nil.
+    private struct PublishBody: Decodable {
+        let user: String?
+        let text: String?
     }
 
     private static func decodeForm(_ bytes: ByteBufferView) throws -> (user: String, text: String) {

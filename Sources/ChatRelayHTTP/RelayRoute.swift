@@ -50,9 +50,9 @@ enum RelayRoute: Equatable, Sendable {
             return .failure(APIError(.notFound, code: "not_found", message: "No such path: \(path.prefix(200))."))
         }
         let allowed = resource.methods
-        let allow = allowed.map(\.rawValue).joined(separator: ", ")
-        if method == .OPTIONS { return .success(.options(allow: allow)) }
-        guard allowed.contains(method) else { return .failure(.methodNotAllowed(method.rawValue, allow: allow)) }
+        // `Allow` is spelled out only for the answers that carry it.
+        if method == .OPTIONS { return .success(.options(allow: Self.allow(allowed))) }
+        guard allowed.contains(method) else { return .failure(.methodNotAllowed(method.rawValue, allow: Self.allow(allowed))) }
         switch resource {
         case .page: return .success(.page)
         case .live: return .success(.live)
@@ -69,45 +69,62 @@ enum RelayRoute: Equatable, Sendable {
         }
     }
 
+    private static func allow(_ methods: [HTTPMethod]) -> String {
+        methods.map(\.rawValue).joined(separator: ", ")
+    }
+
     /// The paths the node serves.
     private enum Resource {
         case page, live, ready, metrics, lobbyEvents, lobbyMessages, tickets, session
         case roomEvents(Substring)
         case roomMessages(Substring)
 
+        /// Compares bytes, not `String`s: a `switch` on strings compares them as Unicode text
+        /// (normalization included), which showed in the profile of every request.
         init?(path: Substring) {
-            switch path {
-            case "/": self = .page
-            case "/health/live": self = .live
-            case "/health/ready", "/health": self = .ready
-            case "/metrics": self = .metrics
-            case "/events": self = .lobbyEvents
-            case "/messages": self = .lobbyMessages
-            case "/auth/tickets": self = .tickets
-            case "/auth/session": self = .session
-            default:
-                guard path.hasPrefix("/rooms/") else { return nil }
-                let parts = path.dropFirst("/rooms/".count).split(separator: "/", omittingEmptySubsequences: false)
-                guard parts.count == 2, !parts[0].isEmpty else { return nil }
-                switch parts[1] {
-                case "events": self = .roomEvents(parts[0])
-                case "messages": self = .roomMessages(parts[0])
-                default: return nil
-                }
+            let bytes = path.utf8
+            if let fixed = Self.fixed.first(where: { bytes.elementsEqual($0.path.utf8) }) {
+                self = fixed.resource
+                return
+            }
+            let prefix = "/rooms/".utf8
+            guard bytes.starts(with: prefix) else { return nil }
+            let rest = bytes.dropFirst(prefix.count)
+            guard let slash = rest.firstIndex(of: UInt8(ascii: "/")), slash != rest.startIndex else { return nil }
+            let name = path[rest.startIndex..<slash]
+            let tail = rest[rest.index(after: slash)...]
+            if tail.elementsEqual("messages".utf8) {
+                self = .roomMessages(name)
+            } else if tail.elementsEqual("events".utf8) {
+                self = .roomEvents(name)
+            } else {
+                return nil
             }
         }
+
+        /// The paths without a room.
+        private static let fixed: [(path: String, resource: Resource)] = [
+            ("/", .page), ("/health/live", .live), ("/health/ready", .ready), ("/health", .ready), ("/metrics", .metrics),
+            ("/events", .lobbyEvents), ("/messages", .lobbyMessages), ("/auth/tickets", .tickets), ("/auth/session", .session),
+        ]
 
         /// `HEAD` wherever `GET` is but for streams: a stream has no end, so no `HEAD` either.
         var methods: [HTTPMethod] {
             switch self {
-            case .page, .live, .ready, .metrics: [.GET, .HEAD]
-            case .lobbyEvents, .roomEvents: [.GET]
-            case .lobbyMessages: [.POST]
-            case .roomMessages: [.GET, .HEAD, .POST]
-            case .tickets: [.POST]
-            case .session: [.POST, .DELETE]
+            case .page, .live, .ready, .metrics: Self.readable
+            case .lobbyEvents, .roomEvents: Self.getOnly
+            case .lobbyMessages, .tickets: Self.postOnly
+            case .roomMessages: Self.messages
+            case .session: Self.sessionMethods
             }
         }
+
+        // Made once: `methods` is asked for on every request.
+        private static let readable: [HTTPMethod] = [.GET, .HEAD]
+        private static let getOnly: [HTTPMethod] = [.GET]
+        private static let postOnly: [HTTPMethod] = [.POST]
+        private static let messages: [HTTPMethod] = [.GET, .HEAD, .POST]
+        private static let sessionMethods: [HTTPMethod] = [.POST, .DELETE]
     }
 }
 

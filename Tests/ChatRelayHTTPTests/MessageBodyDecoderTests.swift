@@ -26,6 +26,11 @@ import Testing
         #expect(MessageBodyDecoder.MediaType(contentType: "multipart/form-data; boundary=x") == nil)
         #expect(MessageBodyDecoder.MediaType(contentType: "application/json; charset=latin1") == nil)
         #expect(MessageBodyDecoder.MediaType(contentType: nil) == nil)
+        #expect(MessageBodyDecoder.MediaType(contentType: " application/json ;\tcharset=\"utf-8\" ") == .json)
+        #expect(MessageBodyDecoder.MediaType(contentType: "APPLICATION/JSON;CHARSET=UTF8;foo=bar") == .json)
+        #expect(MessageBodyDecoder.MediaType(contentType: "application/jsonx") == nil)
+        #expect(MessageBodyDecoder.MediaType(contentType: "application/json; charset=\"") == nil)
+        #expect(MessageBodyDecoder.MediaType(contentType: "") == nil)
     }
 
     @Test func json() throws {
@@ -33,6 +38,9 @@ import Testing
         #expect(fields.user == "alé")
         #expect(fields.text == "a\nb")
         #expect(try decode(Array(#"{"user":"a"}"#.utf8), .json).text == "")
+        // null is no value, as a missing field (validation asks for it).
+        #expect(try decode(Array(#"{"user":"a","text":null}"#.utf8), .json).text == "")
+        #expect(try decode(Array(#"{"nested":{"a":[1,{"b":null}]},"user":"a","text":"t"}"#.utf8), .json).text == "t")
     }
 
     @Test func badJSON() {
@@ -41,6 +49,9 @@ import Testing
         #expect(errorCode(Array("\"x\"".utf8), .json) == "invalid_body")
         #expect(errorCode([0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D], .json) == "invalid_body")  // {"\xFF":1}
         #expect(errorCode(Array(#"{"user":5,"text":"t"}"#.utf8), .json) == "invalid_field")
+        #expect(errorCode(Array(#"{"user":"u","text":["t"]}"#.utf8), .json) == "invalid_field")
+        #expect(errorCode(Array(#"{"user":"u","text":"t"} x"#.utf8), .json) == "invalid_body")
+        #expect(errorCode(Array("".utf8), .json) == "invalid_body")
     }
 
     @Test func form() throws {
