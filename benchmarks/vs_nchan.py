@@ -352,6 +352,8 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
         extra = {"idle_node_cpu_ms_per_s_at_rest": round(idle_node_at_rest * 1000, 3),
                  "idle_node_cpu_ms_per_s_during_run": round((idle_node_end - sample.get("idle_node_open", idle_node_start))
                                                             / seconds * 1000, 3)}
+        if isinstance(system, Relay):
+            extra["idle_node_events_received"] = relay_metric(system.ports[system.serving], "chat_relay_redis_events_received_total")
     return extra | {
         "report": report,
         "exit": process.returncode,
@@ -363,6 +365,18 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
         "open_kib": sample.get("open_kib"),
         "kib_per_subscriber": round((sample["open_kib"] - idle_kib) / streams, 2) if streams and "open_kib" in sample else None,
     }
+
+
+def relay_metric(port, name):
+    """An unlabelled metric of a chat-relay node (0 when it has not been recorded yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+    except OSError:
+        return None
+    return 0
 
 
 def scenario_systems(spec, systems):
@@ -445,7 +459,7 @@ def combine_rounds(rounds):
     for key in ("lost", "duplicated", "outOfOrder", "delivered", "deliveriesExpected"):
         report[key] = sum(r["report"][key] for r in rounds)
     for key in ("server_cpu_us_per_delivery", "machine_cpu_us_per_delivery", "kib_per_subscriber", "redis_cpu_us_per_delivery",
-                "idle_node_cpu_ms_per_s_at_rest", "idle_node_cpu_ms_per_s_during_run"):
+                "idle_node_cpu_ms_per_s_at_rest", "idle_node_cpu_ms_per_s_during_run", "idle_node_events_received"):
         if key in result:
             result[key] = median(r.get(key) for r in rounds)
     result["exit"] = max(r["exit"] for r in rounds)
@@ -580,7 +594,9 @@ def many_rooms_section(results, spec, measured, fmt):
             lines.append(f"| {spec[name]['placement']} | {system} | {fmt(round(report['deliveriesPerSecond']))} | "
                          f"{fmt(latency['p50'])} | {fmt(latency['p99'])} | {report['lost']} | "
                          f"{fmt(result['server_cpu_us_per_delivery'])} | {fmt(result.get('redis_cpu_us_per_delivery'))} | "
-                         f"{fmt(result.get('idle_node_cpu_ms_per_s_at_rest'))} → {fmt(result.get('idle_node_cpu_ms_per_s_during_run'))} |")
+                         f"{fmt(result.get('idle_node_cpu_ms_per_s_at_rest'))} → {fmt(result.get('idle_node_cpu_ms_per_s_during_run'))}"
+                         + (f" ({fmt(int(result['idle_node_events_received']))} events received)"
+                            if result.get("idle_node_events_received") is not None else "") + " |")
     return lines + [""]
 
 
