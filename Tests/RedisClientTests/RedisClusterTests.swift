@@ -1,5 +1,6 @@
 import Foundation
 import RedisClient
+import Synchronization
 import TestSupport
 import Testing
 
@@ -52,7 +53,10 @@ import Testing
     }
 }
 
-/// Against a real Redis Cluster of three masters and three replicas on loopback.
+/// Against a real Redis Cluster of three masters and three replicas on loopback: the slot map,
+/// and `RedisClusterClient`'s routing, a slot migrated by hand (ASK, then MOVED), a live
+/// resharding under writes, and a master killed (its replica takes over). One cluster at a time:
+/// six servers each are load enough for a machine that runs the other suites beside them.
 @Suite(.serialized) struct RedisClusterTests {
     @Test(.timeLimit(.minutes(2))) func theSlotMapOfARealClusterSendsEveryKeyToTheNodeThatServesIt() async throws {
         let cluster = try await RedisCluster()
@@ -86,4 +90,120 @@ import Testing
             #expect(redirect.kind == .moved && redirect.slot == slot && redirect.port == owner.port)
         }
     }
+
+    func clusterClient(_ cluster: RedisCluster) throws -> RedisClusterClient {
+        RedisClusterClient(configuration: .init(seeds: [try RedisURL(cluster.seedURL)]))
+    }
+
+    /// The node id of the server on `port`.
+    func nodeID(_ cluster: RedisCluster, port: Int) throws -> String {
+        let server = try #require(cluster.servers.first { $0.port == port })
+        return try cluster.cli(server, ["CLUSTER", "MYID"])
+    }
+
+    @Test(.timeLimit(.minutes(2))) func followsASlotMigratedKeyByKey() async throws {
+        let cluster = try await RedisCluster()
+        defer { cluster.killNow() }
+        let client = try clusterClient(cluster)
+        defer { client.stop() }
+        let (moved, stays) = ("{room-7}:moved", "{room-7}:stays")
+        let slot = RedisKeySlot.of(moved)
+        #expect(slot == RedisKeySlot.of(stays))
+        #expect(try await client.command(["SET", RedisArgument(moved), "a"], slot: slot).string == "OK")
+        #expect(try await client.command(["SET", RedisArgument(stays), "b"], slot: slot).string == "OK")
+
+        let map = try #require(client.slotMap)
+        let source = try #require(map.master(of: slot))
+        let target = try #require(map.masters.first { $0 != source })
+        let sourceServer = try #require(cluster.servers.first { $0.port == source.port })
+        let targetServer = try #require(cluster.servers.first { $0.port == target.port })
+        let (sourceID, targetID) = (try nodeID(cluster, port: source.port), try nodeID(cluster, port: target.port))
+        #expect(try cluster.cli(targetServer, ["CLUSTER", "SETSLOT", "\(slot)", "IMPORTING", sourceID]) == "OK")
+        #expect(try cluster.cli(sourceServer, ["CLUSTER", "SETSLOT", "\(slot)", "MIGRATING", targetID]) == "OK")
+        #expect(try cluster.cli(sourceServer, ["MIGRATE", "127.0.0.1", "\(target.port)", moved, "0", "5000"]) == "OK")
+
+        // Mid-migration: each key answered where it is, in one pipeline.
+        let replies = try await client.pipeline([["GET", RedisArgument(moved)], ["GET", RedisArgument(stays)]], slot: slot)
+        #expect(replies.map(\.string) == ["a", "b"])
+
+        // The migration ends: the slot is the target's, the source answers MOVED, the map follows.
+        #expect(try cluster.cli(sourceServer, ["MIGRATE", "127.0.0.1", "\(target.port)", stays, "0", "5000"]) == "OK")
+        for server in try cluster.masters() {
+            _ = try cluster.cli(server, ["CLUSTER", "SETSLOT", "\(slot)", "NODE", targetID])
+        }
+        #expect(try await client.command(["GET", RedisArgument(stays)], slot: slot).string == "b")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await client.refreshSlotMap().master(of: slot) == target)
+    }
+
+    @Test(.timeLimit(.minutes(3))) func writesGoOnThroughALiveReshardAndAFailover() async throws {
+        let cluster = try await RedisCluster()
+        defer { cluster.killNow() }
+        let client = try clusterClient(cluster)
+        defer { client.stop() }
+        let keys = (0..<200).map { "{r\($0)}:counter" }
+        _ = try await client.refreshSlotMap()
+
+        // Writers increment every key while redis-cli moves 2000 slots from one master to another.
+        let log = WriteLog()
+        let writers = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for worker in 0..<4 {
+                    group.addTask {
+                        var index = worker
+                        while !log.stop.load(ordering: .relaxed) {
+                            let key = keys[index % keys.count]
+                            index += 4
+                            do {
+                                let reply = try await client.command(["INCR", RedisArgument(key)], slot: RedisKeySlot.of(key))
+                                if reply.integer != nil {
+                                    log.counts.withLock { $0[key, default: 0] += 1 }
+                                } else {
+                                    log.failures.withLock { $0.append("\(reply)") }
+                                }
+                            } catch {
+                                log.failures.withLock { $0.append("\(error)") }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let map = try #require(client.slotMap)
+        let (from, to) = (map.masters[0], map.masters[1])
+        let reshard = try ChildProcess.run(
+            "/usr/bin/redis-cli",
+            [
+                "--cluster", "reshard", "127.0.0.1:\(from.port)", "--cluster-from", try nodeID(cluster, port: from.port),
+                "--cluster-to", try nodeID(cluster, port: to.port), "--cluster-slots", "2000", "--cluster-yes",
+                "--cluster-pipeline", "20",
+            ], timeout: .seconds(90))
+        #expect(reshard.status == 0, "\(reshard.errors)")
+        try await Task.sleep(for: .milliseconds(300))
+        let duringReshard = log.failures.withLock { $0 }
+        #expect(duringReshard.isEmpty, "\(duringReshard.count) writes failed during the reshard: \(duringReshard.prefix(3))")
+        #expect(try await client.refreshSlotMap().shards.filter { $0.master == to }.reduce(0) { $0 + $1.slots.count } >= 7461)
+
+        // A master killed: its replica takes over within a few seconds; writes wait and go on.
+        let victim = try #require(cluster.servers.first { $0.port == from.port })
+        victim.killNow()
+        try await Task.sleep(for: .seconds(6))
+        log.stop.store(true, ordering: .relaxed)
+        await writers.value
+        let lost = log.failures.withLock { $0 }
+        // A write to the dead master may fail once its patience (5 s) ran out before the
+        // promotion; the rest went on. Every key's counter equals the writes that got a reply.
+        #expect(lost.count < 20, "failures during the failover: \(lost.prefix(5))")
+        for key in keys {
+            let value = try await client.command(["GET", RedisArgument(key)], slot: RedisKeySlot.of(key))
+            #expect(Int(value.string ?? "0") ?? -1 >= log.counts.withLock { $0[key] ?? 0 }, "\(key)")
+        }
+    }
+}
+
+/// What the writers of a test did, shared between their tasks.
+final class WriteLog: Sendable {
+    let counts = Mutex<[String: Int]>([:])
+    let failures = Mutex<[String]>([])
+    let stop = Atomic<Bool>(false)
 }

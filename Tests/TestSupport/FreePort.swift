@@ -19,6 +19,24 @@ public func freeLoopbackPort() -> Int {
     }
 }
 
+/// A free port whose companion `port + offset` is free too, both given out once (a Redis
+/// Cluster node listens on its port and on its cluster bus, 10 000 higher). Both stay below the
+/// ephemeral range.
+public func freeLoopbackPort(withCompanionAt offset: Int) -> Int {
+    while true {
+        let port = Int.random(in: 20_000..<(32_000 - offset))
+        guard
+            givenPorts.withLock({ given in
+                guard !given.contains(port), !given.contains(port + offset) else { return false }
+                given.insert(port)
+                given.insert(port + offset)
+                return true
+            })
+        else { continue }
+        if isBindable(port), isBindable(port + offset) { return port }
+    }
+}
+
 private let givenPorts = Mutex<Set<Int>>([])
 
 /// Whether a listening socket could take `port` on 127.0.0.1 now.

@@ -15,12 +15,17 @@ public final class RedisCluster: Sendable {
         for _ in 0..<(masters * (1 + replicasPerMaster)) {
             servers.append(
                 try await RedisServer(
-                    appendOnly: true,
+                    appendOnly: false,
                     arguments: [
+                        // What a cluster whose masters fail over runs: an append-only file written
+                        // every second (fsync on every write, six times over, weighs on the machine).
+                        "--appendonly", "yes", "--appendfsync", "everysec",
                         "--cluster-enabled", "yes", "--cluster-node-timeout", "\(nodeTimeoutMilliseconds)",
                         // A replica syncs at once, not after Redis's 5 s of waiting for others.
                         "--repl-diskless-sync-delay", "0",
-                    ]))
+                    ],
+                    // The cluster bus listens 10 000 above the port.
+                    port: freeLoopbackPort(withCompanionAt: 10_000)))
         }
         self.servers = servers
         let create = try ChildProcess.run(

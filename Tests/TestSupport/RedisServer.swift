@@ -13,9 +13,10 @@ public final class RedisServer: @unchecked Sendable {
 
     /// - Parameter appendOnly: keep an fsync-always append-only file, so a restart keeps every
     ///   acknowledged write (what a deployment that promises no loss runs).
-    public init(appendOnly: Bool = true, arguments: [String] = []) async throws {
-        port = freeLoopbackPort()
-        directory = NSTemporaryDirectory() + "chat-relay-redis-\(port)-\(UUID().uuidString.prefix(8))"
+    ///   - port: where it listens (default: a free one).
+    public init(appendOnly: Bool = true, arguments: [String] = [], port: Int? = nil) async throws {
+        self.port = port ?? freeLoopbackPort()
+        directory = NSTemporaryDirectory() + "chat-relay-redis-\(self.port)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         extraArguments = (appendOnly ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]) + arguments
         try await start()
