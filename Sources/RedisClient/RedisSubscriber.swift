@@ -35,6 +35,10 @@ public final class RedisSubscriber: @unchecked Sendable {
         public var linger: Duration = .seconds(10)
         /// Channels per SUBSCRIBE or UNSUBSCRIBE command.
         public var batch = 1000
+        /// Sharded pub/sub (Redis 7, `SSUBSCRIBE`): for a Redis Cluster node, which delivers what
+        /// `SPUBLISH` sends to channels of the slots it serves. A command names channels of one
+        /// slot only; a channel whose slot moves away is dropped by the server (`onMoved`).
+        public var sharded = false
 
         public init(url: RedisURL, channels: [String]) {
             self.url = url
@@ -66,6 +70,7 @@ public final class RedisSubscriber: @unchecked Sendable {
     private let onDown: @Sendable (RedisError) -> Void
     private let stillWanted: @Sendable (_ channel: String) -> Bool
     private let onListening: @Sendable (_ delta: Int) -> Void
+    private let onMoved: @Sendable (_ channel: String) -> Void
     private let up = Atomic<Bool>(false)
 
     // loop-confined
@@ -90,6 +95,8 @@ public final class RedisSubscriber: @unchecked Sendable {
     ///   - onDown: the connection is down (and will be retried), on `eventLoop`.
     ///   - stillWanted: whether a channel asked for with `listen(_:)` is still needed, on `eventLoop`.
     ///   - onListening: the number of asked-for channels changed by `delta`, on `eventLoop`.
+    ///   - onMoved: sharded: the server dropped an asked-for channel, whose slot it no longer
+    ///     serves; the channel stays asked for here, unconfirmed, for the owner to move it.
     public init(
         configuration: Configuration,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
@@ -97,7 +104,8 @@ public final class RedisSubscriber: @unchecked Sendable {
         onMessage: @escaping @Sendable (_ channel: [UInt8], _ payload: [UInt8]) -> Void,
         onDown: @escaping @Sendable (RedisError) -> Void,
         stillWanted: @escaping @Sendable (_ channel: String) -> Bool = { _ in true },
-        onListening: @escaping @Sendable (_ delta: Int) -> Void = { _ in }
+        onListening: @escaping @Sendable (_ delta: Int) -> Void = { _ in },
+        onMoved: @escaping @Sendable (_ channel: String) -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.eventLoop = eventLoop
@@ -106,6 +114,7 @@ public final class RedisSubscriber: @unchecked Sendable {
         self.onDown = onDown
         self.stillWanted = stillWanted
         self.onListening = onListening
+        self.onMoved = onMoved
         self.reconnection = RedisReconnection(
             url: configuration.url, eventLoop: eventLoop, connectTimeout: configuration.connectTimeout,
             backoff: configuration.backoff, retryLostAtOnce: false)
@@ -171,17 +180,32 @@ public final class RedisSubscriber: @unchecked Sendable {
             subscribed(on: connection)
             return
         }
-        send("SUBSCRIBE", channels, on: connection)
+        send(.subscribe, channels, on: connection)
     }
 
-    /// Sends `command` for `channels`, `configuration.batch` channels per command.
-    private func send(_ command: String, _ channels: [String], on connection: RedisConnection) {
+    private enum Verb {
+        case subscribe, unsubscribe
+    }
+
+    /// Sends (S)SUBSCRIBE or (S)UNSUBSCRIBE for `channels`, `configuration.batch` channels per
+    /// command (sharded: the channels of one slot per command, as Redis requires).
+    private func send(_ verb: Verb, _ channels: [String], on connection: RedisConnection) {
+        let command: RedisArgument =
+            switch (verb, configuration.sharded) {
+            case (.subscribe, false): "SUBSCRIBE"
+            case (.unsubscribe, false): "UNSUBSCRIBE"
+            case (.subscribe, true): "SSUBSCRIBE"
+            case (.unsubscribe, true): "SUNSUBSCRIBE"
+            }
+        let groups = configuration.sharded ? Array(Dictionary(grouping: channels, by: { RedisKeySlot.of($0) }).values) : [channels]
         var commands: [RedisCommand] = []
-        var start = 0
-        while start < channels.count {
-            let end = min(start + configuration.batch, channels.count)
-            commands.append([RedisArgument(command)] + channels[start..<end].map { RedisArgument($0) })
-            start = end
+        for group in groups {
+            var start = 0
+            while start < group.count {
+                let end = min(start + configuration.batch, group.count)
+                commands.append([command] + group[start..<end].map { RedisArgument($0) })
+                start = end
+            }
         }
         connection.handler.value.sendWithoutReply(commands)
     }
@@ -211,7 +235,7 @@ public final class RedisSubscriber: @unchecked Sendable {
         }
         let promise = eventLoop.makePromise(of: Void.self)
         interests[channel] = Interest(waiters: [promise])
-        send("SUBSCRIBE", [channel], on: connection)
+        send(.subscribe, [channel], on: connection)
         return promise.futureResult
     }
 
@@ -234,7 +258,7 @@ public final class RedisSubscriber: @unchecked Sendable {
         for channel in leaving { interests[channel] = nil }
         onListening(-leaving.count)
         if let connection = reconnection.connection {
-            send("UNSUBSCRIBE", leaving, on: connection)
+            send(.unsubscribe, leaving, on: connection)
         }
     }
 
@@ -253,8 +277,19 @@ public final class RedisSubscriber: @unchecked Sendable {
         guard let current = reconnection.connection, current.channel === connection.channel else { return }
         // Anything from the server proves it alive.
         pingOutstandingSince = nil
-        guard let parts = reply.array, let kind = parts.first?.string else { return }
+        if case .error(let message) = reply {
+            refused(message)
+            return
+        }
+        guard let parts = reply.array, let pushed = parts.first?.string else { return }
+        // Sharded pub/sub's pushes are kinds of their own, of the same shapes.
+        let kind = configuration.sharded ? Self.shardedKinds[pushed] ?? pushed : pushed
         switch (kind, progress) {
+        case ("unsubscribe", _) where configuration.sharded && parts.count == 3:
+            // The server dropped a channel this subscriber still wants: its slot moved.
+            guard let channel = parts[1].string, interests[channel] != nil else { return }
+            interests[channel]!.confirmed = false
+            onMoved(channel)
         case ("message", .live) where parts.count == 3:
             onMessage(parts[1].bytes ?? [], parts[2].bytes ?? [])
         case ("message", .catchingUp(var held)) where parts.count == 3:
@@ -291,6 +326,28 @@ public final class RedisSubscriber: @unchecked Sendable {
             if let error { waiter.fail(error) } else { waiter.succeed() }
         }
     }
+
+    /// The server refused a (S)SUBSCRIBE. Sharded, a `MOVED` names the slot this node does not
+    /// serve: its channels count as moved (`onMoved`), and whoever waits for them gets the error.
+    /// Anything else is a failure of the connection's purpose: it is dropped and made again.
+    private func refused(_ message: String) {
+        eventLoop.assertInEventLoop()
+        guard configuration.sharded, let redirect = RedisRedirect(error: message) else {
+            reconnection.connection?.handler.value.close(.server(message))
+            return
+        }
+        var waiting: [EventLoopPromise<Void>] = []
+        for channel in interests.keys where RedisKeySlot.of(channel) == redirect.slot {
+            waiting += interests[channel]!.waiters
+            interests[channel]!.waiters = []
+            interests[channel]!.confirmed = false
+            onMoved(channel)
+        }
+        // After `onMoved`: a waiter that resumes finds the channel reported.
+        for waiter in waiting { waiter.fail(RedisError.server(message)) }
+    }
+
+    private static let shardedKinds = ["smessage": "message", "ssubscribe": "subscribe", "sunsubscribe": "unsubscribe"]
 
     /// Redis confirmed `channel`: whoever waits for it may go on.
     private func confirmed(_ channel: String) {

@@ -136,6 +136,59 @@ import Testing
         #expect(try await client.refreshSlotMap().master(of: slot) == target)
     }
 
+    /// A sharded subscriber on the master of a channel's slot gets what SPUBLISH sends there (from
+    /// a script too, beside keys of the same hash tag), and hears when the slot moves away.
+    @Test(.timeLimit(.minutes(2))) func shardedSubscriptionsFollowTheirSlot() async throws {
+        let cluster = try await RedisCluster()
+        defer { cluster.killNow() }
+        let client = try clusterClient(cluster)
+        defer { client.stop() }
+        let channel = "p:events:{room-3}"
+        let slot = RedisKeySlot.of(channel)
+        let map = try await client.refreshSlotMap()
+        let owner = try #require(map.master(of: slot))
+        let received = Received()
+        let moved = Mutex<[String]>([])
+        var configuration = RedisSubscriber.Configuration(url: try RedisURL("redis://\(owner.host):\(owner.port)"), channels: [])
+        configuration.sharded = true
+        let subscriber = RedisSubscriber(configuration: configuration) { reconnected in
+            received.subscribed(reconnected: reconnected)
+            return .proceed
+        } onMessage: { _, payload in
+            received.message(payload)
+        } onDown: { _ in
+            received.down()
+        } onMoved: { channel in
+            moved.withLock { $0.append(channel) }
+        }
+        subscriber.start()
+        defer { subscriber.stop() }
+        #expect(await received.wait { $0.subscribed == 1 })
+        try await subscriber.listen(channel).get()
+        // A channel of a slot another node serves: refused with MOVED, reported as moved.
+        let elsewhere = try #require((0..<100).map { "p:events:{other-\($0)}" }.first { map.master(of: RedisKeySlot.of($0)) != owner })
+        await #expect(throws: RedisError.self) { try await subscriber.listen(elsewhere).get() }
+        #expect(moved.withLock { $0 } == [elsewhere])
+        moved.withLock { $0 = [] }
+        #expect(try await client.command(["SPUBLISH", RedisArgument(channel), "direct"], slot: slot).integer == 1)
+        let script = "redis.call('XADD', KEYS[1], '*', 'm', ARGV[2]); return redis.call('SPUBLISH', ARGV[1], ARGV[2])"
+        let published = try await client.command(
+            ["EVAL", RedisArgument(script), "1", "p:room:{room-3}", RedisArgument(channel), "scripted"], slot: slot)
+        #expect(published.integer == 1)
+        #expect(await received.wait { $0.messages == ["direct", "scripted"] })
+
+        // The slot goes to another master: the subscriber is told, and keeps the channel to move.
+        let target = try #require(map.masters.first { $0 != owner })
+        let targetID = try nodeID(cluster, port: target.port)
+        for server in try cluster.masters() {
+            _ = try cluster.cli(server, ["CLUSTER", "SETSLOT", "\(slot)", "NODE", targetID])
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while moved.withLock({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(moved.withLock { $0 } == [channel])
+        #expect(try await subscriber.listening().get().contains(channel))
+    }
+
     @Test(.timeLimit(.minutes(3))) func writesGoOnThroughALiveReshardAndAFailover() async throws {
         let cluster = try await RedisCluster()
         defer { cluster.killNow() }
