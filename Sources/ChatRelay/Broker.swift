@@ -26,7 +26,8 @@ public protocol Broker: Sendable {
     /// Makes sure live events of `room` reach this node: called for each new stream after it is
     /// registered with the sink and before its replay is read, so that every message is in the
     /// replay or arrives live (or both: the stream drops what it has).
-    /// - Throws: ``BrokerError/unavailable(_:)`` when the node is shutting down.
+    /// - Throws: ``BrokerError/unavailable(_:)`` when the broker cannot yet or any more (the node
+    ///   is starting or stopping).
     func listen(room: RoomName) async throws
 
     /// The retained messages after `id` and whether some were already lost (the `reset` case).

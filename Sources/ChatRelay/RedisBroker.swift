@@ -152,7 +152,11 @@ public final class RedisBroker: Broker {
     public func listen(room: RoomName) async throws {
         guard routing == .room else { return }
         let owner = owner(of: room)
-        guard let subscriber = subscribers.withLock({ $0.indices.contains(owner) ? $0[owner] : nil }) else { return }
+        guard let subscriber = subscribers.withLock({ $0.indices.contains(owner) ? $0[owner] : nil }) else {
+            // `run()` has not made the subscribers yet (the node is starting): a stream opened now
+            // would hold no channel.
+            throw BrokerError.unavailable("the node is not subscribed to Redis yet")
+        }
         do {
             try await subscriber.listen(keys.channel(room)).get()
         } catch {

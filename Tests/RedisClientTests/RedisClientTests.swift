@@ -146,10 +146,12 @@ import Testing
         server.freeze()
         let frozenAt = ContinuousClock.now
         await #expect(throws: RedisError.self) { try await client.command(["GET", "k"]) }
+        // The bounds are the client's deadlines (a 2 s command timeout, a 1.5 s ping deadline),
+        // with room for a machine busy with the suites beside this one: "not never" is the point.
         let waited = ContinuousClock.now - frozenAt
-        #expect(waited >= .seconds(1) && waited < .seconds(4), "the request failed after \(waited), not at once and not never")
+        #expect(waited >= .seconds(1) && waited < .seconds(8), "the request failed after \(waited), not at once and not never")
         #expect(await received.wait { $0.downs >= 1 })
-        #expect(ContinuousClock.now - frozenAt < .seconds(4), "the subscription was declared dead within its ping deadline")
+        #expect(ContinuousClock.now - frozenAt < .seconds(8), "the subscription was declared dead within its ping deadline")
         #expect(!subscriber.isSubscribed)
         // A new connection is accepted by the kernel, but its AUTH is never answered.
         let late = RedisClient(configuration: .init(url: try RedisURL("redis://:pw@127.0.0.1:\(server.port)")))
@@ -157,7 +159,7 @@ import Testing
         defer { late.stop() }
         let lateAt = ContinuousClock.now
         await #expect(throws: RedisError.self) { try await late.command(["PING"]) }
-        #expect(ContinuousClock.now - lateAt < .seconds(3), "a connection attempt to a frozen server gives up")
+        #expect(ContinuousClock.now - lateAt < .seconds(6), "a connection attempt to a frozen server gives up")
 
         server.thaw()
         var value: RedisReply? = nil
@@ -221,7 +223,7 @@ import Testing
     /// Channels asked for while running: each confirmed before `listen` returns, given up after the
     /// linger once unwanted, subscribed again in batches after a restart, and kept when asked for
     /// while the server is down.
-    @Test(.timeLimit(.minutes(1))) func listenedChannelsComeAndGo() async throws {
+    @Test(.timeLimit(.minutes(2))) func listenedChannelsComeAndGo() async throws {
         let server = try await RedisServer(appendOnly: false)
         defer { server.killNow() }
         let wanted = Mutex<Set<String>>([])
@@ -244,8 +246,18 @@ import Testing
         #expect(await received.wait { $0.subscribed == 1 }, "up with no channel at all")
         let client = try client(server)
         defer { client.stop() }
+        /// Redis's count of the channels; the client may still be reconnecting after a restart
+        /// (it fails at once meanwhile), so asked again until it answers.
         func subscribedChannels() async throws -> Int {
-            try await client.command(["PUBSUB", "CHANNELS", "room-*"]).array?.count ?? -1
+            let deadline = ContinuousClock.now + .seconds(10)
+            while true {
+                do {
+                    return try await client.command(["PUBSUB", "CHANNELS", "room-*"]).array?.count ?? -1
+                } catch {
+                    guard ContinuousClock.now < deadline else { throw error }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
         }
 
         let channels = (0..<250).map { "room-\($0)" }
@@ -264,6 +276,7 @@ import Testing
         try await server.start()
         #expect(await received.wait { $0.reconnections == 1 })
         #expect(try await subscribedChannels() == 250)
+        _ = try await subscribedChannels()  // the client is back
         _ = try await client.command(["PUBLISH", "room-249", "again"])
         #expect(await received.wait { $0.messages.last == "again" })
 

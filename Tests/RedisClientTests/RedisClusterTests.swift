@@ -197,7 +197,7 @@ import Testing
         let keys = (0..<200).map { "{r\($0)}:counter" }
         _ = try await client.refreshSlotMap()
 
-        // Writers increment every key while redis-cli moves 2000 slots from one master to another.
+        // Writers increment every key while redis-cli moves 1000 slots from one master to another.
         let log = WriteLog()
         let writers = Task {
             await withTaskGroup(of: Void.self) { group in
@@ -217,6 +217,8 @@ import Testing
                             } catch {
                                 log.failures.withLock { $0.append("\(error)") }
                             }
+                            // Steady writes, not a busy loop: the suites beside this one share the cores.
+                            try? await Task.sleep(for: .milliseconds(2))
                         }
                     }
                 }
@@ -228,14 +230,14 @@ import Testing
             "/usr/bin/redis-cli",
             [
                 "--cluster", "reshard", "127.0.0.1:\(from.port)", "--cluster-from", try nodeID(cluster, port: from.port),
-                "--cluster-to", try nodeID(cluster, port: to.port), "--cluster-slots", "2000", "--cluster-yes",
+                "--cluster-to", try nodeID(cluster, port: to.port), "--cluster-slots", "1000", "--cluster-yes",
                 "--cluster-pipeline", "20",
             ], timeout: .seconds(90))
         #expect(reshard.status == 0, "\(reshard.errors)")
         try await Task.sleep(for: .milliseconds(300))
         let duringReshard = log.failures.withLock { $0 }
         #expect(duringReshard.isEmpty, "\(duringReshard.count) writes failed during the reshard: \(duringReshard.prefix(3))")
-        #expect(try await client.refreshSlotMap().shards.filter { $0.master == to }.reduce(0) { $0 + $1.slots.count } >= 7461)
+        #expect(try await client.refreshSlotMap().shards.filter { $0.master == to }.reduce(0) { $0 + $1.slots.count } >= 6461)
 
         // A master killed: its replica takes over within a few seconds; writes wait and go on.
         let victim = try #require(cluster.servers.first { $0.port == from.port })
