@@ -101,26 +101,46 @@ public final class Subscription: @unchecked Sendable {
             }
             return queued
         }
-        // Ids rise within a room's batch, so what this subscriber has not had is a suffix of it.
-        // By index, reading only the ids: iterating would copy (retain and release) every field
-        // of every event for every subscriber.
+        // Ids rise within a room's batch, so what this subscriber has not had is a suffix of it,
+        // except where a gap fill's messages meet the live ones held while it ran: then only
+        // those above the running floor are written. By index, reading only the ids: iterating
+        // would copy (retain and release) every field of every event for every subscriber.
         var start = events.startIndex
         if let floor {
             while start < events.endIndex, events[start].id <= floor { start += 1 }
         }
         guard start < events.endIndex else { return 0 }
-        let taken = events.endIndex - start
+        var rising = true
+        var index = start + 1
+        while index < events.endIndex {
+            if events[index].id <= events[index - 1].id {
+                rising = false
+                break
+            }
+            index += 1
+        }
+        let batch: ArraySlice<StoredMessage> = rising ? events[start...] : Self.aboveRunningFloor(events[start...])
+        let taken = batch.count
         if output.isWritable {
             unwritableWrites = 0
         } else {
             unwritableWrites += taken
             if unwritableWrites > capacity { return nil }
         }
-        floor = events[events.endIndex - 1].id
-        output.write(events[start...])
+        floor = batch[batch.endIndex - 1].id
+        output.write(batch)
         output.flush()
         lastWrite = now
         return taken
+    }
+
+    /// The events of `events` above every id before them: each message once, in id order.
+    private static func aboveRunningFloor(_ events: ArraySlice<StoredMessage>) -> ArraySlice<StoredMessage> {
+        var kept: [StoredMessage] = []
+        for message in events where kept.last.map({ message.id > $0.id }) ?? true {
+            kept.append(message)
+        }
+        return kept[...]
     }
 
     /// Writes a heartbeat if nothing was written since `idleSince`, on the event loop.

@@ -225,6 +225,22 @@ import Testing
         #expect(out.written == [SSE.heartbeatChunk])
     }
 
+    /// A gap fill's messages and the live ones held while it ran can meet in one batch: each is
+    /// written once, in id order.
+    @Test func overlappingEventsInOneBatchAreWrittenOnce() async throws {
+        let hub = makeHub()
+        let out = output(0)
+        try hub.subscribe(room: room, output: out).goLive(after: nil)
+        try await out.settle()
+        // Posted from the loop itself, so the fan-out takes them as one batch.
+        let room = self.room
+        try await out.eventLoop.submit {
+            for id in [1, 2, 3, 2, 3, 4, 4, 5] { hub.deliver(stored(UInt64(id), room: room)) }
+        }.get()
+        try await out.settle { out.messageIDs.last == 5 }
+        #expect(out.messageIDs == [1, 2, 3, 4, 5])
+    }
+
     @Test func resumePositionsAreEachRoomsLeastAdvancedSubscriberOnAnyLoop() async throws {
         let hub = makeHub()
         let behind = output(0)
