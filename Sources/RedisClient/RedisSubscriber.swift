@@ -218,13 +218,16 @@ public final class RedisSubscriber: @unchecked Sendable {
                 interests[channel] = interest
                 return eventLoop.makeSucceededVoidFuture()
             }
-            guard reconnection.connection != nil else {
+            guard let connection = reconnection.connection else {
                 interests[channel] = interest
                 return eventLoop.makeSucceededVoidFuture()
             }
             let promise = eventLoop.makePromise(of: Void.self)
             interest.waiters.append(promise)
             interests[channel] = interest
+            // Asked again: its SUBSCRIBE may be on its way (a second confirmation does no harm),
+            // or, sharded, it was refused or dropped and nothing would answer the waiter.
+            send(.subscribe, [channel], on: connection)
             return promise.futureResult
         }
         guard !stopped else { return eventLoop.makeFailedFuture(RedisError.notConnected("the subscriber is stopped")) }
@@ -337,14 +340,22 @@ public final class RedisSubscriber: @unchecked Sendable {
             return
         }
         var waiting: [EventLoopPromise<Void>] = []
+        var refusedChannels: [String] = []
         for channel in interests.keys where RedisKeySlot.of(channel) == redirect.slot {
             waiting += interests[channel]!.waiters
             interests[channel]!.waiters = []
             interests[channel]!.confirmed = false
+            refusedChannels.append(channel)
             onMoved(channel)
         }
         // After `onMoved`: a waiter that resumes finds the channel reported.
         for waiter in waiting { waiter.fail(RedisError.server(message)) }
+        // Refused while (re)subscribing: the others need not wait for it to be up.
+        if case .subscribing(var pending) = progress, let current = reconnection.connection {
+            for channel in refusedChannels { pending.remove(channel) }
+            progress = .subscribing(pending: pending)
+            if pending.isEmpty { subscribed(on: current) }
+        }
     }
 
     private static let shardedKinds = ["smessage": "message", "ssubscribe": "subscribe", "sunsubscribe": "unsubscribe"]
