@@ -190,9 +190,10 @@ import Testing
             #expect(!subscriber.ended, "the stream stayed open through the outage")
             #expect(subscriber.messageIDs == expected, "every 201 exactly once, in order")
         }
-        let metrics = try await HTTP.get("\(cluster.nodes[0].baseURL)/metrics").body
-        #expect(metrics.contains("chat_relay_broker_reconnects_total 1"))
-        #expect(metrics.contains("chat_relay_broker_up 1"))
+        // At least one reconnection (a loaded machine may take two: a gap fill that could not
+        // read yet subscribes again), and up again.
+        #expect(try NodeAbuseTests.metric(cluster.nodes[0], "chat_relay_broker_reconnects_total") ?? 0 >= 1)
+        #expect(try NodeAbuseTests.metric(cluster.nodes[0], "chat_relay_broker_up") == 1)
     }
 
     @Test func aKilledNodesSubscribersResumeElsewhereAndLoseNothing() async throws {
