@@ -201,12 +201,12 @@ import Testing
         let log = WriteLog()
         let writers = Task {
             await withTaskGroup(of: Void.self) { group in
-                for worker in 0..<4 {
+                for worker in 0..<2 {
                     group.addTask {
                         var index = worker
                         while !log.stop.load(ordering: .relaxed) {
                             let key = keys[index % keys.count]
-                            index += 4
+                            index += 2
                             do {
                                 let reply = try await client.command(["INCR", RedisArgument(key)], slot: RedisKeySlot.of(key))
                                 if reply.integer != nil {
