@@ -14,16 +14,7 @@ import Testing
 
     /// A started subscriber to "ch" that reports everything to `received`.
     func subscriber(_ server: RedisServer, reporting received: Received) throws -> RedisSubscriber {
-        let subscriber = RedisSubscriber(configuration: .init(url: try RedisURL(server.url), channels: ["ch"])) { reconnected in
-            received.subscribed(reconnected: reconnected)
-            return .proceed
-        } onMessage: { _, payload in
-            received.message(payload)
-        } onDown: { _ in
-            received.down()
-        }
-        subscriber.start()
-        return subscriber
+        startedSubscriber(.init(url: try RedisURL(server.url), channels: ["ch"]), reporting: received)
     }
 
     @Test func argvCarriesBinaryAndUTF8Exactly() async throws {
@@ -231,17 +222,11 @@ import Testing
         var configuration = RedisSubscriber.Configuration(url: try RedisURL(server.url), channels: [])
         configuration.linger = .milliseconds(500)
         configuration.batch = 100
-        let subscriber = RedisSubscriber(configuration: configuration) { reconnected in
-            received.subscribed(reconnected: reconnected)
-            return .proceed
-        } onMessage: { _, payload in
-            received.message(payload)
-        } onDown: { _ in
-            received.down()
-        } stillWanted: { channel in
-            wanted.withLock { $0.contains(channel) }
-        }
-        subscriber.start()
+        let subscriber = startedSubscriber(
+            configuration, reporting: received,
+            stillWanted: { channel in
+                wanted.withLock { $0.contains(channel) }
+            })
         defer { subscriber.stop() }
         #expect(await received.wait { $0.subscribed == 1 }, "up with no channel at all")
         let client = try client(server)
@@ -298,6 +283,28 @@ import Testing
         #expect(await received.wait { $0.reconnections == 2 })
         #expect(try await subscribedChannels() == 2)
     }
+}
+
+/// A started subscriber of `configuration` that reports what it hears to `received`, asks
+/// `stillWanted` about its channels and tells `onMoved` of sharded channels the server dropped.
+func startedSubscriber(
+    _ configuration: RedisSubscriber.Configuration, reporting received: Received,
+    stillWanted: @escaping @Sendable (String) -> Bool = { _ in true }, onMoved: @escaping @Sendable (String) -> Void = { _ in }
+) -> RedisSubscriber {
+    let subscriber = RedisSubscriber(configuration: configuration) { reconnected in
+        received.subscribed(reconnected: reconnected)
+        return .proceed
+    } onMessage: { _, payload in
+        received.message(payload)
+    } onDown: { _ in
+        received.down()
+    } stillWanted: {
+        stillWanted($0)
+    } onMoved: {
+        onMoved($0)
+    }
+    subscriber.start()
+    return subscriber
 }
 
 /// What a subscriber reported, for the test to wait on.

@@ -151,17 +151,11 @@ import Testing
         let moved = Mutex<[String]>([])
         var configuration = RedisSubscriber.Configuration(url: try RedisURL("redis://\(owner.host):\(owner.port)"), channels: [])
         configuration.sharded = true
-        let subscriber = RedisSubscriber(configuration: configuration) { reconnected in
-            received.subscribed(reconnected: reconnected)
-            return .proceed
-        } onMessage: { _, payload in
-            received.message(payload)
-        } onDown: { _ in
-            received.down()
-        } onMoved: { channel in
-            moved.withLock { $0.append(channel) }
-        }
-        subscriber.start()
+        let subscriber = startedSubscriber(
+            configuration, reporting: received,
+            onMoved: { channel in
+                moved.withLock { $0.append(channel) }
+            })
         defer { subscriber.stop() }
         #expect(await received.wait { $0.subscribed == 1 })
         try await subscriber.listen(channel).get()
