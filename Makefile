@@ -31,8 +31,14 @@ run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
 	$(BIN_DIR)/chat-relay serve --host $(HOST) --port $(PORT)
 
+# At most this many tests at once. Most tests start real servers (relays, Redis, a Redis Cluster
+# of six, nginx, Chromium, a compose stack); all 180 at once put some 20 processes in each core's
+# run queue, and a test that must act within seconds (a drain, a failover) then misses its
+# window. Six keep the load near the core count and finish sooner than all at once.
+TEST_PARALLELISM ?= 6
+
 test: lint deps-test build-tests release-static $(COMPOSE) $(SCHEMATHESIS)
-	$(SWIFT) test --skip-build
+	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_PARALLELISM) $(SWIFT) test --skip-build
 
 # The code's layout, by swift-format (in the toolchain) and .swift-format: `make format` fixes it,
 # `make lint` (part of `make test`) fails on anything it would change.

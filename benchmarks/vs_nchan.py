@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -286,7 +287,17 @@ class Nchan(System):
 
     @staticmethod
     def ready(port):
-        return port_open(port)
+        # Nchan listens before its workers have connected to Redis, and answers 503 until they
+        # have: ready once several fresh connections in a row (each may reach another worker)
+        # get a channel's status (404: no such channel yet) rather than 503.
+        for _ in range(8):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/pub/ready-check", timeout=1):
+                    pass
+            except urllib.error.HTTPError as error:
+                if error.code == 503:
+                    return False
+        return True
 
 
 def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish="spread", rooms=1, placement="spread"):

@@ -91,8 +91,8 @@ struct ChatPageBrowserTests {
     }
 
     /// `chat-relay token --sub … --ttl …` with the node's secret: what a developer runs.
-    static func mint(secretFile: String, _ arguments: [String]) throws -> String {
-        let run = try ChildProcess.run(RelayProcess.binaryPath, ["token", "--jwt-secret-file", secretFile] + arguments)
+    static func mint(secretFile: String, _ arguments: [String]) async throws -> String {
+        let run = try await ChildProcess.run(RelayProcess.binaryPath, ["token", "--jwt-secret-file", secretFile] + arguments)
         #expect(run.status == 0, "\(run.errors)")
         return run.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -113,9 +113,9 @@ struct ChatPageBrowserTests {
         let driver = try await ChromeDriver()
         defer { driver.stop() }
 
-        let hana = try Self.mint(
+        let hana = try await Self.mint(
             secretFile: secretFile, ["--sub", "hana", "--name", "Hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "10m"])
-        let ivan = try Self.mint(
+        let ivan = try await Self.mint(
             secretFile: secretFile, ["--sub", "ivan", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "10m"])
         let left = try await driver.newSession()
         let right = try await driver.newSession()
@@ -139,14 +139,15 @@ struct ChatPageBrowserTests {
         // Hana's page gets a token that expires in 3 s: when it does, the stream ends, a new ticket
         // is refused, and the page says why; a new token brings her back with what was said
         // meanwhile.
-        let short = try Self.mint(secretFile: secretFile, ["--sub", "hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "3"])
+        let short = try await Self.mint(
+            secretFile: secretFile, ["--sub", "hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "3"])
         _ = try await left.run(
             "const t = document.getElementById('token'); t.value = arguments[0]; t.dispatchEvent(new Event('change'));", [short])
         #expect(
             try await left.wait(timeout: .seconds(30), until: "return document.getElementById('error').textContent.includes('valid token')")
         )
         try await send(right, "while you were out")
-        let fresh = try Self.mint(
+        let fresh = try await Self.mint(
             secretFile: secretFile, ["--sub", "hana", "--subscribe", "team-*", "--publish", "team-*", "--ttl", "10m"])
         _ = try await left.run(
             "const t = document.getElementById('token'); t.value = arguments[0]; t.dispatchEvent(new Event('change'));", [fresh])

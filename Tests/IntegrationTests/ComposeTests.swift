@@ -128,7 +128,9 @@ import Testing
         }
         let lb = "http://127.0.0.1:\(port)"
         #expect(
-            await eventuallyAsync { (try? await HTTP.get(lb + "/health/ready", timeout: .seconds(2)))?.status == 200 },
+            await eventually(timeout: .seconds(60), pause: .milliseconds(200)) {
+                (try? await HTTP.get(lb + "/health/ready", timeout: .seconds(2)))?.status == 200
+            },
             "the balancer answers")
 
         // Streams through the balancer land on every replica.
@@ -173,14 +175,4 @@ import Testing
             }
         }
     }
-}
-
-/// Polls an async `condition` until it holds or `timeout` passes.
-func eventuallyAsync(timeout: Duration = .seconds(60), _ condition: () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(200))
-    }
-    return await condition()
 }

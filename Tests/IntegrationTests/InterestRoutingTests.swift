@@ -8,13 +8,13 @@ import Testing
     typealias Cluster = ClusterTests.Cluster
 
     /// Subscribers of the room's channel in Redis (nodes' event loops that hold it).
-    static func channelSubscribers(_ redis: RedisServer, room: String) throws -> Int {
-        let answer = try NodeAbuseTests.redisCLI(redis, ["PUBSUB", "NUMSUB", "chat-relay:events:\(room)"])
+    static func channelSubscribers(_ redis: RedisServer, room: String) async throws -> Int {
+        let answer = try await NodeAbuseTests.redisCLI(redis, ["PUBSUB", "NUMSUB", "chat-relay:events:\(room)"])
         return Int(answer.split(separator: "\n").last ?? "") ?? -1
     }
 
-    static func received(_ node: RelayProcess) throws -> Double {
-        try NodeAbuseTests.metric(node, "chat_relay_redis_events_received_total") ?? 0
+    static func received(_ node: RelayProcess) async throws -> Double {
+        try await NodeAbuseTests.metric(node, "chat_relay_redis_events_received_total") ?? 0
     }
 
     @Test(.timeLimit(.minutes(2))) func aNodeHearsOnlyTheRoomsItServes() async throws {
@@ -26,10 +26,10 @@ import Testing
         var moreInA: [SSEClient] = []
         for _ in 0..<3 { moreInA.append(try await SSEClient("\(a.baseURL)/rooms/only-a/events")) }
         let inB = try await SSEClient("\(b.baseURL)/rooms/only-b/events")
-        #expect(try Self.channelSubscribers(cluster.redis, room: "only-a") == 1, "node a holds the room's channel once")
-        #expect(try Self.channelSubscribers(cluster.redis, room: "only-b") == 1)
-        #expect(try NodeAbuseTests.metric(a, "chat_relay_redis_room_channels") == 1)
-        #expect(try NodeAbuseTests.metric(idle, "chat_relay_redis_room_channels") ?? 0 == 0)
+        #expect(try await Self.channelSubscribers(cluster.redis, room: "only-a") == 1, "node a holds the room's channel once")
+        #expect(try await Self.channelSubscribers(cluster.redis, room: "only-b") == 1)
+        #expect(try await NodeAbuseTests.metric(a, "chat_relay_redis_room_channels") == 1)
+        #expect(try await NodeAbuseTests.metric(idle, "chat_relay_redis_room_channels") ?? 0 == 0)
 
         // Each room's messages posted on the node that does not serve it, and some on the idle one.
         let publisher = Publisher()
@@ -49,9 +49,9 @@ import Testing
         try await Task.sleep(for: .milliseconds(200))
         // Live events only are counted (a subscription that flapped on a loaded machine gets some
         // by its gap fill instead): at most the room's 20, never the other rooms' 40.
-        #expect(try Self.received(a) <= 20, "node a received its room's events, once, and nothing else")
-        #expect(try Self.received(b) <= 20)
-        #expect(try Self.received(idle) == 0, "a node with no subscribers hears nothing, not even what it published")
+        #expect(try await Self.received(a) <= 20, "node a received its room's events, once, and nothing else")
+        #expect(try await Self.received(b) <= 20)
+        #expect(try await Self.received(idle) == 0, "a node with no subscribers hears nothing, not even what it published")
 
         // A reload within the linger keeps the channel: no unsubscribe, no gap.
         inA.close()
@@ -61,18 +61,18 @@ import Testing
         #expect(await publisher.post(b.baseURL, room: "only-a", text: "after reload"))
         #expect(await again.waitForMessages(1))
         #expect(again.messageIDs == [publisher.ids("only-a").last!])
-        #expect(try Self.channelSubscribers(cluster.redis, room: "only-a") == 1)
+        #expect(try await Self.channelSubscribers(cluster.redis, room: "only-a") == 1)
 
         // The last subscriber leaves: the channel goes after the linger (1 s, swept every second).
         again.close()
         inB.close()
-        #expect(await eventually(timeout: .seconds(10)) { (try? Self.channelSubscribers(cluster.redis, room: "only-a")) == 0 })
-        #expect(await eventually(timeout: .seconds(10)) { (try? Self.channelSubscribers(cluster.redis, room: "only-b")) == 0 })
-        #expect(try NodeAbuseTests.metric(a, "chat_relay_redis_room_channels") ?? -1 == 0)
-        let before = try Self.received(a)
+        #expect(await eventually(timeout: .seconds(10)) { (try? await Self.channelSubscribers(cluster.redis, room: "only-a")) == 0 })
+        #expect(await eventually(timeout: .seconds(10)) { (try? await Self.channelSubscribers(cluster.redis, room: "only-b")) == 0 })
+        #expect(try await NodeAbuseTests.metric(a, "chat_relay_redis_room_channels") ?? -1 == 0)
+        let before = try await Self.received(a)
         #expect(await publisher.post(b.baseURL, room: "only-a", text: "nobody listens"))
         try await Task.sleep(for: .milliseconds(200))
-        #expect(try Self.received(a) == before, "a room given up is not heard any more")
+        #expect(try await Self.received(a) == before, "a room given up is not heard any more")
     }
 
     /// A room's first stream on a node subscribes to the room's channel and only then reads its
@@ -97,7 +97,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(2))) func manyRoomsAreSubscribedAgainAfterRedisRestartsAndTheirGapsFilled() async throws {
-        let cluster = try await Cluster.start(nodes: 2)
+        let cluster = try await Cluster.start(nodes: 2, durable: true)
         defer { cluster.kill() }
         let rooms = (0..<40).map { "many-\($0)" }
         var clients: [(room: String, client: SSEClient)] = []
@@ -117,8 +117,8 @@ import Testing
             #expect(await client.waitForMessages(expected.count, timeout: .seconds(15)))
             #expect(client.messageIDs == expected, "room \(room): every 201 once, in order, across the restart")
         }
-        #expect(try Self.channelSubscribers(cluster.redis, room: rooms[0]) == 1, "every room's channel is held again")
-        #expect(try Self.channelSubscribers(cluster.redis, room: rooms[39]) == 1)
+        #expect(try await Self.channelSubscribers(cluster.redis, room: rooms[0]) == 1, "every room's channel is held again")
+        #expect(try await Self.channelSubscribers(cluster.redis, room: rooms[39]) == 1)
     }
 
     @Test(.timeLimit(.minutes(1))) func sharedChannelStillReachesEveryNode() async throws {
@@ -132,12 +132,12 @@ import Testing
         }
         #expect(await client.waitForMessages(10))
         #expect(client.messageIDs == publisher.ids("shared-room"))
-        #expect(try Self.channelSubscribers(cluster.redis, room: "shared-room") == 0)
+        #expect(try await Self.channelSubscribers(cluster.redis, room: "shared-room") == 0)
         // Every node hears rooms it does not serve: node 1 has no stream at all and still receives
         // events (with a channel per room it would receive none). Only "some": a subscription that
         // flaps on a loaded machine drops what arrives while it resubscribes (its gap fill reads
         // only rooms with streams), so an exact count would measure the machine.
-        #expect(await eventually(timeout: .seconds(10)) { (try? Self.received(cluster.nodes[1])) ?? 0 > 0 })
-        #expect(await eventually(timeout: .seconds(10)) { (try? Self.received(cluster.nodes[0])) ?? 0 > 0 })
+        #expect(await eventually(timeout: .seconds(10)) { (try? await Self.received(cluster.nodes[1])) ?? 0 > 0 })
+        #expect(await eventually(timeout: .seconds(10)) { (try? await Self.received(cluster.nodes[0])) ?? 0 > 0 })
     }
 }

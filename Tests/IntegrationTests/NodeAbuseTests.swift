@@ -13,16 +13,16 @@ import Testing
 @Suite(.serialized) struct NodeAbuseTests {
     /// `GET path` on a connection of its own that closes after the answer, so that the test's
     /// own requests hold no kept-alive connection the node would count.
-    static func rawGet(_ node: RelayProcess, _ path: String) throws -> String {
+    static func rawGet(_ node: RelayProcess, _ path: String) async throws -> String {
         let socket = try RawSocket(port: node.port, receiveBuffer: 1 << 20)
         defer { socket.close() }
         try socket.send("GET \(path) HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        return socket.receive(until: { _ in false }, timeout: .seconds(10))
+        return await socket.receive(until: { _ in false }, timeout: .seconds(10))
     }
 
     /// The value of an unlabelled metric.
-    static func metric(_ node: RelayProcess, _ name: String) throws -> Double? {
-        try rawGet(node, "/metrics").split(separator: "\n")
+    static func metric(_ node: RelayProcess, _ name: String) async throws -> Double? {
+        try await rawGet(node, "/metrics").split(separator: "\n")
             .first { $0.hasPrefix(name + " ") }
             .flatMap { Double($0.split(separator: " ").last ?? "") }
     }
@@ -32,21 +32,13 @@ import Testing
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(node.pid)/fd").count) ?? -1
     }
 
-    /// Runs blocking socket work on a thread of its own, so the test's tasks (and other tests')
-    /// go on meanwhile.
-    static func onThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: work()) }.start()
-        }
-    }
-
     /// Opens `count` streams in batches of `batch` over 20 rooms and closes them: every third
     /// with a reset, every fifth asked for after another request on its connection, and a
     /// message posted to every room between batches. Returns how many
     /// streams did not open.
     static func churn(_ node: RelayProcess, count: Int, batch: Int = 250) async -> Int {
         let port = node.port
-        return await onThread {
+        do {
             var failures = 0
             var opened = 0
             while opened < count {
@@ -58,13 +50,15 @@ import Testing
                     }
                     if index % 5 == 0 {
                         try? socket.send("GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
-                        _ = socket.receive(until: { $0.contains("{\"status\":\"ok\"}") }, timeout: .seconds(10))
+                        _ = await socket.receive(until: { $0.contains("{\"status\":\"ok\"}") }, timeout: .seconds(10))
                     }
                     try? socket.send("GET /rooms/churn-\(index % 20)/events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
                     sockets.append(socket)
                 }
                 for socket in sockets
-                where !socket.receive(until: { $0.contains(": chat-relay node") }, timeout: .seconds(10)).contains(": chat-relay node") {
+                where !(await socket.receive(until: { $0.contains(": chat-relay node") }, timeout: .seconds(10))).contains(
+                    ": chat-relay node")
+                {
                     failures += 1
                 }
                 for room in 0..<20 {
@@ -73,7 +67,7 @@ import Testing
                         try? poster.send(
                             "POST /rooms/churn-\(room)/messages HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
                         )
-                        _ = poster.receive(until: { $0.contains("}") }, timeout: .seconds(10))
+                        _ = await poster.receive(until: { $0.contains("}") }, timeout: .seconds(10))
                         poster.close()
                     }
                 }
@@ -91,7 +85,7 @@ import Testing
         var last: (Double?, Double?, Double?) = (nil, nil, nil)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            last = (
+            last = await (
                 try metric(node, "chat_relay_open_streams"), try metric(node, "chat_relay_subscribed_rooms"),
                 try metric(node, "chat_relay_open_connections")
             )
@@ -145,10 +139,10 @@ import Testing
         let direct = try RawSocket(port: node.port, get: "/rooms/t/events", receiveBuffer: 65536)
         let routed = try RawSocket(port: node.port, receiveBuffer: 65536)
         try routed.send("GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(routed.receive(until: { $0.contains("\"ok\"}") }, timeout: .seconds(10)).contains("200 OK"))
+        #expect(await routed.receive(until: { $0.contains("\"ok\"}") }, timeout: .seconds(10)).contains("200 OK"))
         try routed.send("GET /rooms/t/events HTTP/1.1\r\nHost: t\r\n\r\n")
         for stream in [direct, routed] {
-            #expect(stream.receive(until: { $0.contains(": chat-relay node") }, timeout: .seconds(10)).contains("200 OK"))
+            #expect(await stream.receive(until: { $0.contains(": chat-relay node") }, timeout: .seconds(10)).contains("200 OK"))
         }
 
         var halfHeads: [RawSocket] = []
@@ -170,15 +164,14 @@ import Testing
         for _ in 0..<50 {
             let socket = try RawSocket(port: node.port, receiveBuffer: 8192)
             try socket.send("GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(socket.receive(until: { $0.contains("\"ok\"}") }, timeout: .seconds(10)).contains("200 OK"))
+            #expect(await socket.receive(until: { $0.contains("\"ok\"}") }, timeout: .seconds(10)).contains("200 OK"))
             keptAlive.append(socket)
         }
 
         // What each gets before the node closes it: everything up to the close.
         let sockets = halfHeads + halfBodies + silent + keptAlive
-        let received = await Self.onThread {
-            sockets.map { $0.receive(until: { _ in false }, timeout: .seconds(15)) }
-        }
+        var received: [String] = []
+        for socket in sockets { received.append(await socket.receive(until: { _ in false }, timeout: .seconds(15))) }
         let heads = received[0..<300]
         let bodies = received[300..<320]
         #expect(
@@ -192,9 +185,9 @@ import Testing
         // The streams outlived both timeouts and still get what is posted.
         #expect(try await HTTP.postMessage(node.baseURL + "/rooms/t/messages", user: "u", text: "still here").status == 201)
         for stream in [direct, routed] {
-            #expect(stream.receive(until: { $0.contains("still here") }, timeout: .seconds(10)).contains("still here"))
+            #expect(await stream.receive(until: { $0.contains("still here") }, timeout: .seconds(10)).contains("still here"))
         }
-        let metrics = try Self.rawGet(node, "/metrics")
+        let metrics = try await Self.rawGet(node, "/metrics")
         #expect(metrics.contains("chat_relay_connections_timed_out_total{reason=\"request\"} 320"), "\(metrics)")
         #expect(metrics.contains("chat_relay_connections_timed_out_total{reason=\"idle\"}"))
     }
@@ -210,10 +203,10 @@ import Testing
         while served.count < 21 {
             let socket = try RawSocket(port: node.port, receiveBuffer: 65536)
             try socket.send("GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
-            let answer = await Self.onThread { socket.receive(until: { $0.hasSuffix("}") }, timeout: .seconds(10)) }
+            let answer = await socket.receive(until: { $0.hasSuffix("}") }, timeout: .seconds(10))
             guard answer.hasPrefix("HTTP/1.1 200 OK") else {
                 refusal = answer
-                #expect(await Self.onThread { socket.receive(until: { _ in false }, timeout: .seconds(10)) }.isEmpty)
+                #expect(await socket.receive(until: { _ in false }, timeout: .seconds(10)).isEmpty)
                 #expect(socket.peerClosed(), "a refused connection is closed after its answer")
                 break
             }
@@ -237,28 +230,28 @@ import Testing
         #expect(accepted, "the node accepted the waiting connections")
         let dropped = try RawSocket(port: node.port, receiveBuffer: 4096)
         try? dropped.send("GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(await Self.onThread { dropped.receive(until: { _ in false }, timeout: .seconds(10)) }.isEmpty)
+        #expect(await dropped.receive(until: { _ in false }, timeout: .seconds(10)).isEmpty)
         #expect(dropped.peerClosed())
 
         // The waiting ones are closed at their request timeout, unanswered (they sent nothing);
         // then closing served connections makes room.
-        let waitingSockets = waiting
-        #expect(
-            await Self.onThread {
-                waitingSockets.allSatisfy { $0.receive(until: { _ in false }, timeout: .seconds(15)).isEmpty && $0.peerClosed() }
-            })
+        var waitingClosedUnanswered = true
+        for socket in waiting where !(await socket.receive(until: { _ in false }, timeout: .seconds(15))).isEmpty || !socket.peerClosed() {
+            waitingClosedUnanswered = false
+        }
+        #expect(waitingClosedUnanswered)
         for socket in served.prefix(5) { socket.close() }
         var welcome = false
         for _ in 0..<200 where !welcome {
-            welcome = (try? Self.rawGet(node, "/health/live"))?.hasPrefix("HTTP/1.1 200 OK") == true
+            welcome = await (try? Self.rawGet(node, "/health/live"))?.hasPrefix("HTTP/1.1 200 OK") == true
             if !welcome { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(welcome)
     }
 
     /// `redis-cli` against `redis`: its answer as text.
-    static func redisCLI(_ redis: RedisServer, _ arguments: [String]) throws -> String {
-        try ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(redis.port)"] + arguments).output.trimmingCharacters(
+    static func redisCLI(_ redis: RedisServer, _ arguments: [String]) async throws -> String {
+        try await ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(redis.port)"] + arguments).output.trimmingCharacters(
             in: .whitespacesAndNewlines)
     }
 
@@ -277,7 +270,7 @@ import Testing
         if let redis {
             // Every key of the room carries the TTL, refreshed by each message.
             for key in ["chat-relay:room:expiring", "chat-relay:trimmed:expiring"] {
-                let ttl = try #require(Int(try Self.redisCLI(redis, ["PTTL", key])), "\(key)")
+                let ttl = try #require(Int(try await Self.redisCLI(redis, ["PTTL", key])), "\(key)")
                 #expect((1...4000).contains(ttl), "\(key) expires in \(ttl) ms")
             }
         }

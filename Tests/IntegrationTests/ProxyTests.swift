@@ -20,7 +20,7 @@ import Testing
         static func start(_ kind: ProxyServer.Kind, drainTimeout: Int = 3, replicas: Int = 3, arguments: [String] = []) async throws
             -> Topology
         {
-            let redis = try await RedisServer(appendOnly: true)
+            let redis = try await RedisServer(appendOnly: false)
             let addresses = Array(ProxyTests.addresses.prefix(replicas))
             let dns = try await LoopbackDNS(name: replicaName, addresses: addresses)
             let relayPort = freeLoopbackPort()
@@ -86,17 +86,17 @@ import Testing
     }
 
     @Test(arguments: ProxyServer.Kind.allCases)
-    func theDeployConfigIsValidAsShippedAndAsSubstituted(kind: ProxyServer.Kind) throws {
+    func theDeployConfigIsValidAsShippedAndAsSubstituted(kind: ProxyServer.Kind) async throws {
         let directory = NSTemporaryDirectory() + "chat-relay-validate-\(kind)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let shipped = packageRoot + (kind == .nginx ? "/deploy/nginx.conf" : "/deploy/haproxy.cfg")
-        let asShipped = try ProxyServer.validate(kind, configPath: shipped, directory: directory)
+        let asShipped = try await ProxyServer.validate(kind, configPath: shipped, directory: directory)
         #expect(asShipped.ok, "\(asShipped.output)")
         let substitutedPath = directory + "/substituted.conf"
-        try ProxyServer.config(kind, dnsPort: 5353, replicas: "relay.test:9000", listenPort: 18080).write(
+        try await ProxyServer.config(kind, dnsPort: 5353, replicas: "relay.test:9000", listenPort: 18080).write(
             toFile: substitutedPath, atomically: true, encoding: .utf8)
-        let substituted = try ProxyServer.validate(kind, configPath: substitutedPath, directory: directory)
+        let substituted = try await ProxyServer.validate(kind, configPath: substitutedPath, directory: directory)
         #expect(substituted.ok, "\(substituted.output)")
     }
 
@@ -147,7 +147,7 @@ import Testing
         for index in 0..<11 {
             let reply = try await HTTP.postMessage(
                 "http://\(topology.nodes[0].host):\(topology.relayPort)/rooms/nodelay/messages", user: "p", text: "m\(index)")
-            try #require(reply.status == 201)
+            try #require(reply.status == 201, "\(reply.status) \(reply.body)")
             try #require(await direct.waitForMessages(index + 1, timeout: .seconds(5)))
             let arrived = ContinuousClock.now
             try #require(await proxied.waitForMessages(index + 1, timeout: .seconds(5)))
@@ -265,20 +265,16 @@ import Testing
     /// A message POST through `proxy` from the loopback address `source`, on a connection of its
     /// own; returns the status.
     static func post(_ proxy: ProxyServer, from source: String, forwardedFor: String?) async -> Int? {
-        await withCheckedContinuation { continuation in
-            Thread {
-                let body = "{\"user\":\"u\",\"text\":\"t\"}"
-                let forwarded = forwardedFor.map { "X-Forwarded-For: \($0)\r\n" } ?? ""
-                guard let socket = try? RawSocket(port: proxy.port, from: source, receiveBuffer: 65536),
-                    (try? socket.send(
-                        "POST /rooms/limited/messages HTTP/1.1\r\nHost: t\r\n\(forwarded)Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-                    )) != nil
-                else { return continuation.resume(returning: nil) }
-                let answer = socket.receive(until: { $0.hasSuffix("}") }, timeout: .seconds(10))
-                socket.close()
-                continuation.resume(returning: Int(answer.dropFirst("HTTP/1.1 ".count).prefix(3)))
-            }.start()
-        }
+        let body = "{\"user\":\"u\",\"text\":\"t\"}"
+        let forwarded = forwardedFor.map { "X-Forwarded-For: \($0)\r\n" } ?? ""
+        guard let socket = try? RawSocket(port: proxy.port, from: source, receiveBuffer: 65536),
+            (try? socket.send(
+                "POST /rooms/limited/messages HTTP/1.1\r\nHost: t\r\n\(forwarded)Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+            )) != nil
+        else { return nil }
+        let answer = await socket.receive(until: { $0.hasSuffix("}") }, timeout: .seconds(10))
+        socket.close()
+        return Int(answer.dropFirst("HTTP/1.1 ".count).prefix(3))
     }
 
     /// The rate limit behind the shipped proxy configs: a client counts as the address the proxy

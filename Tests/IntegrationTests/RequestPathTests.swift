@@ -12,7 +12,7 @@ import Testing
         defer { node.kill() }
         let connection = RawExchange(try RawSocket(port: node.port))
         try connection.send("GET /rooms/raw/events HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://chat.example\r\n\r\n")
-        #expect(connection.wait { $0.responses.first?.data.contains("retry: ") == true })
+        #expect(await connection.wait { $0.responses.first?.data.contains("retry: ") == true })
         let response = try #require(connection.responses.first)
         #expect(response.statusLine == "HTTP/1.1 200 OK")
         #expect(response.headers["content-type"] == "text/event-stream")
@@ -28,12 +28,12 @@ import Testing
 
         let reply = try await HTTP.postMessage(node.baseURL + "/rooms/raw/messages", user: "u", text: "over a raw socket")
         let id = try #require(reply.json["id"] as? String)
-        #expect(connection.wait { $0.responses.first?.data.contains("id: \(id)\n") == true })
+        #expect(await connection.wait { $0.responses.first?.data.contains("id: \(id)\n") == true })
         #expect(connection.responses.first?.data.contains("over a raw socket") == true)
 
         // The drain ends the response: `retry:`, the last chunk, and the connection closes.
         node.signal(SIGTERM)
-        #expect(connection.wait(timeout: .seconds(8)) { $0.responses.first?.ended == true })
+        #expect(await connection.wait(timeout: .seconds(8)) { $0.responses.first?.ended == true })
         let ended = try #require(connection.responses.first)
         #expect(ended.chunks.last?.hasPrefix("retry: ") == true, "\(ended.chunks)")
         #expect(await connection.peerClosed())
@@ -45,11 +45,11 @@ import Testing
         defer { node.kill() }
         let connection = RawExchange(try RawSocket(port: node.port))
         try connection.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        #expect(connection.wait { $0.responses.first?.complete == true })
+        #expect(await connection.wait { $0.responses.first?.complete == true })
         // Pipelined: one more request, then a stream, in one write.
         try connection.send(
             "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /rooms/kept/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        #expect(connection.wait { $0.responses.count == 3 && $0.responses[2].data.contains("retry: ") })
+        #expect(await connection.wait { $0.responses.count == 3 && $0.responses[2].data.contains("retry: ") })
         let responses = connection.responses
         try #require(responses.count == 3)
         #expect(responses[0].statusLine == "HTTP/1.1 200 OK")
@@ -61,7 +61,7 @@ import Testing
 
         let reply = try await HTTP.postMessage(node.baseURL + "/rooms/kept/messages", user: "u", text: "third request")
         let id = try #require(reply.json["id"] as? String)
-        #expect(connection.wait { $0.responses.last?.data.contains("id: \(id)\n") == true })
+        #expect(await connection.wait { $0.responses.last?.data.contains("id: \(id)\n") == true })
 
         // A client that leaves frees its place.
         connection.close()
@@ -77,23 +77,18 @@ import Testing
     /// Opens `count` streams of `room`, each on a connection of its own, after a history request
     /// on it when `afterRequest`; returns the connections once every stream has opened.
     static func openStreams(_ node: RelayProcess, count: Int, afterRequest: Bool) async -> [RawSocket] {
-        let port = node.port
-        return await withCheckedContinuation { continuation in
-            Thread {
-                var sockets: [RawSocket] = []
-                for _ in 0..<count {
-                    guard let socket = try? RawSocket(port: port, receiveBuffer: 16384) else { continue }
-                    if afterRequest {
-                        try? socket.send("GET /rooms/mem/messages?limit=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-                        _ = socket.receive(until: { $0.hasSuffix("]}") }, timeout: .seconds(10))
-                    }
-                    try? socket.send("GET /rooms/mem/events HTTP/1.1\r\nHost: t\r\n\r\n")
-                    sockets.append(socket)
-                }
-                for socket in sockets { _ = socket.receive(until: { $0.contains(": chat-relay node") }, timeout: .seconds(10)) }
-                continuation.resume(returning: sockets)
-            }.start()
+        var sockets: [RawSocket] = []
+        for _ in 0..<count {
+            guard let socket = try? RawSocket(port: node.port, receiveBuffer: 16384) else { continue }
+            if afterRequest {
+                try? socket.send("GET /rooms/mem/messages?limit=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+                _ = await socket.receive(until: { $0.hasSuffix("]}") }, timeout: .seconds(10))
+            }
+            try? socket.send("GET /rooms/mem/events HTTP/1.1\r\nHost: t\r\n\r\n")
+            sockets.append(socket)
         }
+        for socket in sockets { _ = await socket.receive(until: { $0.contains(": chat-relay node") }, timeout: .seconds(10)) }
+        return sockets
     }
 
     /// What one more stream costs a fresh node, in KiB: `count` streams opened on it (after a
@@ -105,11 +100,11 @@ import Testing
         // Warm-up: the allocator's pools and the node's tables reach their working size.
         for socket in await openStreams(node, count: 300, afterRequest: afterRequest) { socket.close() }
         try await Task.sleep(for: .milliseconds(500))
-        let before = try #require(node.proportionalSetBytes())
+        let before = try #require(node.privateBytes())
         let streams = await openStreams(node, count: count, afterRequest: afterRequest)
         #expect(try await HTTP.get(node.baseURL + "/health/ready").json["connections"] as? Int == count)
         try await Task.sleep(for: .milliseconds(500))
-        let after = try #require(node.proportionalSetBytes())
+        let after = try #require(node.privateBytes())
         for socket in streams { socket.close() }
         return Double(after - before) / Double(count) / 1024
     }
@@ -137,7 +132,7 @@ import Testing
                 + "HEAD /rooms/r/events HTTP/1.1\r\nHost: t\r\n\r\n"
                 + "GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
         // A HEAD answer's Content-Length announces a body that does not come: read it by hand.
-        #expect(connection.wait { $0.text.components(separatedBy: "HTTP/1.1 ").count == 5 && $0.text.hasSuffix("\"ok\"}") })
+        #expect(await connection.wait { $0.text.components(separatedBy: "HTTP/1.1 ").count == 5 && $0.text.hasSuffix("\"ok\"}") })
         let answers = connection.text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { "HTTP/1.1 " + $0 }
         try #require(answers.count == 4)
         #expect(
@@ -155,18 +150,18 @@ import Testing
         try expecting.send(
             "POST /rooms/r/messages HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
         )
-        #expect(expecting.wait { $0.text.hasPrefix("HTTP/1.1 100 Continue\r\n\r\n") })
+        #expect(await expecting.wait { $0.text.hasPrefix("HTTP/1.1 100 Continue\r\n\r\n") })
         try expecting.send(body)
-        #expect(expecting.wait { $0.text.contains("HTTP/1.1 201 Created\r\n") && $0.text.hasSuffix("}") })
+        #expect(await expecting.wait { $0.text.contains("HTTP/1.1 201 Created\r\n") && $0.text.hasSuffix("}") })
 
         // HTTP/1.0: answered and closed; a stream needs 1.1.
         let old = RawExchange(try RawSocket(port: node.port))
         try old.send("GET /health/live HTTP/1.0\r\n\r\n")
-        #expect(old.wait { $0.text.hasSuffix("\"ok\"}") })
+        #expect(await old.wait { $0.text.hasSuffix("\"ok\"}") })
         #expect(await old.peerClosed())
         let oldStream = RawExchange(try RawSocket(port: node.port))
         try oldStream.send("GET /rooms/r/events HTTP/1.0\r\n\r\n")
-        #expect(oldStream.wait { $0.responses.first?.complete == true })
+        #expect(await oldStream.wait { $0.responses.first?.complete == true })
         #expect(oldStream.responses.first?.statusLine.hasPrefix("HTTP/1.1 505 ") == true)
         #expect(oldStream.responses.first?.body.contains("\"http_version_not_supported\"") == true)
     }
@@ -177,13 +172,13 @@ import Testing
         // Not HTTP at all.
         let garbage = RawExchange(try RawSocket(port: node.port))
         try garbage.send("HELLO\r\n\r\n")
-        #expect(garbage.wait { $0.text.hasPrefix("HTTP/1.1 400") })
+        #expect(await garbage.wait { $0.text.hasPrefix("HTTP/1.1 400") })
         #expect(await garbage.peerClosed())
 
         // A stream with a bad Last-Event-ID: the spec's JSON error.
         let badID = RawExchange(try RawSocket(port: node.port))
         try badID.send("GET /rooms/r/events HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: nope\r\n\r\n")
-        #expect(badID.wait { $0.responses.first?.complete == true })
+        #expect(await badID.wait { $0.responses.first?.complete == true })
         #expect(badID.responses.first?.statusLine == "HTTP/1.1 400 Bad Request")
         #expect(badID.responses.first?.body.contains("\"invalid_field\"") == true)
 
@@ -195,23 +190,23 @@ import Testing
         )
         try await Task.sleep(for: .milliseconds(50))
         try post.send(body)
-        #expect(post.wait { $0.responses.first?.complete == true })
+        #expect(await post.wait { $0.responses.first?.complete == true })
         #expect(post.responses.first?.statusLine == "HTTP/1.1 201 Created")
 
         // A stream the node cannot open (it is at its limit of one): 503, and the connection
         // stays usable.
         let first = RawExchange(try RawSocket(port: node.port))
         try first.send("GET /rooms/r/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        #expect(first.wait { $0.responses.first?.data.contains("retry: ") == true })
+        #expect(await first.wait { $0.responses.first?.data.contains("retry: ") == true })
         let refused = RawExchange(try RawSocket(port: node.port))
         try refused.send("GET /rooms/r/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        #expect(refused.wait { $0.responses.first?.complete == true })
+        #expect(await refused.wait { $0.responses.first?.complete == true })
         let answer = try #require(refused.responses.first)
         #expect(answer.statusLine == "HTTP/1.1 503 Service Unavailable")
         #expect(answer.headers["retry-after"] == "2")
         #expect(answer.body.contains("\"unavailable\""))
         try refused.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        #expect(refused.wait { $0.responses.count == 2 && $0.responses[1].complete })
+        #expect(await refused.wait { $0.responses.count == 2 && $0.responses[1].complete })
         #expect(refused.responses.last?.statusLine == "HTTP/1.1 200 OK")
     }
     /// Live events are sent to a stream's socket directly while it takes them; when it is full,
@@ -222,7 +217,7 @@ import Testing
         let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--subscriber-buffer", "100000"])
         defer { node.kill() }
         let socket = try RawSocket(port: node.port, get: "/rooms/backlog/events", receiveBuffer: 4096)
-        let opening = socket.receive(until: { $0.contains("retry: ") }, timeout: .seconds(5))
+        let opening = await socket.receive(until: { $0.contains("retry: ") }, timeout: .seconds(5))
         #expect(opening.contains("retry: "))
 
         // First while the client reads nothing, until its socket is full and the node holds what
@@ -273,7 +268,7 @@ import Testing
         // The rest, until the newest event's chunk ends (its 3000-byte text puts its id in the last
         // 4000 bytes).
         let newest = Array("id: \(posted.last ?? "")\n".utf8)
-        let rest = socket.receive(
+        let rest = await socket.receive(
             until: { text in
                 let tail = Array(text.utf8.suffix(4000))
                 return tail.suffix(4).elementsEqual("\n\n\r\n".utf8) && tail.indices.contains { tail[$0...].starts(with: newest) }
@@ -318,7 +313,7 @@ extension RequestPathTests {
                     headers: "Content-Type: application/json\r\nIdempotency-Key: k1\r\n")
                 + "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
                 + Self.post("/rooms/raw/messages", #"{"user":"ann","text":"after"}"#))
-        #expect(connection.wait { $0.responses.count == 6 && $0.responses[5].complete })
+        #expect(await connection.wait { $0.responses.count == 6 && $0.responses[5].complete })
         let responses = connection.responses
         try #require(responses.count == 6)
         #expect(
@@ -356,7 +351,7 @@ extension RequestPathTests {
         // Over the body limit: 413 before the body is read.
         let large = RawExchange(try RawSocket(port: node.port))
         try large.send(Self.post("/rooms/r/messages", #"{"user":"u","text":"\#(String(repeating: "x", count: 200))"}"#))
-        #expect(large.wait { $0.responses.first?.complete == true })
+        #expect(await large.wait { $0.responses.first?.complete == true })
         #expect(large.responses.first?.statusLine.hasPrefix("HTTP/1.1 413 ") == true)
         #expect(large.responses.first?.body.contains(#""error":"too_large""#) == true)
 
@@ -370,7 +365,7 @@ extension RequestPathTests {
                 + Self.post("/rooms/r/messages", #"{"user":"","text":"k"}"#)
                 + Self.post("/rooms/r/messages", #"{"user":"u","text":"ok"}"#)
                 + Self.post("/rooms/r/messages", #"{"user":"u","text":"limited"}"#))
-        #expect(connection.wait { $0.responses.count == 6 && $0.responses[5].complete })
+        #expect(await connection.wait { $0.responses.count == 6 && $0.responses[5].complete })
         let responses = connection.responses
         try #require(responses.count == 6)
         #expect(
@@ -396,10 +391,10 @@ extension RequestPathTests {
         let second = Self.post("/rooms/r/messages", #"{"user":"u","text":"second, in two writes"}"#)
         let cut = second.index(second.endIndex, offsetBy: -10)
         try connection.send(Self.post("/rooms/r/messages", #"{"user":"u","text":"first"}"#) + second[..<cut])
-        #expect(connection.wait { $0.responses.first?.complete == true })
+        #expect(await connection.wait { $0.responses.first?.complete == true })
         try await Task.sleep(for: .milliseconds(100))
         try connection.send(String(second[cut...]))
-        #expect(connection.wait { $0.responses.count == 2 && $0.responses[1].complete })
+        #expect(await connection.wait { $0.responses.count == 2 && $0.responses[1].complete })
         #expect(connection.responses.map(\.statusLine) == ["HTTP/1.1 201 Created", "HTTP/1.1 201 Created"])
         #expect(connection.responses.last?.body.contains("second, in two writes") == true)
     }
@@ -412,7 +407,7 @@ extension RequestPathTests {
         try connection.send(
             Self.post(
                 "/rooms/r/messages", #"{"user":"u","text":"bye"}"#, headers: "Content-Type: application/json\r\nConnection: close\r\n"))
-        #expect(connection.wait { $0.responses.first?.complete == true })
+        #expect(await connection.wait { $0.responses.first?.complete == true })
         #expect(connection.responses.first?.statusLine == "HTTP/1.1 201 Created")
         #expect(connection.responses.first?.headers["connection"] == "close")
         #expect(await connection.peerClosed())
@@ -445,10 +440,10 @@ private final class RawExchange {
     }
 
     /// Receives until `done` holds for what arrived so far, or `timeout` passes; returns `done`.
-    func wait(timeout: Duration = .seconds(5), until done: (RawExchange) -> Bool) -> Bool {
+    func wait(timeout: Duration = .seconds(5), until done: (RawExchange) -> Bool) async -> Bool {
         if done(self) { return true }
         let before = text
-        let more = socket.receive(
+        let more = await socket.receive(
             until: { received in
                 self.text = before + received
                 return done(self)

@@ -69,7 +69,7 @@ import Testing
         #expect(map.coversAllSlots)
         #expect(map.masters.count == 3)
         #expect(map.shards.allSatisfy { $0.replicas.count == 1 })
-        #expect(Set(try cluster.masters().map(\.port)) == Set(map.masters.map(\.port)))
+        #expect(Set(try await cluster.masters().map(\.port)) == Set(map.masters.map(\.port)))
 
         var clients: [Int: RedisClient] = [:]
         for master in map.masters {
@@ -96,9 +96,9 @@ import Testing
     }
 
     /// The node id of the server on `port`.
-    func nodeID(_ cluster: RedisCluster, port: Int) throws -> String {
+    func nodeID(_ cluster: RedisCluster, port: Int) async throws -> String {
         let server = try #require(cluster.servers.first { $0.port == port })
-        return try cluster.cli(server, ["CLUSTER", "MYID"])
+        return try await cluster.cli(server, ["CLUSTER", "MYID"])
     }
 
     @Test(.timeLimit(.minutes(2))) func followsASlotMigratedKeyByKey() async throws {
@@ -117,19 +117,19 @@ import Testing
         let target = try #require(map.masters.first { $0 != source })
         let sourceServer = try #require(cluster.servers.first { $0.port == source.port })
         let targetServer = try #require(cluster.servers.first { $0.port == target.port })
-        let (sourceID, targetID) = (try nodeID(cluster, port: source.port), try nodeID(cluster, port: target.port))
-        #expect(try cluster.cli(targetServer, ["CLUSTER", "SETSLOT", "\(slot)", "IMPORTING", sourceID]) == "OK")
-        #expect(try cluster.cli(sourceServer, ["CLUSTER", "SETSLOT", "\(slot)", "MIGRATING", targetID]) == "OK")
-        #expect(try cluster.cli(sourceServer, ["MIGRATE", "127.0.0.1", "\(target.port)", moved, "0", "5000"]) == "OK")
+        let (sourceID, targetID) = (try await nodeID(cluster, port: source.port), try await nodeID(cluster, port: target.port))
+        #expect(try await cluster.cli(targetServer, ["CLUSTER", "SETSLOT", "\(slot)", "IMPORTING", sourceID]) == "OK")
+        #expect(try await cluster.cli(sourceServer, ["CLUSTER", "SETSLOT", "\(slot)", "MIGRATING", targetID]) == "OK")
+        #expect(try await cluster.cli(sourceServer, ["MIGRATE", "127.0.0.1", "\(target.port)", moved, "0", "5000"]) == "OK")
 
         // Mid-migration: each key answered where it is, in one pipeline.
         let replies = try await client.pipeline([["GET", RedisArgument(moved)], ["GET", RedisArgument(stays)]], slot: slot)
         #expect(replies.map(\.string) == ["a", "b"])
 
         // The migration ends: the slot is the target's, the source answers MOVED, the map follows.
-        #expect(try cluster.cli(sourceServer, ["MIGRATE", "127.0.0.1", "\(target.port)", stays, "0", "5000"]) == "OK")
-        for server in try cluster.masters() {
-            _ = try cluster.cli(server, ["CLUSTER", "SETSLOT", "\(slot)", "NODE", targetID])
+        #expect(try await cluster.cli(sourceServer, ["MIGRATE", "127.0.0.1", "\(target.port)", stays, "0", "5000"]) == "OK")
+        for server in try await cluster.masters() {
+            _ = try await cluster.cli(server, ["CLUSTER", "SETSLOT", "\(slot)", "NODE", targetID])
         }
         #expect(try await client.command(["GET", RedisArgument(stays)], slot: slot).string == "b")
         try await Task.sleep(for: .milliseconds(300))
@@ -173,9 +173,9 @@ import Testing
 
         // The slot goes to another master: the subscriber is told, and keeps the channel to move.
         let target = try #require(map.masters.first { $0 != owner })
-        let targetID = try nodeID(cluster, port: target.port)
-        for server in try cluster.masters() {
-            _ = try cluster.cli(server, ["CLUSTER", "SETSLOT", "\(slot)", "NODE", targetID])
+        let targetID = try await nodeID(cluster, port: target.port)
+        for server in try await cluster.masters() {
+            _ = try await cluster.cli(server, ["CLUSTER", "SETSLOT", "\(slot)", "NODE", targetID])
         }
         let deadline = ContinuousClock.now + .seconds(10)
         while moved.withLock({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
@@ -220,11 +220,11 @@ import Testing
         }
         let map = try #require(client.slotMap)
         let (from, to) = (map.masters[0], map.masters[1])
-        let reshard = try ChildProcess.run(
+        let reshard = try await ChildProcess.run(
             "/usr/bin/redis-cli",
             [
-                "--cluster", "reshard", "127.0.0.1:\(from.port)", "--cluster-from", try nodeID(cluster, port: from.port),
-                "--cluster-to", try nodeID(cluster, port: to.port), "--cluster-slots", "1000", "--cluster-yes",
+                "--cluster", "reshard", "127.0.0.1:\(from.port)", "--cluster-from", try await nodeID(cluster, port: from.port),
+                "--cluster-to", try await nodeID(cluster, port: to.port), "--cluster-slots", "1000", "--cluster-yes",
                 "--cluster-pipeline", "20",
             ], timeout: .seconds(90))
         #expect(reshard.status == 0, "\(reshard.errors)")

@@ -72,9 +72,11 @@ public final class ChildProcess: Sendable {
         unsafeBitCast($0, to: AddCloseFrom.self)
     }
 
-    /// Runs `executable` to its end (blocking this thread: for short commands) and returns its
-    /// exit status, standard output and standard error.
-    public static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(60)) throws -> (
+    /// Runs `executable` to its end (or `timeout`, when it is killed) and returns its exit
+    /// status, standard output and standard error. It waits by sleeping, never by blocking a
+    /// thread: the concurrency pool has one thread per core, and a test that held one while
+    /// `redis-cli` waited would slow every other test beside it.
+    public static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (
         status: Int32, output: String, errors: String
     ) {
         let path = NSTemporaryDirectory() + "chat-relay-run-\(UUID().uuidString)"
@@ -84,8 +86,15 @@ public final class ChildProcess: Sendable {
         }
         let child = try ChildProcess(executable, arguments, logPath: path + ".out", errorLogPath: path + ".err")
         let deadline = ContinuousClock.now + timeout
-        while child.isRunning, ContinuousClock.now < deadline { usleep(2000) }
-        if child.isRunning { child.signal(SIGKILL) }
+        var pause = Duration.milliseconds(1)
+        while child.isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(50))
+        }
+        if child.isRunning {
+            child.signal(SIGKILL)
+            while child.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
+        }
         let output = (try? String(contentsOfFile: path + ".out", encoding: .utf8)) ?? ""
         let errors = (try? String(contentsOfFile: path + ".err", encoding: .utf8)) ?? ""
         return (child.status ?? -1, output, errors)

@@ -45,20 +45,22 @@ public final class ProxyServer: Sendable {
 
     /// The deploy config with only the addresses substituted (by `scripts/proxy-config.sh`, which
     /// `make cluster` uses too), as text.
-    public static func config(_ kind: Kind, dnsPort: Int, replicas: String, listenPort: Int) throws -> String {
-        let run = try ChildProcess.run(packageRoot + "/scripts/proxy-config.sh", [kind.rawValue, "\(dnsPort)", replicas, "\(listenPort)"])
+    public static func config(_ kind: Kind, dnsPort: Int, replicas: String, listenPort: Int) async throws -> String {
+        let run = try await ChildProcess.run(
+            packageRoot + "/scripts/proxy-config.sh", [kind.rawValue, "\(dnsPort)", replicas, "\(listenPort)"])
         guard run.status == 0 else { throw ProxyError.failed("proxy-config.sh failed: \(run.errors)") }
         return run.output
     }
 
     /// Checks a config with the proxy itself (`nginx -t`, `haproxy -c`); returns its output on failure.
-    public static func validate(_ kind: Kind, configPath: String, directory: String) throws -> (ok: Bool, output: String) {
+    public static func validate(_ kind: Kind, configPath: String, directory: String) async throws -> (ok: Bool, output: String) {
         let run =
             switch kind {
             case .nginx:
-                try ChildProcess.run("/usr/sbin/nginx", ["-t", "-p", directory, "-c", configPath, "-g", "pid \(directory)/nginx.pid;"])
+                try await ChildProcess.run(
+                    "/usr/sbin/nginx", ["-t", "-p", directory, "-c", configPath, "-g", "pid \(directory)/nginx.pid;"])
             case .haproxy:
-                try ChildProcess.run("/usr/sbin/haproxy", ["-c", "-f", configPath])
+                try await ChildProcess.run("/usr/sbin/haproxy", ["-c", "-f", configPath])
             }
         return (run.status == 0, run.output + run.errors)
     }
@@ -69,9 +71,9 @@ public final class ProxyServer: Sendable {
         directory = NSTemporaryDirectory() + "chat-relay-\(kind)-\(port)"
         try FileManager.default.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
         configPath = directory + (kind == .nginx ? "/nginx.conf" : "/haproxy.cfg")
-        try Self.config(kind, dnsPort: dnsPort, replicas: replicas, listenPort: port).write(
+        try await Self.config(kind, dnsPort: dnsPort, replicas: replicas, listenPort: port).write(
             toFile: configPath, atomically: true, encoding: .utf8)
-        let validation = try Self.validate(kind, configPath: configPath, directory: directory)
+        let validation = try await Self.validate(kind, configPath: configPath, directory: directory)
         guard validation.ok else { throw ProxyError.failed("\(kind) refused its config:\n\(validation.output)") }
 
         let logPath = directory + "/output.log"

@@ -57,38 +57,52 @@ public final class RawSocket: @unchecked Sendable {
     }
 
     /// What arrives within `timeout` (until the peer pauses after sending something), as text.
-    public func receive(timeout: Duration) -> String {
+    public func receive(timeout: Duration) async -> String {
         var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let wait = received.isEmpty ? 50 : 10
-            guard poll(&descriptor, 1, Int32(wait)) > 0 else {
+            let wait: Duration = received.isEmpty ? .milliseconds(50) : .milliseconds(10)
+            guard await readable(within: wait) else {
                 if received.isEmpty { continue } else { break }
             }
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            received.append(contentsOf: buffer[0..<n])
+            guard readAvailable(into: &received) else { break }
         }
         return String(decoding: received, as: UTF8.self)
     }
 
     /// Everything received from now until `done` holds for it, the peer closes, or `timeout`
     /// passes; as text.
-    public func receive(until done: (String) -> Bool, timeout: Duration) -> String {
+    public func receive(until done: (String) -> Bool, timeout: Duration) async -> String {
         var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, 20) > 0 else { continue }
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            received.append(contentsOf: buffer[0..<n])
+            guard await readable(within: .milliseconds(20)) else { continue }
+            guard readAvailable(into: &received) else { break }
             if done(String(decoding: received, as: UTF8.self)) { break }
         }
         return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Whether the socket has something to read (or was closed) within `wait`. It sleeps in
+    /// short steps rather than blocking in `poll`: the concurrency pool has one thread per core,
+    /// and a test that held one while waiting would slow every other test beside it.
+    private func readable(within wait: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + wait
+        while true {
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&descriptor, 1, 0) > 0 { return true }
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    /// Appends what one read returns; false when the peer closed or the read failed.
+    private func readAvailable(into received: inout [UInt8]) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        guard n > 0 else { return false }
+        received.append(contentsOf: buffer[0..<n])
+        return true
     }
 
     /// True when the peer has closed the connection (a read returns 0 or a reset), without blocking.

@@ -43,7 +43,7 @@ public final class RedisServer: @unchecked Sendable {
     public func ping() async throws -> Bool {
         guard let socket = try? RawSocket(port: port, receiveBuffer: 65536) else { return false }
         try socket.send("*1\r\n$4\r\nPING\r\n")
-        let reply = socket.receive(timeout: .seconds(1))
+        let reply = await socket.receive(timeout: .seconds(1))
         return reply.hasPrefix("+PONG") || reply.hasPrefix("-NOAUTH")
     }
 
@@ -77,6 +77,9 @@ public final class RedisServer: @unchecked Sendable {
 
     deinit {
         killNow()
-        try? FileManager.default.removeItem(atPath: directory)
+        // KEEP_TEST_DATA=1 keeps the data directory and its redis.log, to read after a failure.
+        if ProcessInfo.processInfo.environment["KEEP_TEST_DATA"] == nil {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 }

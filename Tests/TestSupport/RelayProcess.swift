@@ -86,14 +86,20 @@ public final class RelayProcess: Sendable {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
     }
 
-    /// Proportional set size of the process (its resident memory, shared pages divided among
-    /// the processes sharing them), from /proc, in bytes.
-    public func proportionalSetBytes() -> Int? {
+    /// Resident memory only this process maps (`Private_Clean` + `Private_Dirty`), from /proc,
+    /// in bytes: what its heap and stacks hold. Unlike the proportional set size, it does not
+    /// move when other processes sharing its binary's pages (other nodes of a test run) start
+    /// or stop.
+    public func privateBytes() -> Int? {
         guard let rollup = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return nil }
-        for line in rollup.split(separator: "\n") where line.hasPrefix("Pss:") {
-            return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
+        var kilobytes = 0
+        var found = false
+        for line in rollup.split(separator: "\n") where line.hasPrefix("Private_Clean:") || line.hasPrefix("Private_Dirty:") {
+            guard let value = line.split(separator: " ").compactMap({ Int($0) }).first else { return nil }
+            kilobytes += value
+            found = true
         }
-        return nil
+        return found ? kilobytes * 1024 : nil
     }
 
     /// Resident memory of the process, from /proc, in bytes.
