@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "ChatRelayTests",
             dependencies: [
-                "ChatRelay", "TestSupport",
+                "ChatRelay", "RedisClient", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

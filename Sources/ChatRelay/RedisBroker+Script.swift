@@ -13,20 +13,25 @@ extension RedisBroker {
     /// gets `reset`. With a history TTL, every publish sets the stream's and the marker's expiry
     /// anew, so an idle room's keys go away together.
     ///
-    /// KEYS: stream, trimmed-marker, idempotency key (or "").
+    /// On a Redis Cluster the event goes out with `SPUBLISH` (sharded pub/sub: only the node
+    /// serving the room's slot, where the script runs, sends it to its subscribers).
+    ///
+    /// KEYS: stream, trimmed-marker, and the idempotency key when there is one (only keys of the
+    /// room's slot, as a cluster requires of a script).
     /// ARGV: maxlen, slack, channel, json tail, room, idempotency TTL (seconds), history TTL
-    /// (milliseconds, 0: none), what the JSON holds before the id (`Message.jsonBeforeID`).
+    /// (milliseconds, 0: none), what the JSON holds before the id (`Message.jsonBeforeID`), the
+    /// publish command (`PUBLISH` or `SPUBLISH`).
     /// Returns `{1, id}` when stored, `{0, "<id> <json>"}` for a repeated idempotency key.
     static let publishScript = """
         local stream, trimmed, idem = KEYS[1], KEYS[2], KEYS[3]
         local maxlen, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
-        if idem ~= '' then
+        if idem then
           local first = redis.call('GET', idem)
           if first then return {0, first} end
         end
         local id = redis.call('XADD', stream, '*', 'm', ARGV[4])
         local json = ARGV[8] .. id .. ARGV[4]
-        if idem ~= '' then redis.call('SET', idem, id .. ' ' .. json, 'EX', ARGV[6]) end
+        if idem then redis.call('SET', idem, id .. ' ' .. json, 'EX', ARGV[6]) end
         local length = redis.call('XLEN', stream)
         if length == 1 then
           redis.call('SET', trimmed, id)
@@ -40,7 +45,7 @@ extension RedisBroker {
           redis.call('PEXPIRE', stream, ttl)
           redis.call('PEXPIRE', trimmed, ttl)
         end
-        redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. id .. ' ' .. json)
+        redis.call(ARGV[9], ARGV[3], ARGV[5] .. ' ' .. id .. ' ' .. json)
         return {1, id}
         """
 }

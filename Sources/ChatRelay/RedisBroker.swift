@@ -22,6 +22,11 @@ import Synchronization
 /// - After a lost subscription is restored, every room it owns with subscribers on this node is
 ///   read from the stream after their position, before any newer live message is handed over, so
 ///   subscribers that stayed connected lose nothing that got a 201.
+/// - On a Redis Cluster (`RedisDeployment.cluster`) the keys of a room carry its name as a hash
+///   tag, so they and its channel share one slot; each event loop sends a room's commands to the
+///   master of that slot (`RedisClusterClient`), events go out with `SPUBLISH`, and each loop's
+///   room channels are held on the masters that serve them (`ShardedChannels`), following the
+///   slots when they move.
 public final class RedisBroker: Broker {
     public let kind = "redis"
     public let keys: RedisKeys
@@ -31,15 +36,33 @@ public final class RedisBroker: Broker {
     public let linger: Duration
     /// A room's keys expire this long after its last message; nil: never.
     public let historyTTL: Duration?
+    public let deployment: RedisDeployment
     private let historyTTLArgument: RedisArgument
-    private let url: RedisURL
-    /// One per event loop, in the group's order.
-    private let clients: [RedisClient]
+    private let publishCommandArgument: RedisArgument
+    /// The command connections: per event loop, in the group's order.
+    private let connections: Connections
     private let nextClient = Atomic<Int>(0)
     private let state: RedisReadiness
+    /// On a cluster, whether every loop reaches every master and holds its channels, as last checked.
+    private let clusterUp = Atomic<Bool>(false)
     private let scriptSHA = Mutex<String?>(nil)
-    /// One per event loop, in the group's order, made by `run()`.
+    /// One per event loop, in the group's order, made by `run()`: standalone.
     private let subscribers = Mutex<[RedisSubscriber]>([])
+    /// One per event loop, in the group's order, made by `run()`: on a cluster.
+    private let shardedChannels = ShardedChannelsTable()
+
+    /// A connection to Redis per event loop, or a cluster client per event loop.
+    private enum Connections {
+        case standalone([RedisClient])
+        case cluster([RedisClusterClient])
+
+        var eventLoops: [any EventLoop] {
+            switch self {
+            case .standalone(let clients): clients.map(\.eventLoop)
+            case .cluster(let clients): clients.map(\.eventLoop)
+            }
+        }
+    }
     let sink: any LiveEventSink
     let metrics: RelayMetrics
     let logger: Logger
@@ -51,13 +74,16 @@ public final class RedisBroker: Broker {
     ///   - historyTTL: how long a room's keys live after its last message (`--history-ttl`); nil: for ever.
     ///   - routing: a channel per room, or one for all (`--redis-channels`).
     ///   - linger: how long a room's channel outlives its last local subscriber (`--room-linger`).
+    ///   - deployment: one Redis, or the seeds of a Redis Cluster (which takes only `.room` routing).
     public init(
-        url: RedisURL, prefix: String, history: Int, historyTTL: Duration? = nil, routing: ChannelRouting = .room,
+        deployment: RedisDeployment, prefix: String, history: Int, historyTTL: Duration? = nil, routing: ChannelRouting = .room,
         linger: Duration = .seconds(10), sink: any LiveEventSink, metrics: RelayMetrics, logger: Logger,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
-        self.url = url
-        self.keys = RedisKeys(prefix: prefix)
+        precondition(!(deployment.isCluster && routing == .shared), "a Redis Cluster takes a channel per room")
+        self.deployment = deployment
+        self.keys = RedisKeys(prefix: prefix, hashTags: deployment.isCluster)
+        self.publishCommandArgument = deployment.isCluster ? "SPUBLISH" : "PUBLISH"
         self.historyCapacity = max(1, history)
         self.routing = routing
         self.linger = linger
@@ -70,40 +96,90 @@ public final class RedisBroker: Broker {
         let loops = Array(eventLoopGroup.makeIterator())
         let state = RedisReadiness(connections: loops.count)
         self.state = state
-        self.clients = loops.map { loop in
-            RedisClient(configuration: .init(url: url), eventLoop: loop) { connected, error in
-                if state.commandConnection(of: loop, up: connected, metrics) {
-                    logger.info("redis connected", metadata: ["url": "\(url)"])
-                } else if !connected, let error {
-                    logger.warning("redis command connection down", metadata: ["error": "\(error)"])
-                }
-            } onRoundTrip: { requests, _ in
-                metrics.redisRoundTrips.increment()
-                metrics.redisRequests.increment(by: Int64(requests))
-            }
+        let onRoundTrip: @Sendable (Int, Int) -> Void = { requests, _ in
+            metrics.redisRoundTrips.increment()
+            metrics.redisRequests.increment(by: Int64(requests))
+        }
+        switch deployment {
+        case .standalone(let url):
+            self.connections = .standalone(
+                loops.map { loop in
+                    RedisClient(
+                        configuration: .init(url: url), eventLoop: loop,
+                        onStateChange: { connected, error in
+                            if state.commandConnection(of: loop, up: connected, metrics) {
+                                logger.info("redis connected", metadata: ["url": "\(url)"])
+                            } else if !connected, let error {
+                                logger.warning("redis command connection down", metadata: ["error": "\(error)"])
+                            }
+                        }, onRoundTrip: onRoundTrip)
+                })
+        case .cluster(let seeds):
+            // The slot map's changes reach the loop's channels once `run()` made them.
+            let channels = shardedChannels
+            self.connections = .cluster(
+                loops.enumerated().map { index, loop in
+                    RedisClusterClient(
+                        configuration: .init(seeds: seeds), eventLoop: loop,
+                        onMapChange: { map in
+                            logger.info("redis cluster slot map", metadata: ["masters": "\(map.masters.map(\.description))"])
+                            channels[index]?.mapChanged(map)
+                        },
+                        onRoundTrip: onRoundTrip,
+                        onRedirect: { kind in
+                            (kind == .moved ? metrics.redisMovedRedirects : metrics.redisAskRedirects).increment()
+                        },
+                        onRefresh: { metrics.redisSlotMapRefreshes.increment() })
+                })
         }
     }
 
-    /// Up when every command connection and every subscription are.
-    public var isReady: Bool { state.isUp }
+    /// Records whether the cluster is reachable (`watchCluster`).
+    func setClusterUp(_ up: Bool) {
+        clusterUp.store(up, ordering: .relaxed)
+        metrics.brokerUp.record(up ? 1 : 0)
+    }
 
-    /// Runs the command connections and the subscriber until cancelled.
+    /// Standalone: up when every command connection and every subscription are. On a cluster: when
+    /// every loop reaches every master and every subscriber of its rooms' channels is subscribed.
+    public var isReady: Bool { deployment.isCluster ? clusterUp.load(ordering: .relaxed) : state.isUp }
+
+    /// Runs the command connections and the subscribers until cancelled.
     public func run() async throws {
-        // Made here, not in init: their callbacks need `self`.
-        let subscribers = clients.indices.map { makeSubscriber(index: $0) }
-        self.subscribers.withLock { $0 = subscribers }
-        for client in clients { client.start() }
-        for subscriber in subscribers { subscriber.start() }
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(3600))
+        switch (connections, deployment) {
+        case (.standalone(let clients), .standalone(let url)):
+            // Made here, not in init: their callbacks need `self`.
+            let subscribers = clients.indices.map { makeSubscriber(index: $0, url: url) }
+            self.subscribers.withLock { $0 = subscribers }
+            for client in clients { client.start() }
+            for subscriber in subscribers { subscriber.start() }
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(3600))
+            }
+            for subscriber in subscribers { subscriber.stop() }
+            for client in clients { client.stop() }
+        case (.cluster(let clients), .cluster(let seeds)):
+            let channels = clients.enumerated().map { index, client in
+                ShardedChannels(index: index, client: client) { [self] master in
+                    var url = seeds[0]
+                    url.host = master.host
+                    url.port = master.port
+                    url.database = 0
+                    return makeShardSubscriber(index: index, url: url, master: master)
+                }
+            }
+            shardedChannels.set(channels)
+            await watchCluster(channels)
+            for owned in channels { owned.stop() }
+            for client in clients { client.stop() }
+        default:
+            preconditionFailure("the connections follow the deployment")
         }
-        for subscriber in subscribers { subscriber.stop() }
-        for client in clients { client.stop() }
     }
 
     /// The subscriber of event loop `index`: it holds the channels of the rooms it owns.
-    private func makeSubscriber(index: Int) -> RedisSubscriber {
-        let eventLoop = clients[index].eventLoop
+    private func makeSubscriber(index: Int, url: RedisURL) -> RedisSubscriber {
+        let eventLoop = connections.eventLoops[index]
         var configuration = RedisSubscriber.Configuration(url: url, channels: routing == .shared && index == 0 ? [keys.channel] : [])
         configuration.linger = linger
         return RedisSubscriber(configuration: configuration, eventLoop: eventLoop) { [self] reconnected in
@@ -115,34 +191,72 @@ public final class RedisBroker: Broker {
             // Live messages are held until the gap is filled, so they come after it.
             return await fillGaps { [self] room in owner(of: room) == index } ? .proceed : .resubscribe
         } onMessage: { [self] channel, payload in
-            metrics.redisEventsReceived.increment()
-            if let message = Self.parseEvent(payload) {
-                sink.deliver(message)
-            } else {
-                logger.warning(
-                    "ignored a malformed event",
-                    metadata: ["channel": "\(String(decoding: channel, as: UTF8.self))", "bytes": "\(payload.count)"])
-            }
+            received(payload, on: channel)
         } onDown: { [self] error in
             state.subscription(of: eventLoop, up: false, metrics)
             logger.warning("redis subscription down", metadata: ["error": "\(error)"])
-        } stillWanted: { [keys, sink] channel in
-            guard let room = keys.room(ofChannel: channel) else { return false }
-            return sink.hasSubscribers(room: room)
+        } stillWanted: { [self] channel in
+            stillWanted(channel)
         } onListening: { [metrics] delta in
             metrics.redisRoomChannels.increment(by: Double(delta))
         }
     }
 
+    /// On a cluster, the sharded subscriber of event loop `index` on `master`: it holds the
+    /// channels of the rooms the loop owns whose slots the master serves.
+    private func makeShardSubscriber(index: Int, url: RedisURL, master: RedisSlotMap.Node) -> RedisSubscriber {
+        var configuration = RedisSubscriber.Configuration(url: url, channels: [])
+        configuration.linger = linger
+        configuration.sharded = true
+        // Set once the subscriber exists: its gap fill asks it which channels it holds.
+        let made = Mutex<RedisSubscriber?>(nil)
+        let subscriber = RedisSubscriber(configuration: configuration, eventLoop: connections.eventLoops[index]) { [self] reconnected in
+            logger.info("redis shard subscribed", metadata: ["shard": "\(master)", "reconnected": "\(reconnected)"])
+            guard let subscriber = made.withLock({ $0 }), let held = try? await subscriber.listening().get() else { return .proceed }
+            return await fillGaps { [keys] room in held.contains(keys.channel(room)) } ? .proceed : .resubscribe
+        } onMessage: { [self] channel, payload in
+            received(payload, on: channel)
+        } onDown: { [self] error in
+            logger.warning("redis shard subscription down", metadata: ["shard": "\(master)", "error": "\(error)"])
+        } stillWanted: { [self] channel in
+            stillWanted(channel)
+        } onListening: { [metrics] delta in
+            metrics.redisRoomChannels.increment(by: Double(delta))
+        } onMoved: { [self] channel in
+            shardedChannels[index]?.moved(channel, from: master)
+        }
+        made.withLock { $0 = subscriber }
+        return subscriber
+    }
+
+    /// A live event from Redis, for this node's streams.
+    private func received(_ payload: [UInt8], on channel: [UInt8]) {
+        metrics.redisEventsReceived.increment()
+        if let message = Self.parseEvent(payload) {
+            sink.deliver(message)
+        } else {
+            logger.warning(
+                "ignored a malformed event",
+                metadata: ["channel": "\(String(decoding: channel, as: UTF8.self))", "bytes": "\(payload.count)"])
+        }
+    }
+
+    /// Whether a room channel still has streams of its room on this node.
+    private func stillWanted(_ channel: String) -> Bool {
+        guard let room = keys.room(ofChannel: channel) else { return false }
+        return sink.hasSubscribers(room: room)
+    }
+
     /// The event loop (index) whose subscriber holds `room`'s channel: the same for the node's
     /// whole life, spread evenly (FNV-1a of the name); with `.shared`, the first.
     func owner(of room: RoomName) -> Int {
-        guard routing == .room, clients.count > 1 else { return 0 }
+        let loops = connections.eventLoops.count
+        guard routing == .room, loops > 1 else { return 0 }
         var hash: UInt32 = 2_166_136_261
         for byte in room.value.utf8 {
             hash = (hash ^ UInt32(byte)) &* 16_777_619
         }
-        return Int(hash % UInt32(clients.count))
+        return Int(hash % UInt32(loops))
     }
 
     /// With `.room`: subscribes the room's owner to the room's channel, if it is not yet, and
@@ -152,6 +266,17 @@ public final class RedisBroker: Broker {
     public func listen(room: RoomName) async throws {
         guard routing == .room else { return }
         let owner = owner(of: room)
+        if deployment.isCluster {
+            guard let owned = shardedChannels[owner] else {
+                throw BrokerError.unavailable("the node is not connected to the Redis Cluster yet")
+            }
+            do {
+                try await owned.listen(keys.channel(room), slot: keys.slot(room))
+            } catch {
+                throw BrokerError.unavailable("\(error)")
+            }
+            return
+        }
         guard let subscriber = subscribers.withLock({ $0.indices.contains(owner) ? $0[owner] : nil }) else {
             // `run()` has not made the subscribers yet (the node is starting): a stream opened now
             // would hold no channel.
@@ -171,11 +296,13 @@ public final class RedisBroker: Broker {
         Message.writeJSONTail(
             room: draft.room, user: draft.user, name: draft.name, text: draft.text, timeMs: Timestamp.nowMilliseconds(), into: &tail)
         let tailBytes = Array(tail.readableBytesView)
-        let keysAndArguments: [RedisArgument] = [
-            "3",
+        var keysAndArguments: [RedisArgument] = [
+            idempotencyKey == nil ? "2" : "3",
             RedisArgument(keys.stream(draft.room)),
             RedisArgument(keys.trimmed(draft.room)),
-            RedisArgument(idempotencyKey.map { keys.idempotency(draft.room, $0) } ?? ""),
+        ]
+        if let idempotencyKey { keysAndArguments.append(RedisArgument(keys.idempotency(draft.room, idempotencyKey))) }
+        keysAndArguments += [
             RedisArgument(historyCapacity),
             RedisArgument(Self.trimSlack(historyCapacity)),
             RedisArgument(routing == .room ? keys.channel(draft.room) : keys.channel),
@@ -184,12 +311,14 @@ public final class RedisBroker: Broker {
             RedisArgument(Int(IdempotencyCache.window / 1000)),
             historyTTLArgument,
             Self.jsonBeforeIDArgument,
+            publishCommandArgument,
         ]
-        var reply = try await runScript(keysAndArguments)
+        let slot = keys.slot(draft.room)
+        var reply = try await runScript(keysAndArguments, slot: slot)
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
-            // Redis restarted and lost its script cache: send the script itself once.
-            scriptSHA.withLock { $0 = nil }
-            reply = try await call(["EVAL", RedisArgument(Self.publishScript)] + keysAndArguments)
+            // Redis restarted and lost its script cache, or (on a cluster) this master has not
+            // seen the script yet: send the script itself, which caches it there.
+            reply = try await call(["EVAL", RedisArgument(Self.publishScript)] + keysAndArguments, slot: slot)
         }
         guard let parts = reply.array, parts.count == 2, let flag = parts[0].integer, let value = parts[1].bytes else {
             throw BrokerError.unavailable("unexpected reply to publish: \(reply)")
@@ -207,16 +336,17 @@ public final class RedisBroker: Broker {
         return .duplicate(StoredMessage(id: id, room: draft.room, json: ByteBuffer(bytes: value[(space + 1)...])))
     }
 
-    /// EVALSHA with the script's hash, loading the script first if this node has not yet.
-    private func runScript(_ keysAndArguments: [RedisArgument]) async throws -> RedisReply {
+    /// EVALSHA with the script's hash, loading the script first (on the master of `slot`) if
+    /// this node has not learnt its hash yet.
+    private func runScript(_ keysAndArguments: [RedisArgument], slot: Int) async throws -> RedisReply {
         var sha = scriptSHA.withLock { $0 }
         if sha == nil {
-            let loaded = try await call(["SCRIPT", "LOAD", RedisArgument(Self.publishScript)])
+            let loaded = try await call(["SCRIPT", "LOAD", RedisArgument(Self.publishScript)], slot: slot)
             guard let text = loaded.string else { throw BrokerError.unavailable("SCRIPT LOAD failed: \(loaded)") }
             scriptSHA.withLock { $0 = text }
             sha = text
         }
-        return try await call(["EVALSHA", RedisArgument(sha!)] + keysAndArguments)
+        return try await call(["EVALSHA", RedisArgument(sha!)] + keysAndArguments, slot: slot)
     }
 
     /// What a message's JSON holds before its id, as the script takes it.
@@ -228,19 +358,20 @@ public final class RedisBroker: Broker {
     // MARK: Reading
 
     public func latestID(room: RoomName) async throws -> MessageID? {
-        let reply = try await call(["XREVRANGE", RedisArgument(keys.stream(room)), "+", "-", "COUNT", "1"])
+        let reply = try await call(["XREVRANGE", RedisArgument(keys.stream(room)), "+", "-", "COUNT", "1"], slot: keys.slot(room))
         return try Self.entries(reply, room: room).last?.id
     }
 
     public func replay(room: RoomName, after id: MessageID) async throws -> Replay {
-        let replies = try await pipeline([
+        let replies = try await pipeline(
             [
-                "XRANGE", RedisArgument(keys.stream(room)), RedisArgument("(" + id.description), "+", "COUNT",
-                RedisArgument(historyCapacity + Self.trimSlack(historyCapacity)),
-            ],
-            ["GET", RedisArgument(keys.trimmed(room))],
-            ["EXISTS", RedisArgument(keys.stream(room))],
-        ])
+                [
+                    "XRANGE", RedisArgument(keys.stream(room)), RedisArgument("(" + id.description), "+", "COUNT",
+                    RedisArgument(historyCapacity + Self.trimSlack(historyCapacity)),
+                ],
+                ["GET", RedisArgument(keys.trimmed(room))],
+                ["EXISTS", RedisArgument(keys.stream(room))],
+            ], slot: keys.slot(room))
         let messages = try Self.entries(replies[0], room: room)
         let lastTrimmed = replies[1].string.flatMap { MessageID($0) }
         // A message after `id` is gone exactly when `id` is older than the marker (the newest
@@ -254,46 +385,55 @@ public final class RedisBroker: Broker {
 
     public func history(room: RoomName, after id: MessageID?, limit: Int) async throws -> [StoredMessage] {
         let stream = RedisArgument(keys.stream(room))
+        let slot = keys.slot(room)
         if let id {
             return try Self.entries(
-                try await call(["XRANGE", stream, RedisArgument("(" + id.description), "+", "COUNT", RedisArgument(limit)]), room: room)
+                try await call(["XRANGE", stream, RedisArgument("(" + id.description), "+", "COUNT", RedisArgument(limit)], slot: slot),
+                room: room)
         }
-        return try Self.entries(try await call(["XREVRANGE", stream, "+", "-", "COUNT", RedisArgument(limit)]), room: room).reversed()
+        return try Self.entries(try await call(["XREVRANGE", stream, "+", "-", "COUNT", RedisArgument(limit)], slot: slot), room: room)
+            .reversed()
     }
 
     public func storeTicket(_ ticket: String, value: [UInt8], ttl: Duration) async throws {
-        let reply = try await call([
-            "SET", RedisArgument(keys.ticket(ticket)), RedisArgument(value), "PX", RedisArgument(Int(max(1, ttl.wholeMilliseconds))), "NX",
-        ])
+        let key = keys.ticket(ticket)
+        let reply = try await call(
+            ["SET", RedisArgument(key), RedisArgument(value), "PX", RedisArgument(Int(max(1, ttl.wholeMilliseconds))), "NX"],
+            slot: RedisKeySlot.of(key))
         guard reply.string == "OK" else { throw BrokerError.unavailable("a ticket with this id exists") }
     }
 
     public func redeemTicket(_ ticket: String) async throws -> [UInt8]? {
         // GETDEL (Redis 6.2): read and remove in one step, so only one node ever gets the value.
-        try await call(["GETDEL", RedisArgument(keys.ticket(ticket))]).bytes
+        let key = keys.ticket(ticket)
+        return try await call(["GETDEL", RedisArgument(key)], slot: RedisKeySlot.of(key)).bytes
     }
 
     // MARK: Helpers
 
-    private func call(_ command: RedisCommand) async throws -> RedisReply {
-        try await pipeline([command])[0]
+    private func call(_ command: RedisCommand, slot: Int) async throws -> RedisReply {
+        try await pipeline([command], slot: slot)[0]
     }
 
-    /// The command connection of the caller's event loop, so that the request and its reply stay
-    /// on it; from anywhere else, the connections in turn.
-    private var client: RedisClient {
-        if let current = MultiThreadedEventLoopGroup.currentEventLoop,
-            let own = clients.first(where: { $0.eventLoop === current })
-        {
+    /// The index of the caller's event loop, so that the request and its reply stay on it; from
+    /// anywhere else, the loops in turn.
+    private var loopIndex: Int {
+        let loops = connections.eventLoops
+        if let current = MultiThreadedEventLoopGroup.currentEventLoop, let own = loops.firstIndex(where: { $0 === current }) {
             return own
         }
-        return clients[nextClient.add(1, ordering: .relaxed).oldValue % clients.count]
+        return nextClient.add(1, ordering: .relaxed).oldValue % loops.count
     }
 
-    private func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
+    /// Sends `commands`, whose keys are all in `slot`, on the caller's loop: to the one Redis, or
+    /// to the master serving the slot.
+    private func pipeline(_ commands: [RedisCommand], slot: Int) async throws -> [RedisReply] {
         let replies: [RedisReply]
         do {
-            replies = try await client.pipeline(commands)
+            switch connections {
+            case .standalone(let clients): replies = try await clients[loopIndex].pipeline(commands)
+            case .cluster(let clients): replies = try await clients[loopIndex].pipeline(commands, slot: slot)
+            }
         } catch {
             throw BrokerError.unavailable("\(error)")
         }

@@ -1,3 +1,5 @@
+import RedisClient
+
 /// Where the Redis broker keeps things, all under one prefix (`--redis-prefix`), so several
 /// deployments can share a Redis.
 ///
@@ -9,24 +11,40 @@
 /// - `<prefix>:events:<room>`: the room's pub/sub channel (`ChannelRouting.room`), subscribed by the
 ///   event loops that serve the room; a payload is `<room> <id> <json>`.
 /// - `<prefix>:events`: the one channel of every room (`ChannelRouting.shared`), the same payloads.
+///
+/// On a Redis Cluster (`hashTags`) the room's part is written `{<room>}`: a hash tag, so a room's
+/// stream, marker, idempotency keys and channel share one hash slot, and the publish script, which
+/// touches all of them, runs on one node in one round trip. Standalone keys keep their plain
+/// names, so a deployment's data stays where it was.
 public struct RedisKeys: Sendable {
     public let prefix: String
+    public let hashTags: Bool
 
-    public init(prefix: String) {
+    public init(prefix: String, hashTags: Bool = false) {
         self.prefix = prefix
+        self.hashTags = hashTags
     }
 
-    public func stream(_ room: RoomName) -> String { "\(prefix):room:\(room.value)" }
-    public func trimmed(_ room: RoomName) -> String { "\(prefix):trimmed:\(room.value)" }
-    public func idempotency(_ room: RoomName, _ key: String) -> String { "\(prefix):idem:\(room.value):\(key)" }
+    /// The room as it appears in its keys.
+    private func tagged(_ room: RoomName) -> String { hashTags ? "{\(room.value)}" : room.value }
+
+    public func stream(_ room: RoomName) -> String { "\(prefix):room:\(tagged(room))" }
+    public func trimmed(_ room: RoomName) -> String { "\(prefix):trimmed:\(tagged(room))" }
+    public func idempotency(_ room: RoomName, _ key: String) -> String { "\(prefix):idem:\(tagged(room)):\(key)" }
     public func ticket(_ ticket: String) -> String { "\(prefix):ticket:\(ticket)" }
     public var channel: String { "\(prefix):events" }
-    public func channel(_ room: RoomName) -> String { "\(prefix):events:\(room.value)" }
+    public func channel(_ room: RoomName) -> String { "\(prefix):events:\(tagged(room))" }
+
+    /// The hash slot of every key and the channel of `room` (on a cluster: its hash tag's).
+    public func slot(_ room: RoomName) -> Int { RedisKeySlot.of(stream(room)) }
 
     /// The room whose channel (`channel(_:)`) is `channel`, if it is one.
     public func room(ofChannel channel: String) -> RoomName? {
         let head = "\(prefix):events:"
         guard channel.hasPrefix(head) else { return nil }
-        return RoomName(String(channel.dropFirst(head.count)))
+        let name = channel.dropFirst(head.count)
+        guard hashTags else { return RoomName(name) }
+        guard name.hasPrefix("{"), name.hasSuffix("}") else { return nil }
+        return RoomName(name.dropFirst().dropLast())
     }
 }

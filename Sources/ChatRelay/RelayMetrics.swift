@@ -46,8 +46,20 @@ public struct RelayMetrics: Sendable {
     /// Live events this node received from Redis: with a channel per room, only those of rooms
     /// it serves.
     public let redisEventsReceived: Counter
+    /// On a Redis Cluster: readings of the slot map, and commands redirected (`MOVED`, `ASK`).
+    public let redisSlotMapRefreshes: Counter
+    public let redisMovedRedirects: Counter
+    public let redisAskRedirects: Counter
+    private let factory: any MetricsFactory
+
+    /// On a Redis Cluster: 1 while this node reaches the master `shard` (`host:port`) and holds
+    /// its channels, 0 while not.
+    public func redisShardUp(_ shard: String) -> Gauge {
+        Gauge(label: "chat_relay_redis_shard_up", dimensions: [("shard", shard)], factory: factory)
+    }
 
     public init(factory: any MetricsFactory) {
+        self.factory = factory
         openStreams = Meter(label: "chat_relay_open_streams", factory: factory)
         subscribedRooms = Meter(label: "chat_relay_subscribed_rooms", factory: factory)
         openConnections = Meter(label: "chat_relay_open_connections", factory: factory)
@@ -70,6 +82,9 @@ public struct RelayMetrics: Sendable {
         redisRequests = Counter(label: "chat_relay_redis_requests_total", factory: factory)
         redisRoomChannels = Meter(label: "chat_relay_redis_room_channels", factory: factory)
         redisEventsReceived = Counter(label: "chat_relay_redis_events_received_total", factory: factory)
+        redisSlotMapRefreshes = Counter(label: "chat_relay_redis_slot_map_refreshes_total", factory: factory)
+        redisMovedRedirects = Counter(label: "chat_relay_redis_redirects_total", dimensions: [("kind", "moved")], factory: factory)
+        redisAskRedirects = Counter(label: "chat_relay_redis_redirects_total", dimensions: [("kind", "ask")], factory: factory)
         publishLatency = Timer(label: "chat_relay_publish_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
     }
 

@@ -39,6 +39,8 @@ public final class RedisClusterClient: Sendable {
     public let eventLoop: any EventLoop
     private let onMapChange: @Sendable (RedisSlotMap) -> Void
     private let onRoundTrip: @Sendable (_ requests: Int, _ commands: Int) -> Void
+    private let onRedirect: @Sendable (RedisRedirect.Kind) -> Void
+    private let onRefresh: @Sendable () -> Void
 
     private struct State {
         var map: RedisSlotMap?
@@ -52,16 +54,22 @@ public final class RedisClusterClient: Sendable {
     ///   - onMapChange: the slot map was read and differs from the one before (a failover, a
     ///     resharding): for a subscriber to follow its channels.
     ///   - onRoundTrip: each node connection's round trips, as `RedisClient` reports them.
+    ///   - onRedirect: a command was redirected (`MOVED` or `ASK`).
+    ///   - onRefresh: the slot map was read (changed or not).
     public init(
         configuration: Configuration, eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
         onMapChange: @escaping @Sendable (RedisSlotMap) -> Void = { _ in },
-        onRoundTrip: @escaping @Sendable (_ requests: Int, _ commands: Int) -> Void = { _, _ in }
+        onRoundTrip: @escaping @Sendable (_ requests: Int, _ commands: Int) -> Void = { _, _ in },
+        onRedirect: @escaping @Sendable (RedisRedirect.Kind) -> Void = { _ in },
+        onRefresh: @escaping @Sendable () -> Void = {}
     ) {
         precondition(!configuration.seeds.isEmpty, "a cluster client needs at least one seed")
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.onMapChange = onMapChange
         self.onRoundTrip = onRoundTrip
+        self.onRedirect = onRedirect
+        self.onRefresh = onRefresh
     }
 
     /// The slot map as last read, if it was.
@@ -82,6 +90,13 @@ public final class RedisClusterClient: Sendable {
         state.withLock { state in
             guard let map = state.map else { return false }
             return map.masters.allSatisfy { state.clients[$0]?.isConnected ?? false }
+        }
+    }
+
+    /// Each master of the slot map, and whether its connection is up.
+    public var masterConnections: [(node: RedisSlotMap.Node, connected: Bool)] {
+        state.withLock { state in
+            (state.map?.masters ?? []).map { ($0, state.clients[$0]?.isConnected ?? false) }
         }
     }
 
@@ -123,6 +138,7 @@ public final class RedisClusterClient: Sendable {
                     stillPending.append(index)
                     let next = RedisSlotMap.Node(host: redirect.host.isEmpty ? node.host : redirect.host, port: redirect.port)
                     if target == nil { target = (next, redirect.kind == .ask) }
+                    onRedirect(redirect.kind)
                     if redirect.kind == .moved { scheduleRefresh() }
                 } else if case .error(let message) = reply, message.hasPrefix("TRYAGAIN"), ContinuousClock.now < deadline {
                     stillPending.append(index)
@@ -166,7 +182,19 @@ public final class RedisClusterClient: Sendable {
                     defer { state.map = map }
                     return state.map != map
                 }
-                if changed { onMapChange(map) }
+                onRefresh()
+                if changed {
+                    // A connection to every master from now on, so `mastersConnected` says
+                    // whether each shard can be reached before a command needs it; none to a
+                    // node that serves nothing any more (a dead master keeps being retried).
+                    for master in map.masters { _ = try? client(for: master) }
+                    let gone = state.withLock { state in
+                        let nodes = state.clients.keys.filter { !map.masters.contains($0) }
+                        return nodes.compactMap { state.clients.removeValue(forKey: $0) }
+                    }
+                    for client in gone { client.stop() }
+                    onMapChange(map)
+                }
                 return map
             } catch {
                 lastError = error

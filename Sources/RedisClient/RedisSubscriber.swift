@@ -139,6 +139,40 @@ public final class RedisSubscriber: @unchecked Sendable {
         return eventLoop.flatSubmit { self.listenOnLoop(channel) }
     }
 
+    /// Takes over channels another subscriber held (sharded: their slot moved to this node):
+    /// they are asked for as by `listen(_:)`, and the connection, if up, is made again, so that
+    /// they are subscribed with the rest and `onSubscribed` makes up for what was published to
+    /// them meanwhile before any newer message is handed over. From any thread.
+    public func adopt(_ channels: [String]) {
+        eventLoop.execute { [self] in
+            guard !stopped else { return }
+            let new = channels.filter { interests[$0] == nil }
+            guard !new.isEmpty else { return }
+            for channel in new { interests[channel] = Interest() }
+            onListening(new.count)
+            reconnection.connection?.handler.value.close(.connectionLost("taking over \(new.count) channels"))
+        }
+    }
+
+    /// Gives up `channels` (nil: all) at once, for another subscriber to adopt: whoever waits for
+    /// one goes on (the other subscriber makes up for the gap). The future has the channels
+    /// given up. From any thread.
+    public func release(_ channels: [String]?) -> EventLoopFuture<[String]> {
+        eventLoop.submit { [self] in
+            let leaving = channels.map { $0.filter { interests[$0] != nil } } ?? Array(interests.keys)
+            guard !leaving.isEmpty else { return [] }
+            var waiting: [EventLoopPromise<Void>] = []
+            for channel in leaving {
+                waiting += interests[channel]?.waiters ?? []
+                interests[channel] = nil
+            }
+            onListening(-leaving.count)
+            if let connection = reconnection.connection { send(.unsubscribe, leaving, on: connection) }
+            for waiter in waiting { waiter.succeed() }
+            return leaving
+        }
+    }
+
     /// The channels asked for with `listen(_:)` and held now (confirmed or on their way), on any
     /// thread: for tests and diagnostics.
     public func listening() -> EventLoopFuture<Set<String>> {

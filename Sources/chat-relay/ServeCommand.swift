@@ -25,9 +25,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("redis-url"),
         help:
-            "Run in cluster mode on this Redis: redis://[[user]:password@]host[:port][/db]. Without it the node runs alone on the embedded broker. (env: REDIS_URL)"
+            "Run in cluster mode on this Redis: redis://[[user]:password@]host[:port][/db]. Several addresses separated by commas (redis://h1:7000,h2:7001,…; after the first, host:port takes the first's password) are the seeds of a Redis Cluster: each room's keys and channel go to the master of the room's hash slot. Without it the node runs alone on the embedded broker. (env: REDIS_URL)"
     )
     var redisURL: String?
+
+    @Flag(
+        name: .customLong("redis-cluster"),
+        help: "The --redis-url names a Redis Cluster even with one address (with several it always does). (env: REDIS_CLUSTER=1)")
+    var redisCluster = false
 
     @Option(
         name: .customLong("redis-prefix"),
@@ -37,7 +42,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("redis-channels"),
         help:
-            "How live events reach the nodes: room (a pub/sub channel per room, subscribed only by the nodes that serve the room) or shared (one channel that every node hears, cheaper with few rooms that every node serves). (env: REDIS_CHANNELS, default: room)"
+            "How live events reach the nodes: room (a pub/sub channel per room, subscribed only by the nodes that serve the room) or shared (one channel that every node hears, cheaper with few rooms that every node serves; not on a Redis Cluster). (env: REDIS_CHANNELS, default: room)"
     )
     var redisChannels: String?
 
@@ -176,7 +181,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let redis = settings.redis {
             node = RelayNode(configuration: settings.relay, logger: logger) { hub, metrics in
                 RedisBroker(
-                    url: redis, prefix: settings.redisPrefix, history: settings.relay.history, historyTTL: settings.relay.historyTTL,
+                    deployment: redis, prefix: settings.redisPrefix, history: settings.relay.history, historyTTL: settings.relay.historyTTL,
                     routing: settings.redisChannels, linger: settings.roomLinger, sink: hub, metrics: metrics, logger: logger)
             }
         } else {

@@ -11,8 +11,8 @@ struct Settings {
     var host: String
     var port: Int
     var relay: RelayConfiguration
-    /// Cluster mode's Redis, or nil for the embedded broker.
-    var redis: RedisURL?
+    /// Cluster mode's Redis (one, or a Redis Cluster), or nil for the embedded broker.
+    var redis: RedisDeployment?
     var redisPrefix: String
     var redisChannels: ChannelRouting
     var roomLinger: Duration
@@ -32,13 +32,19 @@ struct Settings {
         port = try value(command.port, "PORT", Int.init) ?? 8080
         guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535, got \(port).") }
 
+        let forcedCluster =
+            try command.redisCluster
+            || value(nil as Bool?, "REDIS_CLUSTER") {
+                ["1", "true", "yes"].contains($0.lowercased()) ? true : ["0", "false", "no"].contains($0.lowercased()) ? false : nil
+            } ?? false
         if let text = try value(command.redisURL, "REDIS_URL", { $0 }) {
             do {
-                redis = try RedisURL(text)
+                redis = try RedisDeployment(text, cluster: forcedCluster)
             } catch {
                 throw ValidationError("--redis-url: \(error)")
             }
         } else {
+            guard !forcedCluster else { throw ValidationError("--redis-cluster needs --redis-url with the cluster's addresses.") }
             redis = nil
         }
         redisPrefix = try value(command.redisPrefix, "REDIS_PREFIX", { $0 }) ?? "chat-relay"
@@ -50,6 +56,16 @@ struct Settings {
             throw ValidationError("--redis-channels must be room or shared; got \(channelsText.debugDescription).")
         }
         redisChannels = routing
+        if redis?.isCluster == true {
+            guard routing == .room else {
+                throw ValidationError(
+                    "--redis-channels shared does not work on a Redis Cluster: sharded pub/sub has a channel per room. Use room (the default)."
+                )
+            }
+            guard !redisPrefix.contains("{"), !redisPrefix.contains("}") else {
+                throw ValidationError("--redis-prefix must not contain { or } on a Redis Cluster: the room's hash tag does.")
+            }
+        }
         roomLinger =
             try value(command.roomLinger, "ROOM_LINGER", { $0 }).map { try Self.duration($0, flag: "--room-linger") } ?? .seconds(10)
 
