@@ -37,6 +37,11 @@ public final class RedisBroker: Broker {
     /// A room's keys expire this long after its last message; nil: never.
     public let historyTTL: Duration?
     public let deployment: RedisDeployment
+    /// Replicas that must confirm a message before its `201` (`--redis-min-replicas-ack`), and
+    /// how long the node waits for them.
+    public let minReplicasAck: Int
+    public let replicasAckTimeout: Duration
+    private let waitTimeoutArgument: RedisArgument
     private let historyTTLArgument: RedisArgument
     private let publishCommandArgument: RedisArgument
     /// The command connections: per event loop, in the group's order.
@@ -75,11 +80,16 @@ public final class RedisBroker: Broker {
     ///   - routing: a channel per room, or one for all (`--redis-channels`).
     ///   - linger: how long a room's channel outlives its last local subscriber (`--room-linger`).
     ///   - deployment: one Redis, or the seeds of a Redis Cluster (which takes only `.room` routing).
+    ///   - minReplicasAck: with more than 0, a message is acknowledged only once this many replicas
+    ///     of its Redis (or its cluster master) have it (`WAIT`), within `replicasAckTimeout`.
     public init(
         deployment: RedisDeployment, prefix: String, history: Int, historyTTL: Duration? = nil, routing: ChannelRouting = .room,
-        linger: Duration = .seconds(10), sink: any LiveEventSink, metrics: RelayMetrics, logger: Logger,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        linger: Duration = .seconds(10), minReplicasAck: Int = 0, replicasAckTimeout: Duration = .seconds(1), sink: any LiveEventSink,
+        metrics: RelayMetrics, logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
+        self.minReplicasAck = max(0, minReplicasAck)
+        self.replicasAckTimeout = replicasAckTimeout
+        self.waitTimeoutArgument = RedisArgument(Int(max(1, replicasAckTimeout.wholeMilliseconds)))
         precondition(!(deployment.isCluster && routing == .shared), "a Redis Cluster takes a channel per room")
         self.deployment = deployment
         self.keys = RedisKeys(prefix: prefix, hashTags: deployment.isCluster)
@@ -100,12 +110,17 @@ public final class RedisBroker: Broker {
             metrics.redisRoundTrips.increment()
             metrics.redisRequests.increment(by: Int64(requests))
         }
+        // A command connection is dropped when a reply takes longer than this: WAIT may take its
+        // whole timeout.
+        let commandTimeout = max(.seconds(2), replicasAckTimeout + .seconds(1))
         switch deployment {
         case .standalone(let url):
+            var configuration = RedisClient.Configuration(url: url)
+            configuration.commandTimeout = commandTimeout
             self.connections = .standalone(
                 loops.map { loop in
                     RedisClient(
-                        configuration: .init(url: url), eventLoop: loop,
+                        configuration: configuration, eventLoop: loop,
                         onStateChange: { connected, error in
                             if state.commandConnection(of: loop, up: connected, metrics) {
                                 logger.info("redis connected", metadata: ["url": "\(url)"])
@@ -117,10 +132,12 @@ public final class RedisBroker: Broker {
         case .cluster(let seeds):
             // The slot map's changes reach the loop's channels once `run()` made them.
             let channels = shardedChannels
+            var configuration = RedisClusterClient.Configuration(seeds: seeds)
+            configuration.commandTimeout = commandTimeout
             self.connections = .cluster(
                 loops.enumerated().map { index, loop in
                     RedisClusterClient(
-                        configuration: .init(seeds: seeds), eventLoop: loop,
+                        configuration: configuration, eventLoop: loop,
                         onMapChange: { map in
                             logger.info("redis cluster slot map", metadata: ["masters": "\(map.masters.map(\.description))"])
                             channels[index]?.mapChanged(map)
@@ -314,12 +331,23 @@ public final class RedisBroker: Broker {
             publishCommandArgument,
         ]
         let slot = keys.slot(draft.room)
-        var reply = try await runScript(keysAndArguments, slot: slot)
-        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+        var replies = try await runScript(keysAndArguments, slot: slot)
+        if case .error(let message) = replies[0], message.hasPrefix("NOSCRIPT") {
             // Redis restarted and lost its script cache, or (on a cluster) this master has not
             // seen the script yet: send the script itself, which caches it there.
-            reply = try await call(["EVAL", RedisArgument(Self.publishScript)] + keysAndArguments, slot: slot)
+            replies = try await pipeline([["EVAL", RedisArgument(Self.publishScript)] + keysAndArguments] + waitForReplicas, slot: slot)
         }
+        if minReplicasAck > 0 {
+            // WAIT answers how many replicas have every write this connection sent so far, ours
+            // included (a repeated idempotency key's too: it was stored by an earlier write).
+            let acknowledged = replies.count == 2 ? replies[1].integer ?? 0 : 0
+            guard acknowledged >= minReplicasAck else {
+                throw BrokerError.unavailable(
+                    "stored, but \(acknowledged) of the \(minReplicasAck) replicas asked for confirmed it within \(replicasAckTimeout): retry with the same Idempotency-Key"
+                )
+            }
+        }
+        let reply = replies[0]
         guard let parts = reply.array, parts.count == 2, let flag = parts[0].integer, let value = parts[1].bytes else {
             throw BrokerError.unavailable("unexpected reply to publish: \(reply)")
         }
@@ -336,9 +364,10 @@ public final class RedisBroker: Broker {
         return .duplicate(StoredMessage(id: id, room: draft.room, json: ByteBuffer(bytes: value[(space + 1)...])))
     }
 
-    /// EVALSHA with the script's hash, loading the script first (on the master of `slot`) if
-    /// this node has not learnt its hash yet.
-    private func runScript(_ keysAndArguments: [RedisArgument], slot: Int) async throws -> RedisReply {
+    /// EVALSHA with the script's hash (and `WAIT`, with `minReplicasAck`, in the same round
+    /// trip), loading the script first (on the master of `slot`) if this node has not learnt its
+    /// hash yet; the script's reply first.
+    private func runScript(_ keysAndArguments: [RedisArgument], slot: Int) async throws -> [RedisReply] {
         var sha = scriptSHA.withLock { $0 }
         if sha == nil {
             let loaded = try await call(["SCRIPT", "LOAD", RedisArgument(Self.publishScript)], slot: slot)
@@ -346,7 +375,12 @@ public final class RedisBroker: Broker {
             scriptSHA.withLock { $0 = text }
             sha = text
         }
-        return try await call(["EVALSHA", RedisArgument(sha!)] + keysAndArguments, slot: slot)
+        return try await pipeline([["EVALSHA", RedisArgument(sha!)] + keysAndArguments] + waitForReplicas, slot: slot)
+    }
+
+    /// `WAIT <minReplicasAck> <timeout>` after the publish script, or nothing.
+    private var waitForReplicas: [RedisCommand] {
+        minReplicasAck > 0 ? [["WAIT", RedisArgument(minReplicasAck), waitTimeoutArgument]] : []
     }
 
     /// What a message's JSON holds before its id, as the script takes it.

@@ -1,7 +1,7 @@
 import RedisClient
 
 /// Which Redis the broker runs on (`--redis-url`).
-public enum RedisDeployment: Sendable, Equatable {
+public enum RedisDeployment: Sendable, Equatable, CustomStringConvertible {
     /// One Redis (with replicas behind it or not): every command and channel on it.
     case standalone(RedisURL)
     /// A Redis Cluster, learnt from these seed nodes: each room's keys and channel on the master

@@ -53,6 +53,20 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var roomLinger: String?
 
+    @Option(
+        name: .customLong("redis-min-replicas-ack"),
+        help:
+            "Answer 201 only once this many replicas of the message's Redis (on a cluster: of its room's master) have it (WAIT after the publish script), so a master that dies right after loses nothing acknowledged. A message they do not confirm in time was stored but gets 503: retry it with the same Idempotency-Key. 0: Redis's own asynchronous replication. (env: REDIS_MIN_REPLICAS_ACK, default: 0)"
+    )
+    var redisMinReplicasAck: Int?
+
+    @Option(
+        name: .customLong("redis-replicas-ack-timeout"),
+        help:
+            "With --redis-min-replicas-ack: how long to wait for the replicas. Seconds, or with s, m. (env: REDIS_REPLICAS_ACK_TIMEOUT, default: 1s)"
+    )
+    var redisReplicasAckTimeout: String?
+
     @Option(help: "Messages kept per room (in memory, or in the room's Redis stream). (env: HISTORY, default: 1000)")
     var history: Int?
 
@@ -182,7 +196,8 @@ struct ServeCommand: AsyncParsableCommand {
             node = RelayNode(configuration: settings.relay, logger: logger) { hub, metrics in
                 RedisBroker(
                     deployment: redis, prefix: settings.redisPrefix, history: settings.relay.history, historyTTL: settings.relay.historyTTL,
-                    routing: settings.redisChannels, linger: settings.roomLinger, sink: hub, metrics: metrics, logger: logger)
+                    routing: settings.redisChannels, linger: settings.roomLinger, minReplicasAck: settings.redisMinReplicasAck,
+                    replicasAckTimeout: settings.redisReplicasAckTimeout, sink: hub, metrics: metrics, logger: logger)
             }
         } else {
             node = RelayNode(configuration: settings.relay, logger: logger)
@@ -194,6 +209,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "broker": "\(node.broker.kind)",
                 "redis": "\(settings.redis.map { "\($0)" } ?? "-")",
                 "redis-channels": "\(settings.redis == nil ? "-" : settings.redisChannels.rawValue)",
+                "redis-min-replicas-ack": "\(settings.redis == nil ? "-" : "\(settings.redisMinReplicasAck)")",
                 "history": "\(settings.relay.history)",
                 "history-ttl": "\(settings.relay.historyTTL.map { "\($0)" } ?? "none")",
                 "trusted-proxies": "\(settings.relay.trustedProxies.isEmpty ? "none" : settings.relay.trustedProxies.description)",

@@ -16,6 +16,9 @@ struct Settings {
     var redisPrefix: String
     var redisChannels: ChannelRouting
     var roomLinger: Duration
+    /// Replicas that must confirm a message before its 201, and for how long the node waits.
+    var redisMinReplicasAck: Int
+    var redisReplicasAckTimeout: Duration
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -68,6 +71,15 @@ struct Settings {
         }
         roomLinger =
             try value(command.roomLinger, "ROOM_LINGER", { $0 }).map { try Self.duration($0, flag: "--room-linger") } ?? .seconds(10)
+        redisMinReplicasAck = try value(command.redisMinReplicasAck, "REDIS_MIN_REPLICAS_ACK", Int.init) ?? 0
+        guard (0...16).contains(redisMinReplicasAck) else {
+            throw ValidationError("--redis-min-replicas-ack must be from 0 to 16, got \(redisMinReplicasAck).")
+        }
+        redisReplicasAckTimeout =
+            try value(command.redisReplicasAckTimeout, "REDIS_REPLICAS_ACK_TIMEOUT", { $0 }).map {
+                try Self.duration($0, flag: "--redis-replicas-ack-timeout")
+            } ?? .seconds(1)
+        guard redisReplicasAckTimeout > .zero else { throw ValidationError("--redis-replicas-ack-timeout must be more than 0.") }
 
         let nodeID = try value(command.nodeID, "NODE_ID", { $0 }) ?? ProcessInfo.processInfo.hostName
         var relay = RelayConfiguration(nodeID: nodeID)
