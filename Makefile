@@ -25,7 +25,7 @@ SCHEMATHESIS = .tools/schemathesis/bin/st
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
-.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop bench-vs-nchan soak format lint
+.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop redis-cluster bench-vs-nchan soak format lint
 
 run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
@@ -56,6 +56,12 @@ cluster: build
 
 cluster-stop:
 	@scripts/cluster.sh stop
+
+# The same on a Redis Cluster of three masters and three replicas (ports 6391-6396); stop it
+# with make cluster-stop.
+redis-cluster: build
+	@scripts/install-packages.sh $(CLUSTER_PACKAGES)
+	@REDIS_MODE=cluster scripts/cluster.sh start
 
 # chat-relay and Nchan side by side (about 15 minutes): writes docs/BENCHMARKS.md.
 bench-vs-nchan:

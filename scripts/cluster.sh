@@ -2,6 +2,8 @@
 # `make cluster`: the deployment topology on one machine, without Docker — a redis-server, three
 # relay nodes and nginx (deploy/nginx.conf, addresses substituted) on loopback. `make cluster-stop`
 # stops it. The relays listen on 127.0.0.2-4 behind one DNS name, as compose replicas do.
+# REDIS_MODE=cluster (`make redis-cluster`): a Redis Cluster of three masters and three replicas
+# (ports REDIS_PORT+1 to +6) instead of one redis-server.
 #   scripts/cluster.sh start|stop|status
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +13,7 @@ LB_PORT=${LB_PORT:-8080}
 RELAY_PORT=${RELAY_PORT:-8090}
 REDIS_PORT=${REDIS_PORT:-6390}
 DNS_PORT=${DNS_PORT:-5390}
+REDIS_MODE=${REDIS_MODE:-single}
 replicas=(127.0.0.2 127.0.0.3 127.0.0.4)
 
 stop() {
@@ -44,14 +47,36 @@ start() {
   [ -x "$bin" ] || { echo "no chat-relay binary at $bin: run make build" >&2; exit 1; }
   if ls "$state"/*.pid >/dev/null 2>&1; then echo "a cluster is already running: make cluster-stop" >&2; exit 1; fi
   mkdir -p "$state/redis" "$state/nginx/logs"
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$state/redis" --appendonly yes --save "" \
-    --daemonize no --logfile "$state/redis.log" > /dev/null 2>&1 & echo $! > "$state/redis.pid"
+  local redis_url="redis://127.0.0.1:$REDIS_PORT"
+  if [ "$REDIS_MODE" = cluster ]; then
+    local ports=() addresses=()
+    for offset in 1 2 3 4 5 6; do
+      local port=$((REDIS_PORT + offset))
+      ports+=("$port"); addresses+=("127.0.0.1:$port")
+      mkdir -p "$state/redis/$port"
+      redis-server --port "$port" --bind 127.0.0.1 --dir "$state/redis/$port" --appendonly yes --save "" \
+        --cluster-enabled yes --cluster-node-timeout 2000 --daemonize no --logfile "$state/redis-$port.log" \
+        > /dev/null 2>&1 & echo $! > "$state/redis-$port.pid"
+    done
+    for port in "${ports[@]}"; do
+      for _ in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    done
+    redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes > "$state/redis-cluster-create.log" 2>&1
+    for _ in $(seq 1 100); do
+      redis-cli -p "${ports[0]}" cluster info | grep -q cluster_state:ok && break
+      sleep 0.1
+    done
+    redis_url="redis://${addresses[0]},${addresses[1]},${addresses[2]}"
+  else
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$state/redis" --appendonly yes --save "" \
+      --daemonize no --logfile "$state/redis.log" > /dev/null 2>&1 & echo $! > "$state/redis.pid"
+  fi
   python3 "$root/scripts/loopback-dns.py" --port "$DNS_PORT" --name "relay.cluster=$(IFS=,; echo "${replicas[*]}")" \
     > "$state/dns.log" 2>&1 & echo $! > "$state/dns.pid"
-  for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  [ "$REDIS_MODE" = cluster ] || for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
   for index in "${!replicas[@]}"; do
     "$bin" serve --host "${replicas[$index]}" --port "$RELAY_PORT" --node-id "relay-$((index + 1))" \
-      --redis-url "redis://127.0.0.1:$REDIS_PORT" --trusted-proxies 127.0.0.1 \
+      --redis-url "$redis_url" --trusted-proxies 127.0.0.1 \
       > "$state/relay-$((index + 1)).log" 2>&1 & echo $! > "$state/relay-$((index + 1)).pid"
   done
   for address in "${replicas[@]}"; do wait_http "http://$address:$RELAY_PORT/health/ready" "relay on $address"; done
@@ -60,7 +85,7 @@ start() {
     > "$state/nginx.log" 2>&1 & echo $! > "$state/nginx.pid"
   wait_http "http://127.0.0.1:$LB_PORT/health/ready" "nginx"
   echo
-  echo "chat-relay cluster: 3 relays (127.0.0.2-4:$RELAY_PORT) on redis 127.0.0.1:$REDIS_PORT, behind nginx"
+  echo "chat-relay cluster: 3 relays (127.0.0.2-4:$RELAY_PORT) on $redis_url, behind nginx"
   echo "open http://localhost:$LB_PORT   (logs in $state; stop with: make cluster-stop)"
 }
 

@@ -86,10 +86,14 @@ public protocol LiveEventSink: Sendable {
 public enum BrokerError: Error, Sendable, CustomStringConvertible {
     /// The broker cannot take or serve the request now; nothing was stored.
     case unavailable(String)
+    /// The message was stored, but fewer replicas than required (`--redis-min-replicas-ack`)
+    /// confirmed it in time: a retry with the same idempotency key gets it back once they do.
+    case unreplicated(acknowledged: Int, required: Int)
 
     public var description: String {
         switch self {
         case .unavailable(let reason): "broker unavailable: \(reason)"
+        case .unreplicated(let acknowledged, let required): "stored, but \(acknowledged) of \(required) replicas confirmed it"
         }
     }
 }

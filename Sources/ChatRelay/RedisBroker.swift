@@ -340,11 +340,9 @@ public final class RedisBroker: Broker {
         if minReplicasAck > 0 {
             // WAIT answers how many replicas have every write this connection sent so far, ours
             // included (a repeated idempotency key's too: it was stored by an earlier write).
-            let acknowledged = replies.count == 2 ? replies[1].integer ?? 0 : 0
+            let acknowledged = Int(replies.count == 2 ? replies[1].integer ?? 0 : 0)
             guard acknowledged >= minReplicasAck else {
-                throw BrokerError.unavailable(
-                    "stored, but \(acknowledged) of the \(minReplicasAck) replicas asked for confirmed it within \(replicasAckTimeout): retry with the same Idempotency-Key"
-                )
+                throw BrokerError.unreplicated(acknowledged: acknowledged, required: minReplicasAck)
             }
         }
         let reply = replies[0]

@@ -106,6 +106,33 @@ import Testing
         #expect((history.json["messages"] as? [Any])?.count == 1)
     }
 
+    /// `--redis-min-replicas-ack` on one Redis: without a replica a message is stored but not
+    /// acknowledged (503, with what to do); once a replica follows, it gets its 201, and the
+    /// retry of the refused one with its Idempotency-Key gets that first message back.
+    @Test func aMessageIsAcknowledgedOnlyOnceAReplicaHasIt() async throws {
+        let cluster = try await Cluster.start(
+            nodes: 1, arguments: ["--redis-min-replicas-ack", "1", "--redis-replicas-ack-timeout", "0.2"])
+        defer { cluster.kill() }
+        let url = "\(cluster.nodes[0].baseURL)/rooms/acked/messages"
+        let key = [("Idempotency-Key", "first")]
+        let alone = try await HTTP.postMessage(url, user: "u", text: "no replica yet", headers: key)
+        #expect(alone.status == 503)
+        #expect((alone.json["message"] as? String)?.contains("0 of the 1 replicas it needs") == true, "\(alone.body)")
+        #expect((alone.json["message"] as? String)?.contains("Idempotency-Key") == true)
+
+        let replica = try await RedisServer(appendOnly: false, arguments: ["--replicaof", "127.0.0.1", "\(cluster.redis.port)"])
+        defer { replica.killNow() }
+        let replicated = await eventually(timeout: .seconds(20), pause: .milliseconds(100)) {
+            // Each try with the same key: a refused one is stored all the same.
+            [200, 201].contains(
+                (try? await HTTP.postMessage(url, user: "u", text: "with a replica", headers: [("Idempotency-Key", "second")]))?.status)
+        }
+        #expect(replicated, "acknowledged once a replica confirms")
+        let retry = try await HTTP.postMessage(url, user: "u", text: "no replica yet", headers: key)
+        #expect(retry.status == 200, "the refused message was stored: its retry gets it back")
+        #expect(try await NodeAbuseTests.redisCLI(replica, ["XLEN", "chat-relay:room:acked"]) == "2", "the replica has both")
+    }
+
     @Test func resetWhenRedisTrimmedWhatTheClientMissed() async throws {
         let cluster = try await Cluster.start(nodes: 1, arguments: ["--history", "5"])
         defer { cluster.kill() }
