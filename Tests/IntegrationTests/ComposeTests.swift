@@ -7,7 +7,7 @@ import Testing
 /// (a debootstrap-built Debian base and the host-built static release binary) through an
 /// override file; the Dockerfile builds the relay image as users build it, with build arguments
 /// choosing the bases. `make test` installs podman and Compose and builds the binary first.
-@Suite struct ComposeTests {
+@Suite(.serialized) struct ComposeTests {
     static let composeBinary = packageRoot + "/.tools/compose/compose/docker-compose"
     static let releaseBinary = packageRoot + "/.build/release/chat-relay"
 
@@ -23,8 +23,11 @@ import Testing
         return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
-    @Test(.timeLimit(.minutes(10)))
-    func theComposeStackChatsThroughTheBalancerAndSurvivesAStoppedReplica() async throws {
+    /// The stack as shipped (`single`: one Redis), and with `deploy/compose.redis-cluster.yml`
+    /// (`redis-cluster`: six Redis nodes joined into a cluster by a one-shot service). One at a
+    /// time: both use the stack's fixed subnet.
+    @Test(.timeLimit(.minutes(10)), arguments: ["single", "redis-cluster"])
+    func theComposeStackChatsThroughTheBalancerAndSurvivesAStoppedReplica(redis: String) async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.composeBinary), "Docker Compose missing: run make test")
         try #require(FileManager.default.isExecutableFile(atPath: Self.releaseBinary), "release binary missing: run make test")
         // The image has no Swift runtime: a plain `swift build -c release` (the benchmark script
@@ -58,11 +61,14 @@ import Testing
 
         let port = freeLoopbackPort()
         let project = "chatrelay\(port)"
+        let clusterImages =
+            redis == "redis-cluster"
+            ? (1...6).map { "  redis-\($0):\n    image: \(base)\n" }.joined() + "  redis-cluster-init:\n    image: \(base)\n" : ""
         let override = """
             services:
               redis:
                 image: \(base)
-              relay:
+            \(clusterImages)  relay:
                 image: localhost/chat-relay:compose-test
                 build:
                   args:
@@ -78,7 +84,8 @@ import Testing
                   - "127.0.0.1:\(port):8080"
             """
         try override.write(toFile: work + "/override.yml", atomically: true, encoding: .utf8)
-        let compose: [String] = ["-f", packageRoot + "/docker-compose.yml", "-f", work + "/override.yml", "-p", project]
+        let cluster = redis == "redis-cluster" ? ["-f", packageRoot + "/deploy/compose.redis-cluster.yml"] : []
+        let compose: [String] = ["-f", packageRoot + "/docker-compose.yml"] + cluster + ["-f", work + "/override.yml", "-p", project]
 
         let config = try await Self.run(Self.composeBinary, compose + ["config", "-q"], environment: environment)
         #expect(config.status == 0, "docker compose config: \(config.output)")
@@ -132,6 +139,13 @@ import Testing
                 (try? await HTTP.get(lb + "/health/ready", timeout: .seconds(2)))?.status == 200
             },
             "the balancer answers")
+
+        if redis == "redis-cluster" {
+            // The relays run on the cluster: each reaches its three masters.
+            let metrics = try await HTTP.get(lb + "/metrics").body
+            let shards = metrics.split(separator: "\n").filter { $0.hasPrefix("chat_relay_redis_shard_up{") }
+            #expect(shards.count == 3 && shards.allSatisfy { Double($0.split(separator: " ").last ?? "") == 1 }, "\(shards)")
+        }
 
         // Streams through the balancer land on every replica.
         var subscribers: [SSEClient] = []

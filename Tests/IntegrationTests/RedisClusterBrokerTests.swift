@@ -84,6 +84,23 @@ import Testing
         return byMaster.values.flatMap { $0 }
     }
 
+    /// What a Redis Cluster cannot do is refused at start, saying why.
+    @Test(arguments: [
+        (["--redis-url", "redis://127.0.0.1:1,127.0.0.1:2", "--redis-channels", "shared"], "sharded pub/sub"),
+        (["--redis-url", "redis://127.0.0.1:1/3,127.0.0.1:2"], "only database 0"),
+        (["--redis-cluster"], "needs --redis-url"),
+        (["--redis-url", "redis://127.0.0.1:1", "--redis-min-replicas-ack", "17"], "from 0 to 16"),
+    ])
+    func settingsACannotWorkWithAreRefused(arguments: [String], says: String) async throws {
+        do {
+            let node = try await RelayProcess(arguments: arguments)
+            node.kill()
+            Issue.record("the node started with \(arguments)")
+        } catch let error as RelayProcessError {
+            #expect("\(error)".contains(says), "\(error)")
+        }
+    }
+
     /// Every message id in `room`'s history (the test's rooms hold fewer than a page of 500).
     static func history(_ node: RelayProcess, room: String) async throws -> Set<String> {
         let page = try await HTTP.get("\(node.baseURL)/rooms/\(room)/messages?limit=500")
@@ -142,6 +159,61 @@ import Testing
             #expect(shards.count == 3 && shards.allSatisfy { Double($0.split(separator: " ").last ?? "") == 1 }, "\(shards)")
             #expect(metrics.contains("chat_relay_redis_slot_map_refreshes_total"))
         }
+    }
+
+    /// A room's slot migrated to another master (as `redis-cli --cluster reshard` does it, key by
+    /// key, then the slot handed over) while its streams are open and messages keep coming: the
+    /// old master drops the room's channel, the nodes subscribe to it on the new one, and every
+    /// stream gets every message once, in order.
+    @Test(.timeLimit(.minutes(3))) func aRoomWhoseSlotMigratesKeepsItsStreams() async throws {
+        let topology = try await Topology.start()
+        defer { topology.kill() }
+        let room = "migrating"
+        var streams: [SSEClient] = []
+        for node in topology.nodes { streams.append(try await SSEClient("\(node.baseURL)/rooms/\(room)/events")) }
+        let publisher = Publisher()
+        let stop = StopSignal()
+        let publishing = Task {
+            var count = 0
+            while !stop.isSet {
+                await publisher.post(topology.nodes[count % 3].baseURL, room: room, text: "m\(count)")
+                count += 1
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(await eventually { publisher.count(room) >= 10 })
+
+        let cluster = topology.cluster
+        let source = try await topology.master(of: room)
+        let target = try #require(try await cluster.masters().first { $0.port != source.port })
+        let slot = try await cluster.cli(source, ["CLUSTER", "KEYSLOT", "chat-relay:room:{\(room)}"])
+        let sourceID = try await cluster.cli(source, ["CLUSTER", "MYID"])
+        let targetID = try await cluster.cli(target, ["CLUSTER", "MYID"])
+        #expect(try await cluster.cli(target, ["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID]) == "OK")
+        #expect(try await cluster.cli(source, ["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID]) == "OK")
+        let keys = try await cluster.cli(source, ["CLUSTER", "GETKEYSINSLOT", slot, "100"]).split(separator: "\n").map(String.init)
+        #expect(keys.contains("chat-relay:room:{\(room)}"), "\(keys)")
+        for key in keys {
+            #expect(try await cluster.cli(source, ["MIGRATE", "127.0.0.1", "\(target.port)", key, "0", "5000"]) == "OK")
+        }
+        for server in try await cluster.masters() {
+            _ = try await cluster.cli(server, ["CLUSTER", "SETSLOT", slot, "NODE", targetID])
+        }
+        #expect(try await topology.master(of: room).port == target.port)
+        let countAtMove = publisher.count(room)
+        #expect(await eventually { publisher.count(room) >= countAtMove + 20 }, "the room takes POSTs on its new master")
+        stop.set()
+        await publishing.value
+
+        let accepted = publisher.ids(room)
+        for stream in streams {
+            #expect(await stream.waitForMessages(accepted.count, timeout: .seconds(15)))
+            #expect(stream.messageIDs == accepted, "every message once, in order, across the migration")
+            #expect(!stream.ended)
+        }
+        // The room's channel is held on the new master now (one subscription per node).
+        #expect(try await cluster.cli(target, ["PUBSUB", "SHARDNUMSUB", "chat-relay:events:{\(room)}"]).hasSuffix("3"))
+        #expect(try await Self.history(topology.nodes[0], room: room) == Set(accepted), "the history moved with the slot")
     }
 
     /// Without `--redis-min-replicas-ack`, a message acknowledged in the instant before its master
