@@ -56,6 +56,11 @@ SCENARIOS = {
                        idle_node=True, shared=True),
     "many-rooms-spread": dict(subscribers=9000, rooms=3000, rate=300, duration=20, settle=3, placement="spread", rounds=2,
                               idle_node=True, shared=True),
+    # The many-rooms shape (spread) at rising rates, chat-relay only: on one Redis, and on a Redis
+    # Cluster of three masters (no replicas, as the one Redis has none), each master's CPU read
+    # on its own.
+    "saturation-many-rooms": dict(subscribers=9000, rooms=3000, rates=[300, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000], duration=10,
+                                  settle=3, placement="spread", redis_cluster=True),
 }
 QUICK = {
     "light": dict(subscribers=30, rate=20, duration=3),
@@ -69,6 +74,8 @@ QUICK = {
                        shared=True),
     "many-rooms-spread": dict(subscribers=900, rooms=300, rate=100, duration=3, settle=1, placement="spread",
                               idle_node=True, shared=True),
+    "saturation-many-rooms": dict(subscribers=900, rooms=300, rates=[100, 300], duration=2, settle=1, placement="spread",
+                                  redis_cluster=True),
 }
 # How long the idle node's CPU is read with nothing running, before each many-rooms run.
 IDLE_WINDOW_SECONDS = 5
@@ -268,6 +275,69 @@ class Relay(System):
             return response.status == 200
 
 
+class RelayOnCluster(Relay):
+    """chat-relay's three nodes on a Redis Cluster of three masters (no replicas) on loopback."""
+
+    def __init__(self, work, binary):
+        super().__init__(work, binary, name="chat-relay, Redis Cluster")
+        self.masters = []
+
+    def start(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        ports = []
+        for index in range(3):
+            # Each node's cluster bus listens 10000 above its port: both must be free.
+            port = next(p for p in iter(free_port, None) if p + 10000 < 65536 and not port_open(p + 10000))
+            ports.append(port)
+            directory = self.work / f"redis-{index + 1}"
+            directory.mkdir()
+            self.masters.append(Process(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                                         "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(directory),
+                                         "--cluster-enabled", "yes", "--cluster-node-timeout", "5000", "--protected-mode", "no"],
+                                        self.work / f"redis-{index + 1}.log"))
+        for port in ports:
+            wait_until(lambda: port_open(port), 10, "redis-server")
+        subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{port}" for port in ports]
+                       + ["--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        wait_until(lambda: "cluster_state:ok" in subprocess.run(["redis-cli", "-p", str(ports[0]), "cluster", "info"],
+                                                                capture_output=True, text=True).stdout, 30, "the Redis Cluster")
+        self.redis = Masters(self.masters)
+        seeds = "redis://" + ",".join(f"127.0.0.1:{port}" for port in ports)
+        for index in range(self.node_count):
+            port = free_port()
+            self.ports.append(port)
+            self.nodes.append(Process([self.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--redis-url", seeds,
+                                       "--node-id", f"relay-{index + 1}", "--rate-limit", "0", "--max-connections", "20000",
+                                       "--log-level", "warning"] + self.arguments, self.work / f"relay-{index + 1}.log"))
+        for port in self.ports:
+            wait_until(lambda: self.ready(port), 30, f"{self.name} node on :{port}")
+        time.sleep(1)
+
+    def stop(self):
+        super().stop()
+        for master in self.masters:
+            master.stop()
+        self.masters = []
+
+
+class Masters:
+    """A Redis Cluster's master processes, as one `redis` of a system (`pids`), each also on its own (`parts`)."""
+
+    def __init__(self, processes):
+        self.processes = processes
+
+    def pids(self):
+        return [pid for process in self.processes for pid in process.pids()]
+
+    def parts(self):
+        return [process.pids() for process in self.processes]
+
+    def stop(self):
+        for process in self.processes:
+            process.stop()
+
+
 class Nchan(System):
     name = "Nchan"
     preset = "nchan"
@@ -328,6 +398,7 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
                 sample["open_kib"] = pss_kib(system.node_pids())
                 sample["cpu_open"] = cpu_seconds(system.all_pids())
                 sample["redis_open"] = cpu_seconds(system.redis.pids())
+                sample["redis_parts_open"] = redis_parts_cpu(system)
                 sample["idle_node_open"] = cpu_seconds_exact(system.idle_node_pids())
                 sample["time_open"] = time.monotonic()
                 sample["machine_open"] = machine_busy_seconds()
@@ -335,6 +406,7 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
 
     cpu_start = cpu_seconds(system.all_pids())
     redis_start = cpu_seconds(system.redis.pids())
+    redis_parts_start = redis_parts_cpu(system)
     idle_node_start = cpu_seconds_exact(system.idle_node_pids())
     time_start = time.monotonic()
     machine_start = machine_busy_seconds()
@@ -346,6 +418,7 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     reader.join()
     cpu_end = cpu_seconds(system.all_pids())
     redis_end = cpu_seconds(system.redis.pids())
+    redis_parts_end = redis_parts_cpu(system)
     idle_node_end = cpu_seconds_exact(system.idle_node_pids())
     time_end = time.monotonic()
     machine_end = machine_busy_seconds()
@@ -365,6 +438,10 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
                                                             / seconds * 1000, 3)}
         if isinstance(system, Relay):
             extra["idle_node_events_received"] = relay_metric(system.ports[system.serving], "chat_relay_redis_events_received_total")
+    if redis_parts_end:
+        before = sample.get("redis_parts_open", redis_parts_start)
+        extra["redis_master_cpu_us_per_delivery"] = [round((end - start) * 1e6 / delivered, 2) if delivered else None
+                                                     for start, end in zip(before, redis_parts_end)]
     return extra | {
         "report": report,
         "exit": process.returncode,
@@ -376,6 +453,12 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
         "open_kib": sample.get("open_kib"),
         "kib_per_subscriber": round((sample["open_kib"] - idle_kib) / streams, 2) if streams and "open_kib" in sample else None,
     }
+
+
+def redis_parts_cpu(system):
+    """Each Redis Cluster master's CPU seconds so far, or [] for one Redis."""
+    parts = getattr(system.redis, "parts", None)
+    return [cpu_seconds(pids) for pids in parts()] if parts else []
 
 
 def relay_metric(port, name):
@@ -394,6 +477,9 @@ def scenario_systems(spec, systems):
     """The systems a scenario runs on: every one, with chat-relay on one shared channel too where the
     scenario asks (`shared`), each with an idle fourth node where it asks (`idle_node`)."""
     chosen = list(systems)
+    if spec.get("redis_cluster"):
+        relays = [system for system in systems if isinstance(system, Relay)]
+        return relays + [RelayOnCluster(system.work.parent / "relay-redis-cluster", system.binary) for system in relays]
     if spec.get("shared"):
         chosen += [Relay(system.work.parent / "relay-shared", system.binary, name=SHARED, arguments=["--redis-channels", "shared"])
                    for system in systems if isinstance(system, Relay)]
@@ -423,7 +509,8 @@ def run_scenario(name, spec, systems, relay_binary):
             if name.startswith("saturation"):
                 steps = []
                 for rate in spec["rates"]:
-                    step = bench(relay_binary, system, spec["subscribers"], rate, spec["duration"], publish=spec.get("publish", "spread"))
+                    step = bench(relay_binary, system, spec["subscribers"], rate, spec["duration"], spec.get("settle", 0.5),
+                                 spec.get("publish", "spread"), spec.get("rooms", 1), spec.get("placement", "spread"))
                     step["rate"] = rate
                     steps.append(step)
                     report = step["report"]
@@ -572,6 +659,38 @@ def svg_plot(results, path):
         parts.append(f'<text x="{left + 48}" y="{ly + 19}">{name} p50</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n")
+
+
+def redis_cluster_section(results, spec, measured, fmt):
+    """The many-rooms shape at rising rates on one Redis and on a Redis Cluster of three masters."""
+    name = "saturation-many-rooms"
+    if name not in results:
+        return []
+    scenario = spec[name]
+    when = f" (measured {measured[name][:16].replace('T', ' ')} UTC)" if name in measured else ""
+    lines = ["## One Redis or a Redis Cluster" + when, "",
+             f"chat-relay only: {scenario['subscribers']} subscribers in {scenario['rooms']} rooms, each room's subscribers "
+             "spread over the three nodes, the publish rate rising until p99 (from the schedule) passes "
+             f"{SATURATION_P99_MS:g} ms, a message is lost, or the publisher falls 10 % behind. Once on one Redis, once on a "
+             "Redis Cluster of three masters (no replicas on either side; `--redis-url` with three seeds). Redis CPU is "
+             "per delivery; on the cluster, each master's share is given as well.", "",
+             "| Redis | msg/s asked | msg/s achieved | deliveries/s | p50 ms | p99 ms | lost | server CPU µs/delivery | "
+             "Redis CPU µs/delivery | per master |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for system, label in (("chat-relay", "one"), ("chat-relay, Redis Cluster", "cluster, 3 masters")):
+        for step in results[name].get(system, {}).get("steps", []):
+            report = step["report"]
+            masters = step.get("redis_master_cpu_us_per_delivery")
+            lines.append(f"| {label} | {step['rate']} | {fmt(report['rateAchieved'])} | {fmt(round(report['deliveriesPerSecond']))} | "
+                         f"{fmt(report['latencyFromSchedule']['p50'])} | {fmt(report['latencyFromSchedule']['p99'])} | "
+                         f"{report['lost']} | {fmt(step['server_cpu_us_per_delivery'])} | {fmt(step.get('redis_cpu_us_per_delivery'))} | "
+                         f"{' / '.join(fmt(m) for m in masters) if masters else '–'} |")
+    saturations = {system: saturation_rate(results[name].get(system, {}).get("steps", []))
+                   for system in ("chat-relay", "chat-relay, Redis Cluster")}
+    lines += ["", "Saturation (the first rate past the bar): "
+              + ", ".join(f"{system}: {rate if rate else 'not reached'}" + (" msg/s" if rate else "")
+                          for system, rate in saturations.items()) + ".", ""]
+    return lines
 
 
 def many_rooms_section(results, spec, measured, fmt):
@@ -727,6 +846,7 @@ def markdown(results, info, spec, started, measured=None):
                              f"{report['lost']} | {fmt(step['server_cpu_us_per_delivery'])} | {fmt(step.get('machine_cpu_us_per_delivery'))} |")
     lines += ["", "![Latency against load](benchmarks/latency-vs-load.svg)", ""]
     lines += many_rooms_section(results, spec, measured or {}, fmt)
+    lines += redis_cluster_section(results, spec, measured or {}, fmt)
 
     targets = []
     n, r = results.get("medium", {}).get("Nchan"), results.get("medium", {}).get("chat-relay")

@@ -56,17 +56,14 @@ public final class RedisBroker: Broker {
     /// One per event loop, in the group's order, made by `run()`: on a cluster.
     private let shardedChannels = ShardedChannelsTable()
 
+    /// The node's event loops, in the group's order: one command connection (or cluster client)
+    /// and one room owner each.
+    private let eventLoops: [any EventLoop]
+
     /// A connection to Redis per event loop, or a cluster client per event loop.
     private enum Connections {
         case standalone([RedisClient])
         case cluster([RedisClusterClient])
-
-        var eventLoops: [any EventLoop] {
-            switch self {
-            case .standalone(let clients): clients.map(\.eventLoop)
-            case .cluster(let clients): clients.map(\.eventLoop)
-            }
-        }
     }
     let sink: any LiveEventSink
     let metrics: RelayMetrics
@@ -104,6 +101,7 @@ public final class RedisBroker: Broker {
         self.metrics = metrics
         self.logger = logger
         let loops = Array(eventLoopGroup.makeIterator())
+        self.eventLoops = loops
         let state = RedisReadiness(connections: loops.count)
         self.state = state
         let onRoundTrip: @Sendable (Int, Int) -> Void = { requests, _ in
@@ -196,7 +194,7 @@ public final class RedisBroker: Broker {
 
     /// The subscriber of event loop `index`: it holds the channels of the rooms it owns.
     private func makeSubscriber(index: Int, url: RedisURL) -> RedisSubscriber {
-        let eventLoop = connections.eventLoops[index]
+        let eventLoop = eventLoops[index]
         var configuration = RedisSubscriber.Configuration(url: url, channels: routing == .shared && index == 0 ? [keys.channel] : [])
         configuration.linger = linger
         return RedisSubscriber(configuration: configuration, eventLoop: eventLoop) { [self] reconnected in
@@ -227,7 +225,7 @@ public final class RedisBroker: Broker {
         configuration.sharded = true
         // Set once the subscriber exists: its gap fill asks it which channels it holds.
         let made = Mutex<RedisSubscriber?>(nil)
-        let subscriber = RedisSubscriber(configuration: configuration, eventLoop: connections.eventLoops[index]) { [self] reconnected in
+        let subscriber = RedisSubscriber(configuration: configuration, eventLoop: eventLoops[index]) { [self] reconnected in
             logger.info("redis shard subscribed", metadata: ["shard": "\(master)", "reconnected": "\(reconnected)"])
             guard let subscriber = made.withLock({ $0 }), let held = try? await subscriber.listening().get() else { return .proceed }
             return await fillGaps { [keys] room in held.contains(keys.channel(room)) } ? .proceed : .resubscribe
@@ -267,7 +265,7 @@ public final class RedisBroker: Broker {
     /// The event loop (index) whose subscriber holds `room`'s channel: the same for the node's
     /// whole life, spread evenly (FNV-1a of the name); with `.shared`, the first.
     func owner(of room: RoomName) -> Int {
-        let loops = connections.eventLoops.count
+        let loops = eventLoops.count
         guard routing == .room, loops > 1 else { return 0 }
         var hash: UInt32 = 2_166_136_261
         for byte in room.value.utf8 {
@@ -318,6 +316,7 @@ public final class RedisBroker: Broker {
             RedisArgument(keys.stream(draft.room)),
             RedisArgument(keys.trimmed(draft.room)),
         ]
+        keysAndArguments.reserveCapacity(13)
         if let idempotencyKey { keysAndArguments.append(RedisArgument(keys.idempotency(draft.room, idempotencyKey))) }
         keysAndArguments += [
             RedisArgument(historyCapacity),
@@ -450,7 +449,7 @@ public final class RedisBroker: Broker {
     /// The index of the caller's event loop, so that the request and its reply stay on it; from
     /// anywhere else, the loops in turn.
     private var loopIndex: Int {
-        let loops = connections.eventLoops
+        let loops = eventLoops
         if let current = MultiThreadedEventLoopGroup.currentEventLoop, let own = loops.firstIndex(where: { $0 === current }) {
             return own
         }

@@ -3,10 +3,11 @@ import TestSupport
 import Testing
 
 /// `benchmarks/vs-nchan.sh --quick`: the side-by-side script runs end to end (three Nchan nodes and
-/// three relay nodes, each trio on its own Redis) and writes its report. The numbers of a quick
-/// run on a debug build mean nothing; that every message arrived does.
+/// three relay nodes, each trio on its own Redis; and the relay on a Redis Cluster of three
+/// masters) and writes its report. The numbers of a quick run on a debug build mean nothing;
+/// that every message arrived does.
 @Suite struct BenchmarkScriptTests {
-    @Test(.timeLimit(.minutes(3))) func quickRunWritesTheReportWithBothSystems() async throws {
+    @Test(.timeLimit(.minutes(5))) func quickRunWritesTheReportWithBothSystems() async throws {
         let output = NSTemporaryDirectory() + "vs-nchan-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: output) }
         var environment = ProcessInfo.processInfo.environment
@@ -16,13 +17,14 @@ import Testing
         let script = try ChildProcess(
             "/bin/bash",
             [
-                packageRoot + "/benchmarks/vs-nchan.sh", "--quick", "--scenarios", "light,medium,light-one", "--output", output,
+                packageRoot + "/benchmarks/vs-nchan.sh", "--quick", "--scenarios", "light,medium,light-one,saturation-many-rooms",
+                "--output", output,
                 "--work", output + "/work",
             ],
             logPath: log,
             environment: environment
         )
-        let status = await script.waitForExit(timeout: .seconds(150))
+        let status = await script.waitForExit(timeout: .seconds(240))
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         #expect(status == 0, "vs-nchan.sh failed:\n\(text.suffix(3000))")
 
@@ -34,6 +36,10 @@ import Testing
         ] {
             #expect(report.contains(row), "missing row \(row)")
         }
+        // chat-relay on one Redis and on a Redis Cluster of three masters, each master's CPU shown.
+        #expect(report.contains("## One Redis or a Redis Cluster"))
+        let clusterRows = report.split(separator: "\n").filter { $0.hasPrefix("| cluster, 3 masters |") }
+        #expect(clusterRows.count == 2 && clusterRows.allSatisfy { $0.split(separator: "/").count == 3 }, "\(clusterRows)")
         let json =
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output + "/benchmarks/results.json")))
             as? [String: Any]
