@@ -108,10 +108,12 @@ import Testing
 
     /// `--redis-min-replicas-ack` on one Redis: without a replica a message is stored but not
     /// acknowledged (503, with what to do); once a replica follows, it gets its 201, and the
-    /// retry of the refused one with its Idempotency-Key gets that first message back.
+    /// retry of the refused one with its Idempotency-Key gets that first message back. The wait
+    /// for the replica is 2 s: a loaded machine's replica can take longer than 0.2 s to answer
+    /// the master's GETACK.
     @Test func aMessageIsAcknowledgedOnlyOnceAReplicaHasIt() async throws {
         let cluster = try await Cluster.start(
-            nodes: 1, arguments: ["--redis-min-replicas-ack", "1", "--redis-replicas-ack-timeout", "0.2"])
+            nodes: 1, arguments: ["--redis-min-replicas-ack", "1", "--redis-replicas-ack-timeout", "2"])
         defer { cluster.kill() }
         let url = "\(cluster.nodes[0].baseURL)/rooms/acked/messages"
         let key = [("Idempotency-Key", "first")]
