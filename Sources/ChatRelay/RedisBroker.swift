@@ -176,11 +176,7 @@ public final class RedisBroker: Broker {
         case (.cluster(let clients), .cluster(let seeds)):
             let channels = clients.enumerated().map { index, client in
                 ShardedChannels(index: index, client: client) { [self] master in
-                    var url = seeds[0]
-                    url.host = master.host
-                    url.port = master.port
-                    url.database = 0
-                    return makeShardSubscriber(index: index, url: url, master: master)
+                    makeShardSubscriber(index: index, url: master.url(credentialsOf: seeds[0]), master: master)
                 }
             }
             shardedChannels.set(channels)

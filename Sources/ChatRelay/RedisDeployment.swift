@@ -16,13 +16,13 @@ public enum RedisDeployment: Sendable, Equatable, CustomStringConvertible {
     /// seeds), where every one after the first may be a bare `host:port` that takes the first's
     /// credentials. `cluster`: a single seed names a cluster too.
     public init(_ text: String, cluster: Bool = false) throws(RedisError) {
-        let parts = text.split(separator: ",", omittingEmptySubsequences: true).map { $0.trimmingWhitespace() }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: true).map { MessageDraft.trimmed(String($0)) }
         guard let first = parts.first else { throw .invalidURL("no Redis address") }
-        let head = try RedisURL(String(first))
+        let head = try RedisURL(first)
         var seeds = [head]
         for part in parts.dropFirst() {
             if part.hasPrefix("redis://") {
-                seeds.append(try RedisURL(String(part)))
+                seeds.append(try RedisURL(part))
             } else {
                 var seed = try RedisURL("redis://" + part)
                 seed.user = head.user
@@ -46,14 +46,5 @@ public enum RedisDeployment: Sendable, Equatable, CustomStringConvertible {
         case .standalone(let url): url.description
         case .cluster(let seeds): "cluster " + seeds.map(\.description).joined(separator: ",")
         }
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingWhitespace() -> Substring {
-        var trimmed = self
-        while trimmed.first?.isWhitespace == true { trimmed = trimmed.dropFirst() }
-        while trimmed.last?.isWhitespace == true { trimmed = trimmed.dropLast() }
-        return trimmed
     }
 }

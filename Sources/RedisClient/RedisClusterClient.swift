@@ -87,10 +87,7 @@ public final class RedisClusterClient: Sendable {
 
     /// Whether every master of the slot map has its connection up now.
     public var mastersConnected: Bool {
-        state.withLock { state in
-            guard let map = state.map else { return false }
-            return map.masters.allSatisfy { state.clients[$0]?.isConnected ?? false }
-        }
+        slotMap != nil && masterConnections.allSatisfy(\.connected)
     }
 
     /// Each master of the slot map, and whether its connection is up.
@@ -232,11 +229,7 @@ public final class RedisClusterClient: Sendable {
         let (client, isNew) = try state.withLock { state throws(RedisError) -> (RedisClient, Bool) in
             guard !state.stopped else { throw .notConnected("the cluster client is stopped") }
             if let existing = state.clients[node] { return (existing, false) }
-            var url = configuration.seeds[0]
-            url.host = node.host
-            url.port = node.port
-            url.database = 0
-            var clientConfiguration = RedisClient.Configuration(url: url)
+            var clientConfiguration = RedisClient.Configuration(url: node.url(credentialsOf: configuration.seeds[0]))
             clientConfiguration.connectTimeout = configuration.connectTimeout
             clientConfiguration.commandTimeout = configuration.commandTimeout
             let client = RedisClient(configuration: clientConfiguration, eventLoop: eventLoop, onRoundTrip: onRoundTrip)

@@ -15,6 +15,12 @@ public struct RedisSlotMap: Sendable, Equatable {
         }
 
         public var description: String { "\(host):\(port)" }
+
+        /// How to reach this node: `seed`'s credentials at its address (database 0, the only one
+        /// a cluster has).
+        public func url(credentialsOf seed: RedisURL) -> RedisURL {
+            RedisURL(host: host, port: port, user: seed.user, password: seed.password, database: 0)
+        }
     }
 
     /// A range of slots, its master and its replicas.
