@@ -34,13 +34,21 @@ import Testing
             cluster.killNow()
         }
 
+        /// The server a `CLUSTER NODES` line is about (`<id> <ip>:<port>@<bus port> …`).
+        func server(ofNodeLine line: Substring) -> RedisServer? {
+            let fields = line.split(separator: " ")
+            guard fields.count > 1, let address = fields[1].split(separator: "@").first,
+                let port = address.split(separator: ":").last.flatMap({ Int($0) })
+            else { return nil }
+            return cluster.servers.first { $0.port == port }
+        }
+
         /// The replica of `master`.
         func replica(of master: RedisServer) async throws -> RedisServer {
             let id = try await cluster.cli(master, ["CLUSTER", "MYID"])
             let nodes = try await cluster.cli(master, ["CLUSTER", "NODES"])
             for line in nodes.split(separator: "\n") where line.contains("slave \(id)") {
-                let port = Int(line.split(separator: " ")[1].split(separator: ":")[1].split(separator: "@")[0]) ?? -1
-                if let server = cluster.servers.first(where: { $0.port == port }) { return server }
+                if let server = server(ofNodeLine: line) { return server }
             }
             throw RelayProcessError.notReady(log: "no replica of \(master.port):\n\(nodes)")
         }
@@ -57,14 +65,10 @@ import Testing
             let nodes = try await cluster.cli(answering, ["CLUSTER", "NODES"])
             let slotNumber = Int(slot) ?? -1
             for line in nodes.split(separator: "\n") where line.contains("master") && !line.contains("fail") {
-                let fields = line.split(separator: " ")
-                let port = Int(fields[1].split(separator: ":")[1].split(separator: "@")[0]) ?? -1
-                for range in fields.dropFirst(8) {
+                for range in line.split(separator: " ").dropFirst(8) {
                     let bounds = range.split(separator: "-").compactMap { Int($0) }
                     let (low, high) = bounds.count == 2 ? (bounds[0], bounds[1]) : (bounds.first ?? -1, bounds.first ?? -1)
-                    if (low...high).contains(slotNumber), let server = cluster.servers.first(where: { $0.port == port }) {
-                        return server
-                    }
+                    if (low...high).contains(slotNumber), let server = server(ofNodeLine: line) { return server }
                 }
             }
             throw RelayProcessError.notReady(log: "no master serves slot \(slot):\n\(nodes)")
