@@ -217,21 +217,29 @@ class System:
         """The next start runs a fourth node that no stream or POST goes to (`idle_node_pids`)."""
         self.node_count = self.serving + (1 if idle else 0)
 
+    # How long a node may take to become ready.
+    ready_timeout = 20
+
     def start(self):
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
+        redis = self.start_redis()
+        for index in range(self.node_count):
+            port = free_port()
+            self.ports.append(port)
+            self.nodes.append(self.start_node(index, port, redis))
+        for port in self.ports:
+            wait_until(lambda: self.ready(port), self.ready_timeout, f"{self.name} node on :{port}")
+        time.sleep(1)  # let the nodes settle before the idle memory reading
+
+    def start_redis(self):
+        """Starts the system's Redis (`self.redis`); returns what `start_node` gets to reach it: its port."""
         redis_port = free_port()
         self.redis = Process(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
                               "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.work),
                               "--protected-mode", "no"], self.work / "redis.log")
         wait_until(lambda: port_open(redis_port), 10, "redis-server")
-        for index in range(self.node_count):
-            port = free_port()
-            self.ports.append(port)
-            self.nodes.append(self.start_node(index, port, redis_port))
-        for port in self.ports:
-            wait_until(lambda: self.ready(port), 20, f"{self.name} node on :{port}")
-        time.sleep(1)  # let the nodes settle before the idle memory reading
+        return redis_port
 
     def stop(self):
         for node in self.nodes:
@@ -263,11 +271,15 @@ class Relay(System):
         self.name = name
         self.arguments = list(arguments)
 
-    def start_node(self, index, port, redis_port):
+    def start_node(self, index, port, redis):
         return Process([self.binary, "serve", "--host", "127.0.0.1", "--port", str(port),
-                        "--redis-url", f"redis://127.0.0.1:{redis_port}", "--node-id", f"relay-{index + 1}",
+                        "--redis-url", self.redis_url(redis), "--node-id", f"relay-{index + 1}",
                         "--rate-limit", "0", "--max-connections", "20000", "--log-level", "warning"] + self.arguments,
                        self.work / f"relay-{index + 1}.log")
+
+    @staticmethod
+    def redis_url(redis_port):
+        return f"redis://127.0.0.1:{redis_port}"
 
     @staticmethod
     def ready(port):
@@ -278,47 +290,37 @@ class Relay(System):
 class RelayOnCluster(Relay):
     """chat-relay's three nodes on a Redis Cluster of three masters (no replicas) on loopback."""
 
+    ready_timeout = 30
+
     def __init__(self, work, binary):
         super().__init__(work, binary, name="chat-relay, Redis Cluster")
-        self.masters = []
 
-    def start(self):
-        shutil.rmtree(self.work, ignore_errors=True)
-        self.work.mkdir(parents=True)
-        ports = []
+    def start_redis(self):
+        """Three masters joined into a cluster; returns the seeds for `--redis-url`."""
+        ports, masters = [], []
         for index in range(3):
             # Each node's cluster bus listens 10000 above its port: both must be free.
             port = next(p for p in iter(free_port, None) if p + 10000 < 65536 and not port_open(p + 10000))
             ports.append(port)
             directory = self.work / f"redis-{index + 1}"
             directory.mkdir()
-            self.masters.append(Process(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+            masters.append(Process(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
                                          "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(directory),
                                          "--cluster-enabled", "yes", "--cluster-node-timeout", "5000", "--protected-mode", "no"],
                                         self.work / f"redis-{index + 1}.log"))
+        # Stopped with the system from here on, even if the cluster does not come together.
+        self.redis = Masters(masters)
         for port in ports:
             wait_until(lambda: port_open(port), 10, "redis-server")
         subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{port}" for port in ports]
                        + ["--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
         wait_until(lambda: "cluster_state:ok" in subprocess.run(["redis-cli", "-p", str(ports[0]), "cluster", "info"],
                                                                 capture_output=True, text=True).stdout, 30, "the Redis Cluster")
-        self.redis = Masters(self.masters)
-        seeds = "redis://" + ",".join(f"127.0.0.1:{port}" for port in ports)
-        for index in range(self.node_count):
-            port = free_port()
-            self.ports.append(port)
-            self.nodes.append(Process([self.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--redis-url", seeds,
-                                       "--node-id", f"relay-{index + 1}", "--rate-limit", "0", "--max-connections", "20000",
-                                       "--log-level", "warning"] + self.arguments, self.work / f"relay-{index + 1}.log"))
-        for port in self.ports:
-            wait_until(lambda: self.ready(port), 30, f"{self.name} node on :{port}")
-        time.sleep(1)
+        return "redis://" + ",".join(f"127.0.0.1:{port}" for port in ports)
 
-    def stop(self):
-        super().stop()
-        for master in self.masters:
-            master.stop()
-        self.masters = []
+    @staticmethod
+    def redis_url(seeds):
+        return seeds
 
 
 class Masters:
