@@ -155,6 +155,8 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TestSupport",
+                // Only for RedisKeySlot: a test picks a room by its hash slot.
+                "RedisClient",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import RedisClient
 import TestSupport
 import Testing
 
@@ -11,8 +12,9 @@ import Testing
         let cluster: RedisCluster
         let nodes: [RelayProcess]
 
-        static func start(nodes count: Int = 3, arguments: [String] = []) async throws -> Topology {
-            let cluster = try await RedisCluster()
+        /// - Parameter durable: the cluster's servers keep append-only files (for a restart).
+        static func start(nodes count: Int = 3, arguments: [String] = [], durable: Bool = false) async throws -> Topology {
+            let cluster = try await RedisCluster(durable: durable)
             let seeds = "redis://127.0.0.1:\(cluster.servers[0].port),127.0.0.1:\(cluster.servers[1].port)"
             var nodes: [RelayProcess] = []
             for index in 0..<count {
@@ -165,14 +167,43 @@ import Testing
         }
     }
 
-    /// A room's slot migrated to another master (as `redis-cli --cluster reshard` does it, key by
-    /// key, then the slot handed over) while its streams are open and messages keep coming: the
-    /// old master drops the room's channel, the nodes subscribe to it on the new one, and every
+    /// A room whose hash slot is `slot` (its keys' hash tag is the room's name).
+    static func room(inSlot slot: Int, named prefix: String) -> String {
+        var index = 0
+        while RedisKeySlot.of("\(prefix)-\(index)") != slot { index += 1 }
+        return "\(prefix)-\(index)"
+    }
+
+    /// The lowest slot each master serves, by master.
+    static func lowestSlots(_ topology: Topology) async throws -> [(master: RedisServer, slot: Int)] {
+        let nodes = try await topology.cluster.cli(topology.cluster.servers[0], ["CLUSTER", "NODES"])
+        var lowest: [(master: RedisServer, slot: Int)] = []
+        for line in nodes.split(separator: "\n") where line.contains("master") {
+            let ranges = line.split(separator: " ").dropFirst(8).compactMap { $0.split(separator: "-").first.flatMap { Int($0) } }
+            if let slot = ranges.min(), let server = topology.server(ofNodeLine: line) { lowest.append((server, slot)) }
+        }
+        return lowest.sorted { $0.slot < $1.slot }
+    }
+
+    /// A room's slot migrated to another master while its streams are open and messages keep
+    /// coming, twice: by hand, key by key with the slot held half-moved for a while (so POSTs
+    /// meet `ASK`), then back with `redis-cli --cluster reshard`. Each time the old master drops
+    /// the room's channel, the nodes follow `MOVED` and subscribe on the new one, and every
     /// stream gets every message once, in order.
     @Test(.timeLimit(.minutes(3))) func aRoomWhoseSlotMigratesKeepsItsStreams() async throws {
         let topology = try await Topology.start()
         defer { topology.kill() }
-        let room = "migrating"
+        let cluster = topology.cluster
+        // The room sits in the lowest slot of the first master: `--cluster reshard` moves a
+        // master's lowest slots first, so moving it back to the first master moves exactly it.
+        let lowest = try await Self.lowestSlots(topology)
+        try #require(lowest.count == 3)
+        let (home, slotNumber) = lowest[0]
+        let away = lowest[1].master
+        let slot = "\(slotNumber)"
+        let room = Self.room(inSlot: slotNumber, named: "migrating")
+        #expect(try await topology.master(of: room).port == home.port)
+
         var streams: [SSEClient] = []
         for node in topology.nodes { streams.append(try await SSEClient("\(node.baseURL)/rooms/\(room)/events")) }
         let publisher = Publisher()
@@ -187,44 +218,138 @@ import Testing
         }
         #expect(await eventually { publisher.count(room) >= 10 })
 
-        let cluster = topology.cluster
-        let source = try await topology.master(of: room)
-        let target = try #require(try await cluster.masters().first { $0.port != source.port })
-        let slot = try await cluster.cli(source, ["CLUSTER", "KEYSLOT", "chat-relay:room:{\(room)}"])
-        let sourceID = try await cluster.cli(source, ["CLUSTER", "MYID"])
-        let targetID = try await cluster.cli(target, ["CLUSTER", "MYID"])
-        #expect(try await cluster.cli(target, ["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID]) == "OK")
-        #expect(try await cluster.cli(source, ["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID]) == "OK")
-        // Key by key, until the source holds none of the slot (new keys of a migrating slot are
-        // made on the target: the source answers ASK for them).
+        // By hand, as the reshard tool does it, with a pause in the middle.
+        let homeID = try await cluster.cli(home, ["CLUSTER", "MYID"])
+        let awayID = try await cluster.cli(away, ["CLUSTER", "MYID"])
+        #expect(try await cluster.cli(away, ["CLUSTER", "SETSLOT", slot, "IMPORTING", homeID]) == "OK")
+        #expect(try await cluster.cli(home, ["CLUSTER", "SETSLOT", slot, "MIGRATING", awayID]) == "OK")
         var moved: [String] = []
         for _ in 0..<20 {
-            let keys = try await cluster.cli(source, ["CLUSTER", "GETKEYSINSLOT", slot, "100"]).split(separator: "\n").map(String.init)
+            let keys = try await cluster.cli(home, ["CLUSTER", "GETKEYSINSLOT", slot, "100"]).split(separator: "\n").map(String.init)
             guard !keys.isEmpty else { break }
             for key in keys {
-                #expect(try await cluster.cli(source, ["MIGRATE", "127.0.0.1", "\(target.port)", key, "0", "5000"]) == "OK")
+                #expect(try await cluster.cli(home, ["MIGRATE", "127.0.0.1", "\(away.port)", key, "0", "5000"]) == "OK")
             }
             moved += keys
         }
         #expect(moved.contains("chat-relay:room:{\(room)}"), "\(moved)")
-        for server in try await cluster.masters() {
-            _ = try await cluster.cli(server, ["CLUSTER", "SETSLOT", slot, "NODE", targetID])
+        // The keys are on the new master, the slot still the old one's: it answers ASK, and the
+        // new one serves a command after ASKING only if it holds every key the command names. A
+        // history read, and a POST without an Idempotency-Key (the room's stream and trim
+        // marker, both moved), go through on every node; a POST with one names a key that does
+        // not exist yet (TRYAGAIN, until the slot is handed over). Their events are published on
+        // the new master, where no node listens yet: the streams get them from the gap fill
+        // when the nodes follow the channel there.
+        for (index, node) in topology.nodes.enumerated() {
+            #expect(try await HTTP.get("\(node.baseURL)/rooms/\(room)/messages?limit=5").status == 200, "history while half-moved")
+            #expect(await publisher.postOnce(node.baseURL, room: room, text: "asked \(index)") == 201, "a POST while half-moved")
         }
-        #expect(try await topology.master(of: room).port == target.port)
+        var asks = 0.0
+        for node in topology.nodes {
+            asks += try await NodeAbuseTests.metric(node, "chat_relay_redis_redirects_total{kind=\"ask\"}") ?? 0
+        }
+        #expect(asks >= 6, "history reads and POSTs to a half-moved slot were sent on by ASK")
+        for server in try await cluster.masters() {
+            _ = try await cluster.cli(server, ["CLUSTER", "SETSLOT", slot, "NODE", awayID])
+        }
+        #expect(try await topology.master(of: room).port == away.port)
         let countAtMove = publisher.count(room)
         #expect(await eventually { publisher.count(room) >= countAtMove + 20 }, "the room takes POSTs on its new master")
+        #expect(
+            await eventually { (try? await cluster.cli(away, ["PUBSUB", "SHARDNUMSUB", "chat-relay:events:{\(room)}"]))?.hasSuffix("3") == true },
+            "every node holds the room's channel on its new master")
+
+        // And back, with the tool operators use.
+        let reshard = try await ChildProcess.run(
+            "/usr/bin/redis-cli",
+            [
+                "--cluster", "reshard", "127.0.0.1:\(away.port)", "--cluster-from", awayID, "--cluster-to", homeID,
+                "--cluster-slots", "1", "--cluster-yes",
+            ],
+            timeout: .seconds(60))
+        #expect(reshard.status == 0, "\(reshard.output)\(reshard.errors)")
+        #expect(try await topology.master(of: room).port == home.port, "the reshard moved the room's slot back")
+        let countAtReshard = publisher.count(room)
+        #expect(await eventually { publisher.count(room) >= countAtReshard + 20 }, "the room takes POSTs on its old master again")
         stop.set()
         await publishing.value
 
         let accepted = publisher.ids(room)
         for stream in streams {
             #expect(await stream.waitForMessages(accepted.count, timeout: .seconds(15)))
-            #expect(stream.messageIDs == accepted, "every message once, in order, across the migration")
+            #expect(stream.messageIDs == accepted, "every message once, in order, across both moves")
             #expect(!stream.ended)
         }
-        // The room's channel is held on the new master now (one subscription per node).
-        #expect(try await cluster.cli(target, ["PUBSUB", "SHARDNUMSUB", "chat-relay:events:{\(room)}"]).hasSuffix("3"))
+        // The room's channel is held on its master again (one subscription per node).
+        #expect(try await cluster.cli(home, ["PUBSUB", "SHARDNUMSUB", "chat-relay:events:{\(room)}"]).hasSuffix("3"))
         #expect(try await Self.history(topology.nodes[0], room: room) == Set(accepted), "the history moved with the slot")
+    }
+
+    /// The whole cluster dies at once (every server SIGKILLed, as in a power cut) while messages
+    /// keep coming, and comes back on its append-only files: nodes say they are not ready and
+    /// refuse POSTs meanwhile (the publisher retries with its Idempotency-Key), reconnect to every
+    /// master, resubscribe, fill the outage's gap, and every stream gets every acknowledged
+    /// message once, in order; the history keeps them all.
+    @Test(.timeLimit(.minutes(3))) func theWholeClusterRestartsAndStreamsGoOn() async throws {
+        let topology = try await Topology.start(durable: true)
+        defer { topology.kill() }
+        let rooms = try await Self.roomsOnEveryMaster(topology, perMaster: 1)
+        var streams: [(room: String, client: SSEClient)] = []
+        for room in rooms {
+            for node in topology.nodes { streams.append((room, try await SSEClient("\(node.baseURL)/rooms/\(room)/events"))) }
+        }
+        let publisher = Publisher()
+        let stop = StopSignal()
+        let publishing = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for (index, room) in rooms.enumerated() {
+                    group.addTask {
+                        var count = 0
+                        while !stop.isSet {
+                            await publisher.post(topology.nodes[(index + count) % 3].baseURL, room: room, text: "\(room) \(count)", patience: .seconds(60))
+                            count += 1
+                            try? await Task.sleep(for: .milliseconds(30))
+                        }
+                    }
+                }
+            }
+        }
+        #expect(await eventually { rooms.allSatisfy { publisher.count($0) >= 10 } }, "POSTs accepted before the outage")
+
+        for server in topology.cluster.servers { server.killNow() }
+        for server in topology.cluster.servers { await server.kill() }
+        for node in topology.nodes {
+            let unready = await eventually(timeout: .seconds(10), pause: .milliseconds(50)) {
+                (try? await HTTP.get(node.baseURL + "/health/ready"))?.status == 503
+            }
+            #expect(unready, "\(node.nodeID): readiness 503 while no master answers")
+        }
+        let refused = try await HTTP.postMessage("\(topology.nodes[0].baseURL)/rooms/\(rooms[0])/messages", user: "u", text: "in the dark")
+        #expect(refused.status == 503, "a POST with no Redis to store it is refused")
+        let countsInOutage = rooms.map { publisher.count($0) }
+        try await Task.sleep(for: .seconds(1))
+
+        for server in topology.cluster.servers { try await server.start() }
+        #expect(await topology.cluster.waitUntilHealthy(), "the cluster came back whole")
+        for node in topology.nodes {
+            let ready = await eventually(timeout: .seconds(30)) { (try? await HTTP.get(node.baseURL + "/health/ready"))?.status == 200 }
+            #expect(ready, "\(node.nodeID) ready again; log:\n\(node.log())")
+        }
+        #expect(
+            await eventually(timeout: .seconds(30)) { zip(rooms, countsInOutage).allSatisfy { publisher.count($0) >= $1 + 10 } },
+            "every room takes POSTs again")
+        stop.set()
+        await publishing.value
+
+        for (room, client) in streams {
+            let accepted = publisher.ids(room)
+            #expect(await client.waitForMessages(accepted.count, timeout: .seconds(15)), "\(room)")
+            #expect(client.messageIDs == accepted, "\(room): every acknowledged message once, in order, across the restart")
+            #expect(!client.ended, "\(room): the stream stayed open")
+        }
+        for room in rooms {
+            #expect(try await Self.history(topology.nodes[1], room: room) == Set(publisher.ids(room)), "\(room): nothing acknowledged lost")
+        }
     }
 
     /// Without `--redis-min-replicas-ack`, a message acknowledged in the instant before its master

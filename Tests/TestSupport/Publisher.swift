@@ -30,6 +30,19 @@ public final class Publisher: Sendable {
         return false
     }
 
+    /// POSTs `text` to `room` once, without an Idempotency-Key (so never retried); keeps the id
+    /// if it was accepted. Returns the status, nil when no answer came.
+    @discardableResult
+    public func postOnce(_ baseURL: String, room: String, text: String) async -> Int? {
+        guard let reply = try? await HTTP.postMessage("\(baseURL)/rooms/\(room)/messages", user: "pub", text: text) else {
+            return nil
+        }
+        if reply.status == 201, let id = reply.json["id"] as? String {
+            accepted.withLock { $0[room, default: []].append(id) }
+        }
+        return reply.status
+    }
+
     /// How many tries were refused so far.
     public var refused: Int { refusals.withLock { $0 } }
 

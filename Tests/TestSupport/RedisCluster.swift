@@ -11,12 +11,15 @@ public final class RedisCluster: Sendable {
     /// `redis://` of one node: a seed a client learns the whole cluster from.
     public var seedURL: String { servers[0].url }
 
-    public init(masters: Int = 3, replicasPerMaster: Int = 1, nodeTimeoutMilliseconds: Int = 1000) async throws {
+    /// - Parameter durable: every server keeps an fsync-always append-only file, so the whole
+    ///   cluster can be killed and started again losing nothing acknowledged (only the tests that
+    ///   do that ask: six fsync-per-write servers slow a busy machine's disk for the others).
+    public init(masters: Int = 3, replicasPerMaster: Int = 1, nodeTimeoutMilliseconds: Int = 1000, durable: Bool = false) async throws {
         var failures: [String] = []
         // A cluster that does not come together is made again on fresh ports, once: on a machine
         // busy with other suites a join can stall where a second one goes through.
         for _ in 0..<2 {
-            let servers = try await Self.startServers(count: masters * (1 + replicasPerMaster))
+            let servers = try await Self.startServers(count: masters * (1 + replicasPerMaster), durable: durable)
             do {
                 try await Self.join(servers, masters: masters, replicasPerMaster: replicasPerMaster)
                 // Joined with a long node timeout; now the short one the failover tests want.
@@ -33,16 +36,15 @@ public final class RedisCluster: Sendable {
         throw RelayProcessError.notReady(log: "the Redis Cluster did not come together:\n" + failures.joined(separator: "\n---\n"))
     }
 
-    private static func startServers(count: Int) async throws -> [RedisServer] {
+    private static func startServers(count: Int, durable: Bool) async throws -> [RedisServer] {
         var servers: [RedisServer] = []
         for _ in 0..<count {
             servers.append(
                 try await RedisServer(
-                    appendOnly: false,
+                    // A failover keeps what the replica has, not what is on the dead master's
+                    // disk: only a whole-cluster restart needs the append-only file.
+                    appendOnly: durable,
                     arguments: [
-                        // No append-only file: a failover keeps what the replica has, not what
-                        // is on the dead master's disk, and six servers' fsyncs would stall a
-                        // busy machine's disk for the other suites.
                         "--cluster-enabled", "yes",
                         // Long while the nodes meet: a node still in handshake after the node
                         // timeout is forgotten, and on a loaded machine 1 s can pass before its
@@ -128,6 +130,18 @@ public final class RedisCluster: Sendable {
             if try await cli(server, ["ROLE"]).hasPrefix("master") { masters.append(server) }
         }
         return masters
+    }
+
+    /// Waits until every server sees the cluster whole again and every replica is in sync (after
+    /// servers were restarted).
+    public func waitUntilHealthy(timeout: Duration = .seconds(30)) async -> Bool {
+        let masters = (try? await masters().count) ?? 0
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await Self.isHealthy(servers), await Self.onlineReplicas(servers) == servers.count - masters { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return false
     }
 
     /// Kills every server without waiting: for `defer` at the end of a test.
