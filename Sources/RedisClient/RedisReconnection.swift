@@ -40,7 +40,8 @@ final class RedisReconnection {
     /// after the backoff (a subscriber, which would hammer a server that drops it).
     private let retryLostAtOnce: Bool
     private var backoff: Backoff
-    private var timer: RepeatedTask?
+    private var timer: Scheduled<Void>?
+    private var tick = TimeAmount.milliseconds(250)
     private(set) var phase = Phase.idle
     /// Set by the owner right after init (its callbacks refer to it).
     var events = Events(up: { _ in }, failed: { _ in }, lost: { _, _ in }, tick: { _ in })
@@ -63,12 +64,25 @@ final class RedisReconnection {
     func start(tick: TimeAmount) {
         eventLoop.assertInEventLoop()
         guard case .idle = phase else { return }
-        timer = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in
+        self.tick = tick
+        scheduleTick()
+        connectNow()
+    }
+
+    /// The next tick, at the next multiple of `tick` on the uptime clock. Every reconnection with
+    /// the same tick (a node's clients and subscribers, on each loop) fires at the same instants,
+    /// so a resting loop wakes once per tick for all of them rather than once for each: on an
+    /// idle node the wake-ups, not the checks, were the cost.
+    private func scheduleTick() {
+        let period = UInt64(max(tick.nanoseconds, 1))
+        let next = (NIODeadline.now().uptimeNanoseconds / period + 1) * period
+        timer = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(next)) { [self] in
+            if case .stopped = phase { return }
             let now = NIODeadline.now()
             events.tick(now)
             if case .down(let nextAttempt) = phase, now >= nextAttempt { connectNow() }
+            scheduleTick()
         }
-        connectNow()
     }
 
     /// Stops for good and returns the connection that was up, for the owner to close as it likes.

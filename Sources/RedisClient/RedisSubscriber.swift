@@ -11,13 +11,13 @@ import Synchronization
 /// (checked every second), so a page that reloads does not make it churn; all are subscribed
 /// again, in batches, after a reconnection.
 ///
-/// It pings every `pingInterval` and declares the connection dead when nothing has come back for
-/// `deadAfter` after a ping, so a lost or frozen server is noticed within about two seconds even
-/// when no message flows. Then it reconnects with capped exponential backoff and jitter, and
-/// subscribes again. Each time it is subscribed, `onSubscribed` runs (asynchronously: it may read
-/// what was missed meanwhile) before any newer message is handed over; messages that arrive while
-/// it runs are held, in order, up to `maximumHeld` (beyond that it subscribes again, and
-/// `onSubscribed` runs again).
+/// It pings after `pingInterval` in which nothing came from the server, and declares the
+/// connection dead when nothing has come back for `deadAfter` after a ping, so a lost or frozen
+/// server is noticed within about two seconds whether messages flow or not. Then it reconnects
+/// with capped exponential backoff and jitter, and subscribes again. Each time it is subscribed,
+/// `onSubscribed` runs (asynchronously: it may read what was missed meanwhile) before any newer
+/// message is handed over; messages that arrive while it runs are held, in order, up to
+/// `maximumHeld` (beyond that it subscribes again, and `onSubscribed` runs again).
 ///
 /// Invariant that makes `@unchecked Sendable` true: every `var` is read and written only on
 /// `eventLoop` (public methods hop there; the rest assert it); `up` is atomic; the rest is immutable.
@@ -84,7 +84,10 @@ public final class RedisSubscriber: @unchecked Sendable {
     private var interests: [String: Interest] = [:]
     private var lastSweep = NIODeadline.now()
     private var everSubscribed = false
-    private var lastPing = NIODeadline.now()
+    /// When the server was last pinged or last known to have sent something (as of a tick).
+    private var lastSign = NIODeadline.now()
+    /// Something came from the server since the last tick: no ping is needed to know it is alive.
+    private var heardSinceTick = false
     /// When the first ping not yet answered (by anything) was sent.
     private var pingOutstandingSince: NIODeadline?
 
@@ -183,7 +186,9 @@ public final class RedisSubscriber: @unchecked Sendable {
         eventLoop.execute { [self] in
             guard !started else { return }
             started = true
-            reconnection.start(tick: .milliseconds(100))
+            // Half the ping interval: pings on time, a silent server noticed within a quarter
+            // second of `deadAfter`, and the same instants as the clients' ticks.
+            reconnection.start(tick: .init(min(configuration.pingInterval / 2, .milliseconds(250))))
         }
     }
 
@@ -204,7 +209,7 @@ public final class RedisSubscriber: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         let handler = connection.handler.value
         handler.onPush = { [self] reply in received(reply, on: connection) }
-        lastPing = .now()
+        lastSign = .now()
         pingOutstandingSince = nil
         let channels = configuration.channels + interests.keys
         for key in interests.keys { interests[key]!.confirmed = false }
@@ -314,6 +319,7 @@ public final class RedisSubscriber: @unchecked Sendable {
         guard let current = reconnection.connection, current.channel === connection.channel else { return }
         // Anything from the server proves it alive.
         pingOutstandingSince = nil
+        heardSinceTick = true
         if case .error(let message) = reply {
             refused(message)
             return
@@ -444,9 +450,15 @@ public final class RedisSubscriber: @unchecked Sendable {
             connection.handler.value.close(.connectionLost("no answer to PING for \(configuration.deadAfter)"))
             return
         }
-        if now - lastPing >= .init(configuration.pingInterval) {
+        // A subscriber that hears events needs no ping: only one that heard nothing for
+        // `pingInterval` asks (each ping is a wake-up for the server and for this loop).
+        if heardSinceTick {
+            heardSinceTick = false
+            lastSign = now
+        }
+        if now - lastSign >= .init(configuration.pingInterval) {
             connection.handler.value.sendWithoutReply([["PING"]])
-            lastPing = now
+            lastSign = now
             if pingOutstandingSince == nil { pingOutstandingSince = now }
         }
     }

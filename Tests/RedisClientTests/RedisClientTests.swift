@@ -188,6 +188,37 @@ import Testing
         }
     }
 
+    /// A subscriber that hears messages does not ping (each ping is a wake-up for the server and
+    /// the node, for nothing); one that heard nothing for its ping interval does.
+    @Test(.timeLimit(.minutes(1))) func aSubscriberPingsOnlyWhenItHearsNothing() async throws {
+        let server = try await RedisServer(appendOnly: false)
+        defer { server.killNow() }
+        let received = Received()
+        let subscriber = try subscriber(server, reporting: received)
+        defer { subscriber.stop() }
+        #expect(await received.wait { $0.subscribed == 1 })
+        let client = try client(server)
+        defer { client.stop() }
+        // PINGs the server answered: the subscriber's (the publishing client is never idle, so it
+        // does not ping meanwhile; its own come after 1 s of quiet).
+        func pings() async throws -> Int {
+            let stats = try await client.command(["INFO", "commandstats"]).string ?? ""
+            guard let line = stats.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_ping:") }),
+                let calls = line.split(separator: ",").first?.split(separator: "=").last
+            else { return 0 }
+            return Int(calls) ?? -1
+        }
+        _ = try await client.command(["CONFIG", "RESETSTAT"])
+        for index in 0..<30 {
+            _ = try await client.command(["PUBLISH", "ch", RedisArgument("m\(index)")])
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(await received.wait { $0.messages.count == 30 })
+        #expect(try await pings() == 0, "3 s of messages every 0.1 s, and no ping")
+        try await Task.sleep(for: .milliseconds(900))  // quiet for longer than the 0.5 s interval
+        #expect(try await pings() >= 1, "a quiet subscriber pings")
+    }
+
     @Test func subscriberDeliversInOrderAndComesBackAfterARestart() async throws {
         let server = try await RedisServer(appendOnly: false)
         defer { server.killNow() }
