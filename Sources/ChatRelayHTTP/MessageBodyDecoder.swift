@@ -74,7 +74,9 @@ public enum MessageBodyDecoder {
         guard String(validating: bytes, as: UTF8.self) != nil else {
             throw APIError.invalidBody("The body is not valid UTF-8.")
         }
-        // JSONDecoder, not JSONSerialization: no dictionary of `Any` to build and cast back.
+        if let fields = flatStringFields(bytes) { return (fields.user ?? "", fields.text ?? "") }
+        // Any other shape: JSONDecoder, not JSONSerialization (no dictionary of `Any` to build
+        // and cast back), which also says what is wrong.
         do {
             let fields = try JSONDecoder().decode(PublishBody.self, from: Data(bytes))
             return (fields.user ?? "", fields.text ?? "")

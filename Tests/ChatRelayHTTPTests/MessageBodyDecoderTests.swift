@@ -43,6 +43,42 @@ import Testing
         #expect(try decode(Array(#"{"nested":{"a":[1,{"b":null}]},"user":"a","text":"t"}"#.utf8), .json).text == "t")
     }
 
+    /// Bodies the byte-level reader takes and bodies it leaves to `JSONDecoder` decode alike:
+    /// escapes of every kind, surrogate pairs, white space, other fields of any type, repeats.
+    @Test(arguments: [
+        (#"{"user":"bench","text":"bench seq=1 t=2"}"#, "bench", "bench seq=1 t=2"),
+        (" \n{ \"text\" : \"t\" ,\r\n\t\"user\":\"u\" } \n", "u", "t"),
+        (#"{"user":"\"q\" \\ \/ \b\f\n\r\t","text":"é\u00e9\u20AC\ud83d\ude00"}"#, "\"q\" \\ / \u{08}\u{0C}\n\r\t", "éé€😀"),
+        (#"{"user":"u","text":"t","seq":5,"meta":{"a":[1,"}"]},"ok":true,"none":null}"#, "u", "t"),
+        (#"{"id":"x","user":"u"}"#, "u", ""),
+        (#"{}"#, "", ""),
+        (#"{"us\u0065r":"escaped key","text":"t"}"#, "escaped key", "t"),
+    ])
+    func jsonOfEveryShapeDecodesAlike(body: String, user: String, text: String) throws {
+        let fields = try decode(Array(body.utf8), .json)
+        #expect(fields.user == user)
+        #expect(fields.text == text)
+    }
+
+    /// What the byte-level reader takes, and what it leaves to `JSONDecoder`.
+    @Test func theFlatReaderTakesOnlyFlatObjectsOfStrings() {
+        func flat(_ body: String) -> Bool { MessageBodyDecoder.flatStringFields(ByteBuffer(string: body).readableBytesView) != nil }
+        #expect(flat(#"{"user":"u","text":"t"}"#))
+        #expect(flat(#"{"user":"\ud83d\ude00","text":""}"#))
+        #expect(!flat(#"{"user":"u","text":5}"#))
+        #expect(!flat(#"{"user":"u","user":"v"}"#))
+        #expect(!flat(#"{"user":"\ud83d","text":"lone high surrogate"}"#))
+        #expect(!flat(#"{"user":"\ude00","text":"lone low surrogate"}"#))
+        #expect(!flat(#"{"user":"\x","text":"bad escape"}"#))
+        #expect(!flat("{\"user\":\"a\tb\",\"text\":\"raw tab\"}"))
+        #expect(!flat(#"{"user":"u","text":"t"} x"#))
+        #expect(!flat(#"{"user":"u","text":"t",}"#))
+        #expect(!flat(#"{"user":"u" "text":"t"}"#))
+        #expect(!flat(#"["user","u"]"#))
+        #expect(!flat(#"{"user":"unterminated}"#))
+        #expect(!flat(#"{"user":"u\"#))
+    }
+
     @Test func badJSON() {
         #expect(errorCode(Array("{".utf8), .json) == "invalid_body")
         #expect(errorCode(Array("[1]".utf8), .json) == "invalid_body")
