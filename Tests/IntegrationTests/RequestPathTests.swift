@@ -399,6 +399,46 @@ extension RequestPathTests {
         #expect(connection.responses.last?.body.contains("second, in two writes") == true)
     }
 
+    /// A client that pipelines a flood behind a POST the node is still answering (its Redis is
+    /// frozen) makes the node hold at most one receive buffer's worth (reads are held while a
+    /// request is answered): the rest waits in the kernel, unread, until the POST is answered,
+    /// and then every request is served in order.
+    @Test(.timeLimit(.minutes(1))) func aFloodPipelinedBehindAPostBeingAnsweredWaitsUnread() async throws {
+        let redis = try await RedisServer(appendOnly: false)
+        defer { redis.killNow() }
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--redis-url", redis.url])
+        defer { node.kill() }
+        #expect(await eventually { (try? await HTTP.get(node.baseURL + "/health/ready"))?.status == 200 })
+        let socket = try RawSocket(port: node.port, receiveBuffer: 1 << 20)
+        redis.freeze()
+        defer { redis.thaw() }
+        try socket.send(Self.post("/rooms/flood/messages", #"{"user":"u","text":"held"}"#))
+        try await Task.sleep(for: .milliseconds(200))  // the POST is waiting for Redis
+        let request = Array("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        let flood = Array([[UInt8]](repeating: request, count: 4096).joined())  // 180 KiB
+        var sent = 0
+        for _ in 0..<100 where sent < flood.count {
+            sent += socket.sendWithoutWaiting(Array(flood[sent...]))
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let nodeSide = try #require(RawSocket.queues(localPort: node.port, remotePort: socket.localPort), "the node's side")
+        let client = try #require(RawSocket.queues(localPort: socket.localPort, remotePort: node.port))
+        let readByNode = sent - nodeSide.unread - client.sent
+        #expect(readByNode <= 64 * 1024 + 4096, "the node read \(readByNode) of \(sent) bytes pipelined behind a POST it is answering")
+        #expect(nodeSide.unread > 0, "the rest waits in the kernel")
+
+        // Once the POST is answered (Redis back), every request behind it is served, in order.
+        redis.thaw()
+        let answers = await socket.receive(
+            until: { $0.components(separatedBy: "HTTP/1.1 ").count - 1 >= 1 + sent / request.count }, timeout: .seconds(30))
+        let statuses = answers.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+        // 201, or 503 if the machine was slow enough for the POST to wait out the command timeout.
+        #expect(["201", "503"].contains(statuses.first), "the POST, first: \(statuses.prefix(3))")
+        #expect(statuses.count == 1 + sent / request.count, "every pipelined request answered")
+        #expect(statuses.dropFirst().allSatisfy { $0 == "200" })
+    }
+
     /// `Connection: close` is honoured: the answer says so and the connection ends after it.
     @Test func aPostAskingToCloseIsAnsweredThenTheConnectionCloses() async throws {
         let node = try await RelayProcess(arguments: ["--rate-limit", "0"])

@@ -56,6 +56,44 @@ public final class RawSocket: @unchecked Sendable {
         guard sent == bytes.count else { throw RawSocketError.failed("send") }
     }
 
+    /// Sends as much of `bytes` as the connection takes now, without waiting; returns how much.
+    public func sendWithoutWaiting(_ bytes: [UInt8]) -> Int {
+        max(0, bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) })
+    }
+
+    /// The local port of the connection.
+    public var localPort: Int {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Bytes the kernel holds for the loopback connection from `localPort` to `remotePort`
+    /// (`/proc/net/tcp`): sent and not yet acknowledged (`tx_queue`), received and not yet read by
+    /// the process that owns the socket (`rx_queue`). Nil when there is no such connection.
+    public static func queues(localPort: Int, remotePort: Int) -> (sent: Int, unread: Int)? {
+        // Read to its end: the file says it is empty, and a single read gets only its first page.
+        guard let file = FileHandle(forReadingAtPath: "/proc/net/tcp"), let data = try? file.readToEnd() else { return nil }
+        try? file.close()
+        let table = String(decoding: data, as: UTF8.self)
+        func hex(_ port: Int) -> String {
+            let digits = String(port, radix: 16, uppercase: true)
+            return ":" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+        }
+        let (local, remote) = (hex(localPort), hex(remotePort))
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[1].hasSuffix(local), fields[2].hasSuffix(remote) else { continue }
+            let queues = fields[4].split(separator: ":").compactMap { Int($0, radix: 16) }
+            guard queues.count == 2 else { return nil }
+            return (queues[0], queues[1])
+        }
+        return nil
+    }
+
     /// What arrives within `timeout` (until the peer pauses after sending something), as text.
     public func receive(timeout: Duration) async -> String {
         var received: [UInt8] = []
