@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import RedisClient
+import Synchronization
 import TestSupport
 import Testing
 
@@ -256,7 +256,9 @@ import Testing
         let countAtMove = publisher.count(room)
         #expect(await eventually { publisher.count(room) >= countAtMove + 20 }, "the room takes POSTs on its new master")
         #expect(
-            await eventually { (try? await cluster.cli(away, ["PUBSUB", "SHARDNUMSUB", "chat-relay:events:{\(room)}"]))?.hasSuffix("3") == true },
+            await eventually {
+                (try? await cluster.cli(away, ["PUBSUB", "SHARDNUMSUB", "chat-relay:events:{\(room)}"]))?.hasSuffix("3") == true
+            },
             "every node holds the room's channel on its new master")
 
         // And back, with the tool operators use.
@@ -306,7 +308,8 @@ import Testing
                     group.addTask {
                         var count = 0
                         while !stop.isSet {
-                            await publisher.post(topology.nodes[(index + count) % 3].baseURL, room: room, text: "\(room) \(count)", patience: .seconds(60))
+                            await publisher.post(
+                                topology.nodes[(index + count) % 3].baseURL, room: room, text: "\(room) \(count)", patience: .seconds(60))
                             count += 1
                             try? await Task.sleep(for: .milliseconds(30))
                         }
