@@ -133,10 +133,11 @@ def cpu_seconds(pids):
     return total / CLOCK_TICKS
 
 
-def cpu_seconds_exact(pids):
+def thread_cpu(pids):
     """CPU time of every thread of `pids` from the scheduler's nanosecond accounting
-    (/proc/<pid>/task/<tid>/schedstat): for small amounts, where clock ticks (10 ms) are too coarse."""
-    total = 0
+    (/proc/<pid>/task/<tid>/schedstat), by thread: for small amounts, where clock ticks (10 ms)
+    are too coarse. Compare two readings with `cpu_seconds_between`."""
+    threads = {}
     for pid in pids:
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
@@ -145,10 +146,18 @@ def cpu_seconds_exact(pids):
         for task in tasks:
             try:
                 with open(f"/proc/{pid}/task/{task}/schedstat") as file:
-                    total += int(file.read().split()[0])
+                    threads[(pid, task)] = int(file.read().split()[0])
             except (OSError, ValueError, IndexError):
                 pass
-    return total / 1e9
+    return threads
+
+
+def cpu_seconds_between(before, after):
+    """CPU seconds spent between two `thread_cpu` readings: each thread's growth, a thread born
+    meanwhile counted whole. A thread that exited meanwhile (a runtime's idle worker) is missing
+    from the second reading and its last moments are not counted; summing the threads of each
+    reading instead made its whole life vanish, and an idle node's CPU came out negative."""
+    return sum(value - before.get(thread, 0) for thread, value in after.items()) / 1e9
 
 
 def machine_busy_seconds():
@@ -387,9 +396,9 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     idle_node_at_rest = None
     if system.idle_node_pids():
         # The idle node's CPU with nothing running anywhere, per second.
-        before = cpu_seconds_exact(system.idle_node_pids())
+        before = thread_cpu(system.idle_node_pids())
         time.sleep(IDLE_WINDOW_SECONDS)
-        idle_node_at_rest = (cpu_seconds_exact(system.idle_node_pids()) - before) / IDLE_WINDOW_SECONDS
+        idle_node_at_rest = cpu_seconds_between(before, thread_cpu(system.idle_node_pids())) / IDLE_WINDOW_SECONDS
     idle_kib = pss_kib(system.node_pids())
     sample = {}
 
@@ -401,7 +410,7 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
                 sample["cpu_open"] = cpu_seconds(system.all_pids())
                 sample["redis_open"] = cpu_seconds(system.redis.pids())
                 sample["redis_parts_open"] = redis_parts_cpu(system)
-                sample["idle_node_open"] = cpu_seconds_exact(system.idle_node_pids())
+                sample["idle_node_open"] = thread_cpu(system.idle_node_pids())
                 sample["time_open"] = time.monotonic()
                 sample["machine_open"] = machine_busy_seconds()
             print(f"  {system.name}: {line}", file=sys.stderr, flush=True)
@@ -409,7 +418,7 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     cpu_start = cpu_seconds(system.all_pids())
     redis_start = cpu_seconds(system.redis.pids())
     redis_parts_start = redis_parts_cpu(system)
-    idle_node_start = cpu_seconds_exact(system.idle_node_pids())
+    idle_node_start = thread_cpu(system.idle_node_pids())
     time_start = time.monotonic()
     machine_start = machine_busy_seconds()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -421,7 +430,7 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     cpu_end = cpu_seconds(system.all_pids())
     redis_end = cpu_seconds(system.redis.pids())
     redis_parts_end = redis_parts_cpu(system)
-    idle_node_end = cpu_seconds_exact(system.idle_node_pids())
+    idle_node_end = thread_cpu(system.idle_node_pids())
     time_end = time.monotonic()
     machine_end = machine_busy_seconds()
     if process.returncode == 2 or not output.strip():
@@ -436,8 +445,8 @@ def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish
     if idle_node_at_rest is not None:
         seconds = time_end - sample.get("time_open", time_start)
         extra = {"idle_node_cpu_ms_per_s_at_rest": round(idle_node_at_rest * 1000, 3),
-                 "idle_node_cpu_ms_per_s_during_run": round((idle_node_end - sample.get("idle_node_open", idle_node_start))
-                                                            / seconds * 1000, 3)}
+                 "idle_node_cpu_ms_per_s_during_run": round(
+                     cpu_seconds_between(sample.get("idle_node_open", idle_node_start), idle_node_end) / seconds * 1000, 3)}
         if isinstance(system, Relay):
             extra["idle_node_events_received"] = relay_metric(system.ports[system.serving], "chat_relay_redis_events_received_total")
     if redis_parts_end:
