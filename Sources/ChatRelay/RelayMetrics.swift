@@ -31,6 +31,14 @@ public struct RelayMetrics: Sendable {
     public let openConnectionsLimited: Counter
     /// 1 when the broker connection and subscription are up.
     public let brokerUp: Gauge
+    /// 1 while the node answers readiness with `200` (broker up, not draining), as of the scrape.
+    public let ready: Gauge
+    /// The node's stream limit (`--max-connections`), for alerts on open streams near it.
+    public let maxStreams: Gauge
+    /// POSTs answered `503`: the broker could not store the message (`unavailable`), or stored
+    /// it without the replica acknowledgements `--redis-min-replicas-ack` asks for (`unreplicated`).
+    public let publishUnavailable: Counter
+    public let publishUnreplicated: Counter
     /// Broker reconnections after a loss.
     public let brokerReconnects: Counter
     /// Time from POST accepted to broker confirmation.
@@ -76,6 +84,11 @@ public struct RelayMetrics: Sendable {
         openConnectionsLimited = Counter(
             label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_open_connections")], factory: factory)
         brokerUp = Gauge(label: "chat_relay_broker_up", factory: factory)
+        ready = Gauge(label: "chat_relay_ready", factory: factory)
+        maxStreams = Gauge(label: "chat_relay_max_streams", factory: factory)
+        publishUnavailable = Counter(label: "chat_relay_publish_failures_total", dimensions: [("reason", "unavailable")], factory: factory)
+        publishUnreplicated = Counter(
+            label: "chat_relay_publish_failures_total", dimensions: [("reason", "unreplicated")], factory: factory)
         brokerReconnects = Counter(label: "chat_relay_broker_reconnects_total", factory: factory)
         gapFillMessages = Counter(label: "chat_relay_gap_fill_messages_total", factory: factory)
         redisRoundTrips = Counter(label: "chat_relay_redis_round_trips_total", factory: factory)

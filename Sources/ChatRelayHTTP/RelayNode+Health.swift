@@ -29,6 +29,8 @@ extension RelayNode {
     /// `GET /metrics`: Prometheus text.
     func metricsAnswer() -> Answer {
         metrics.brokerUp.record(broker.isReady ? 1 : 0)
+        metrics.ready.record(isReady ? 1 : 0)
+        metrics.maxStreams.record(configuration.maxConnections)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(registry.internalBufferCapacity())
         registry.emit(into: &bytes)

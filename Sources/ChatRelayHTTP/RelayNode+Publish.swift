@@ -84,11 +84,13 @@ extension RelayNode {
         do {
             outcome = try await broker.publish(draft, idempotencyKey: request.idempotencyKey)
         } catch BrokerError.unreplicated(let acknowledged, let required) {
+            metrics.publishUnreplicated.increment()
             logger.warning("publish not replicated", metadata: ["room": "\(request.room)", "replicas": "\(acknowledged)/\(required)"])
             throw APIError.unavailable(
                 "The message was stored, but \(acknowledged) of the \(required) replicas it needs confirmed it in time. Retry it with the same Idempotency-Key: you get the message back once they do."
             )
         } catch {
+            metrics.publishUnavailable.increment()
             logger.warning("publish refused", metadata: ["room": "\(request.room)", "error": "\(error)"])
             throw APIError.unavailable("The message was not accepted: the broker is unavailable. Retry shortly.")
         }
