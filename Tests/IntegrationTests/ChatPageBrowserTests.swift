@@ -175,6 +175,8 @@ struct ChatPageBrowserTests {
         let server = try ChildProcess(
             "/usr/bin/python3", ["-u", script, "\(tokenPort)", secretFile, "http://127.0.0.1:\(nodePort)"], logPath: log)
         defer { server.signal(SIGKILL) }
+        // Listening before the page asks it (a busy machine starts Python slower than the node).
+        #expect(await eventually { (try? RawSocket(port: tokenPort)) != nil }, "the token server listens")
         let node = try await RelayProcess(
             port: nodePort,
             arguments: ["--auth", "jwt", "--jwt-secret-file", secretFile, "--page-token-url", "http://127.0.0.1:\(tokenPort)/token"])
