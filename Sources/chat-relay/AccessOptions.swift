@@ -81,15 +81,9 @@ struct AccessOptions: ParsableArguments {
 
     /// The policy these flags (else their environment variables) describe, keys loaded.
     func policy(environment: [String: String], logger: Logger) async throws -> AccessPolicy {
-        func value(_ flag: String?, _ name: String) -> String? {
-            if let flag { return flag }
-            guard let text = environment[name], !text.isEmpty else { return nil }
-            return text
-        }
-        func list(_ flags: [String], _ name: String) -> [String] {
-            if !flags.isEmpty { return flags }
-            return (environment[name] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        }
+        let fallback = FlagFallback(environment: environment)
+        func value(_ flag: String?, _ name: String) -> String? { fallback.value(flag, name) }
+        func list(_ flags: [String], _ name: String) -> [String] { fallback.list(flags, name) }
         let mode = (value(auth, "AUTH") ?? "none").lowercased()
         let secretFile = value(jwtSecretFile, "JWT_SECRET_FILE")
         let publicKeyFiles = list(jwtPublicKeyFiles, "JWT_PUBLIC_KEY_FILES")

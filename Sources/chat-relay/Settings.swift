@@ -23,13 +23,9 @@ struct Settings {
     var logFormat: LogFormat
 
     init(command: ServeCommand, environment: [String: String]) throws {
+        let fallback = FlagFallback(environment: environment)
         func value<T>(_ flag: T?, _ name: String, _ parse: (String) -> T?) throws -> T? {
-            if let flag { return flag }
-            guard let text = environment[name], !text.isEmpty else { return nil }
-            guard let parsed = parse(text) else {
-                throw ValidationError("The environment variable \(name)=\(text.debugDescription) is not a valid value.")
-            }
-            return parsed
+            try fallback.value(flag, name, parse)
         }
         host = try value(command.host, "HOST", { $0 }) ?? "0.0.0.0"
         port = try value(command.port, "PORT", Int.init) ?? 8080
@@ -119,12 +115,7 @@ struct Settings {
         if let seconds = try value(command.drainTimeout, "DRAIN_TIMEOUT", Double.init) {
             relay.drainTimeout = .milliseconds(Int64(seconds * 1000))
         }
-        relay.allowOrigins =
-            command.allowOrigin.isEmpty
-            ? (environment["ALLOW_ORIGIN"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
-                !$0.isEmpty
-            }
-            : command.allowOrigin
+        relay.allowOrigins = fallback.list(command.allowOrigin, "ALLOW_ORIGIN")
 
         guard relay.history >= 1 else { throw ValidationError("--history must be at least 1.") }
         guard relay.heartbeat >= .milliseconds(100) else { throw ValidationError("--heartbeat must be at least 0.1 seconds.") }

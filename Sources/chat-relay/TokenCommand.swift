@@ -66,11 +66,11 @@ struct TokenCommand: AsyncParsableCommand {
         guard lifetime > .zero else { throw ValidationError("--ttl must be more than 0.") }
         let minter: TokenMinter
         do {
-            if let path = privateKeyFile ?? environment["JWT_PRIVATE_KEY_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            let fallback = FlagFallback(environment: environment)
+            if let path = fallback.value(privateKeyFile, "JWT_PRIVATE_KEY_FILE") {
                 minter = try await TokenMinter(privateKeyPEM: try VerificationKeys.pem(fromFile: path))
-            } else if let path = secretFile ?? environment["JWT_SECRET_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
-                let algorithm = (hmacAlgorithm ?? environment["JWT_HMAC_ALGORITHM"].flatMap { $0.isEmpty ? nil : $0 } ?? "HS256")
-                    .uppercased()
+            } else if let path = fallback.value(secretFile, "JWT_SECRET_FILE") {
+                let algorithm = (fallback.value(hmacAlgorithm, "JWT_HMAC_ALGORITHM") ?? "HS256").uppercased()
                 minter = try await TokenMinter(secret: try VerificationKeys.secret(fromFile: path), algorithm: algorithm)
             } else {
                 throw ValidationError("Give the key to sign with: --jwt-secret-file or --jwt-private-key-file.")

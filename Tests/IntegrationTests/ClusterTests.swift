@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import TestSupport
 import Testing
 
@@ -167,10 +166,10 @@ import Testing
             for _ in 0..<2 { subscribers.append(try await SSEClient("\(node.baseURL)/rooms/outage/events")) }
         }
         let publisher = Publisher()
-        let stop = Mutex(false)
+        let stop = StopSignal()
         let publishing = Task {
             var index = 0
-            while !stop.withLock({ $0 }) {
+            while !stop.isSet {
                 await publisher.post(cluster.nodes[index % 3].baseURL, room: "outage", text: "n\(index)")
                 index += 1
                 try? await Task.sleep(for: .milliseconds(10))
@@ -211,7 +210,7 @@ import Testing
         // And some after it.
         let afterOutage = acceptedCount() + 10
         #expect(await eventually { acceptedCount() >= afterOutage }, "POSTs accepted again after the outage")
-        stop.withLock { $0 = true }
+        stop.set()
         await publishing.value
 
         let expected = publisher.ids("outage")

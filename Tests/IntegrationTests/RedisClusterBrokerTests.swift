@@ -1,6 +1,5 @@
 import Foundation
 import RedisClient
-import Synchronization
 import TestSupport
 import Testing
 
@@ -472,11 +471,4 @@ import Testing
         #expect(recovered < .seconds(30))
         print("failover, --redis-min-replicas-ack \(minReplicasAck): the dead master's room took POSTs again after \(recovered)")
     }
-}
-
-/// A flag one task sets and others poll.
-final class StopSignal: Sendable {
-    private let flag = Atomic<Bool>(false)
-    var isSet: Bool { flag.load(ordering: .relaxed) }
-    func set() { flag.store(true, ordering: .relaxed) }
 }

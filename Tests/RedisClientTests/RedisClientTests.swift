@@ -308,7 +308,7 @@ import Testing
         // Asked for while the server is down: kept, and subscribed when it is back.
         await server.kill()
         #expect(await received.wait { $0.downs >= 1 })
-        wanted.withLock { $0.insert("room-late") }
+        _ = wanted.withLock { $0.insert("room-late") }
         try await subscriber.listen("room-late").get()
         try await server.start()
         #expect(await received.wait { $0.reconnections == 2 })

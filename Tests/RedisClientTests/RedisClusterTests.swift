@@ -198,7 +198,7 @@ import Testing
                 for worker in 0..<2 {
                     group.addTask {
                         var index = worker
-                        while !log.stop.load(ordering: .relaxed) {
+                        while !log.stop.isSet {
                             let key = keys[index % keys.count]
                             index += 2
                             do {
@@ -237,7 +237,7 @@ import Testing
         let victim = try #require(cluster.servers.first { $0.port == from.port })
         victim.killNow()
         try await Task.sleep(for: .seconds(6))
-        log.stop.store(true, ordering: .relaxed)
+        log.stop.set()
         await writers.value
         let lost = log.failures.withLock { $0 }
         // A write to the dead master may fail once its patience (5 s) ran out before the
@@ -254,5 +254,5 @@ import Testing
 final class WriteLog: Sendable {
     let counts = Mutex<[String: Int]>([:])
     let failures = Mutex<[String]>([])
-    let stop = Atomic<Bool>(false)
+    let stop = StopSignal()
 }

@@ -22,8 +22,11 @@ public final class RelayProcess: Sendable {
     /// Starts the node and waits until `/health/live` answers.
     /// - Parameter arguments: flags after `serve --host H --port P --node-id N`.
     /// - Parameter host: a loopback address (127.0.0.2, … let several nodes share one port, behind one name).
+    /// - Parameter environment: variables set for the node on top of the test process's.
     public init(
-        nodeID: String = "node-\(UInt32.random(in: 0...UInt32.max))", host: String = "127.0.0.1", port: Int? = nil, arguments: [String] = []
+        nodeID: String = "node-\(UInt32.random(in: 0...UInt32.max))", host: String = "127.0.0.1", port: Int? = nil,
+        arguments: [String] = [],
+        environment extra: [String: String] = [:]
     ) async throws {
         self.host = host
         self.port = port ?? freeLoopbackPort()
@@ -32,6 +35,7 @@ public final class RelayProcess: Sendable {
         try? FileManager.default.removeItem(atPath: logPath)
         var environment = ProcessInfo.processInfo.environment
         environment["LOG_LEVEL"] = environment["LOG_LEVEL"] ?? "info"
+        environment.merge(extra) { _, new in new }
         process = try ChildProcess(
             Self.binaryPath,
             ["serve", "--host", host, "--port", "\(self.port)", "--node-id", nodeID] + arguments,
