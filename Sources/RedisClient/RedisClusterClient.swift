@@ -11,7 +11,9 @@ import Synchronization
 /// - `ASK`: the slot is being migrated and this key already went. The command goes there once,
 ///   after `ASKING`; the map stays as it is until the migration ends with a `MOVED`.
 /// - `TRYAGAIN`: a command on several keys of a migrating slot, some moved and some not: asked
-///   again shortly.
+///   again shortly. `CLUSTERDOWN` (a master was marked failed and no replica has taken over yet,
+///   or a starved node missed its pings): asked again shortly too, with the slot map read again,
+///   until `failoverPatience` has passed.
 /// - A master that cannot be reached (it died and a replica is being promoted): the slot map is
 ///   read again and the pipeline retried until `failoverPatience` has passed.
 ///
@@ -129,7 +131,8 @@ public final class RedisClusterClient: Sendable {
             }
             let own = asking ? stride(from: 1, to: answers.count, by: 2).map { answers[$0] } : answers
             var stillPending: [Int] = []
-            var tryAgain = false
+            // How long to wait before asking again (TRYAGAIN, CLUSTERDOWN), if anything must be.
+            var pause: Duration?
             for (index, reply) in zip(pending, own) {
                 if let redirect = RedisRedirect(reply), redirects < configuration.maxRedirects {
                     stillPending.append(index)
@@ -137,16 +140,25 @@ public final class RedisClusterClient: Sendable {
                     if target == nil { target = (next, redirect.kind == .ask) }
                     onRedirect(redirect.kind)
                     if redirect.kind == .moved { scheduleRefresh() }
-                } else if case .error(let message) = reply, message.hasPrefix("TRYAGAIN"), ContinuousClock.now < deadline {
+                } else if case .error(let message) = reply, message.hasPrefix("TRYAGAIN") || message.hasPrefix("CLUSTERDOWN"),
+                    ContinuousClock.now < deadline
+                {
                     stillPending.append(index)
-                    tryAgain = true
+                    if message.hasPrefix("CLUSTERDOWN") {
+                        // The cluster lost a master and has not promoted its replica yet: the
+                        // map will change, and it takes a while.
+                        pause = .milliseconds(100)
+                        scheduleRefresh()
+                    } else {
+                        pause = max(pause ?? .zero, .milliseconds(25))
+                    }
                 } else {
                     replies[index] = reply
                 }
             }
             if stillPending.count == pending.count { redirects += 1 }
             pending = stillPending
-            if tryAgain, target == nil { try await Task.sleep(for: .milliseconds(25)) }
+            if let pause, target == nil { try await Task.sleep(for: pause) }
         }
         return replies.map { $0! }
     }

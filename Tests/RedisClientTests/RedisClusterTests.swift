@@ -183,6 +183,36 @@ import Testing
         #expect(try await subscriber.listening().get().contains(channel))
     }
 
+    /// A cluster that is down for a moment (a master with no replica killed, so its slots are
+    /// unserved and every node answers CLUSTERDOWN, then started again): a write issued meanwhile,
+    /// to a live master's slot, waits and succeeds once the cluster is whole, within the client's
+    /// patience.
+    @Test(.timeLimit(.minutes(2))) func aWriteWaitsOutAShortClusterDown() async throws {
+        let cluster = try await RedisCluster(masters: 3, replicasPerMaster: 0)
+        defer { cluster.killNow() }
+        var configuration = RedisClusterClient.Configuration(seeds: [try RedisURL(cluster.seedURL)])
+        configuration.failoverPatience = .seconds(15)
+        let client = RedisClusterClient(configuration: configuration)
+        defer { client.stop() }
+        let map = try await client.refreshSlotMap()
+        let victim = try #require(cluster.servers.first { $0.port == map.masters[0].port })
+        let live = try #require(cluster.servers.first { $0.port == map.masters[1].port })
+        let key = try #require((0..<100_000).lazy.map { "{k\($0)}" }.first { map.master(of: RedisKeySlot.of($0)) == map.masters[1] })
+        #expect(try await client.command(["INCR", RedisArgument(key)], slot: RedisKeySlot.of(key)).integer == 1)
+
+        await victim.kill()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await !cluster.cli(live, ["CLUSTER", "INFO"]).contains("cluster_state:fail"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(try await cluster.cli(live, ["INCR", key]).contains("CLUSTERDOWN"), "the cluster is down")
+        async let write = client.command(["INCR", RedisArgument(key)], slot: RedisKeySlot.of(key))
+        try await Task.sleep(for: .seconds(1))
+        try await victim.start()
+        let reply = try await write
+        #expect(reply.integer == 2, "the write waited for the cluster: \(reply)")
+    }
+
     @Test(.timeLimit(.minutes(3))) func writesGoOnThroughALiveReshardAndAFailover() async throws {
         // A node timeout of 2 s, not 1: under the full suite's load a starved node once missed
         // its pings for a second during the reshard, was marked failed, and the cluster answered
