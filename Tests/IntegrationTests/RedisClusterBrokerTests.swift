@@ -44,6 +44,47 @@ import Testing
             return cluster.servers.first { $0.port == port }
         }
 
+        /// The slot ranges a `CLUSTER NODES` line's master serves (`… <slot>-<slot> <slot> …`,
+        /// from its ninth field on).
+        static func slotRanges(ofNodeLine line: Substring) -> [ClosedRange<Int>] {
+            line.split(separator: " ").dropFirst(8).compactMap { range in
+                let bounds = range.split(separator: "-").compactMap { Int($0) }
+                guard let low = bounds.first, let high = bounds.last, low <= high else { return nil }
+                return low...high
+            }
+        }
+
+        /// Opens a stream of every room on every node.
+        func streams(of rooms: [String]) async throws -> [(room: String, client: SSEClient)] {
+            var streams: [(room: String, client: SSEClient)] = []
+            for room in rooms {
+                for node in nodes { streams.append((room, try await SSEClient("\(node.baseURL)/rooms/\(room)/events"))) }
+            }
+            return streams
+        }
+
+        /// Publishes into every room at once until `stop` is set, each room's messages by turns
+        /// through every node, `pause` apart, each retried for up to `patience`.
+        func publish(
+            in rooms: [String], with publisher: Publisher, until stop: StopSignal, pause: Duration, patience: Duration = .seconds(30)
+        ) -> Task<Void, Never> {
+            Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for (index, room) in rooms.enumerated() {
+                        group.addTask {
+                            var count = 0
+                            while !stop.isSet {
+                                await publisher.post(
+                                    nodes[(index + count) % nodes.count].baseURL, room: room, text: "\(room) \(count)", patience: patience)
+                                count += 1
+                                try? await Task.sleep(for: pause)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
         /// The replica of `master`.
         func replica(of master: RedisServer) async throws -> RedisServer {
             let id = try await cluster.cli(master, ["CLUSTER", "MYID"])
@@ -66,10 +107,8 @@ import Testing
             let nodes = try await cluster.cli(answering, ["CLUSTER", "NODES"])
             let slotNumber = Int(slot) ?? -1
             for line in nodes.split(separator: "\n") where line.contains("master") && !line.contains("fail") {
-                for range in line.split(separator: " ").dropFirst(8) {
-                    let bounds = range.split(separator: "-").compactMap { Int($0) }
-                    let (low, high) = bounds.count == 2 ? (bounds[0], bounds[1]) : (bounds.first ?? -1, bounds.first ?? -1)
-                    if (low...high).contains(slotNumber), let server = server(ofNodeLine: line) { return server }
+                if Self.slotRanges(ofNodeLine: line).contains(where: { $0.contains(slotNumber) }), let server = server(ofNodeLine: line) {
+                    return server
                 }
             }
             throw RelayProcessError.notReady(log: "no master serves slot \(slot):\n\(nodes)")
@@ -178,8 +217,8 @@ import Testing
         let nodes = try await topology.cluster.cli(topology.cluster.servers[0], ["CLUSTER", "NODES"])
         var lowest: [(master: RedisServer, slot: Int)] = []
         for line in nodes.split(separator: "\n") where line.contains("master") {
-            let ranges = line.split(separator: " ").dropFirst(8).compactMap { $0.split(separator: "-").first.flatMap { Int($0) } }
-            if let slot = ranges.min(), let server = topology.server(ofNodeLine: line) { lowest.append((server, slot)) }
+            let ranges = Topology.slotRanges(ofNodeLine: line)
+            if let slot = ranges.map(\.lowerBound).min(), let server = topology.server(ofNodeLine: line) { lowest.append((server, slot)) }
         }
         return lowest.sorted { $0.slot < $1.slot }
     }
@@ -295,27 +334,10 @@ import Testing
         let topology = try await Topology.start(durable: true)
         defer { topology.kill() }
         let rooms = try await Self.roomsOnEveryMaster(topology, perMaster: 1)
-        var streams: [(room: String, client: SSEClient)] = []
-        for room in rooms {
-            for node in topology.nodes { streams.append((room, try await SSEClient("\(node.baseURL)/rooms/\(room)/events"))) }
-        }
+        let streams = try await topology.streams(of: rooms)
         let publisher = Publisher()
         let stop = StopSignal()
-        let publishing = Task {
-            await withTaskGroup(of: Void.self) { group in
-                for (index, room) in rooms.enumerated() {
-                    group.addTask {
-                        var count = 0
-                        while !stop.isSet {
-                            await publisher.post(
-                                topology.nodes[(index + count) % 3].baseURL, room: room, text: "\(room) \(count)", patience: .seconds(60))
-                            count += 1
-                            try? await Task.sleep(for: .milliseconds(30))
-                        }
-                    }
-                }
-            }
-        }
+        let publishing = topology.publish(in: rooms, with: publisher, until: stop, pause: .milliseconds(30), patience: .seconds(60))
         #expect(await eventually { rooms.allSatisfy { publisher.count($0) >= 10 } }, "POSTs accepted before the outage")
 
         for server in topology.cluster.servers { server.killNow() }
@@ -363,28 +385,10 @@ import Testing
         let topology = try await Topology.start(arguments: ["--redis-min-replicas-ack", "\(minReplicasAck)"])
         defer { topology.kill() }
         let rooms = try await Self.roomsOnEveryMaster(topology, perMaster: 1)
-        var streams: [(room: String, client: SSEClient)] = []
-        for room in rooms {
-            for node in topology.nodes {
-                streams.append((room, try await SSEClient("\(node.baseURL)/rooms/\(room)/events")))
-            }
-        }
+        let streams = try await topology.streams(of: rooms)
         let publisher = Publisher()
         let stop = StopSignal()
-        let publishing = Task {
-            await withTaskGroup(of: Void.self) { group in
-                for (index, room) in rooms.enumerated() {
-                    group.addTask {
-                        var count = 0
-                        while !stop.isSet {
-                            await publisher.post(topology.nodes[(index + count) % 3].baseURL, room: room, text: "\(room) \(count)")
-                            count += 1
-                            try? await Task.sleep(for: .milliseconds(20))
-                        }
-                    }
-                }
-            }
-        }
+        let publishing = topology.publish(in: rooms, with: publisher, until: stop, pause: .milliseconds(20))
         let victimRoom = rooms[0]
         #expect(await eventually { rooms.allSatisfy { publisher.count($0) >= 10 } }, "POSTs accepted before the kill")
         let victim = try await topology.master(of: victimRoom)
