@@ -59,6 +59,14 @@ public final class Hub: LiveEventSink {
     /// live). An event whose delivery did not see the new route was stored before it, too.
     /// - Parameter after: the id the subscriber already has: nothing at or below it is written.
     public func subscribe(room: RoomName, after: MessageID? = nil, output: any StreamOutput) throws(SubscribeRefusal) -> Subscription {
+        try subscribe(rooms: [room], after: [after], output: output)
+    }
+
+    /// Registers one stream of several rooms, as `subscribe(room:after:output:)` does one: a
+    /// single subscriber (one place in `maxConnections`) that takes part in each room's events.
+    /// - Parameter after: per room, in the order of `rooms` (which has no room twice), the id the
+    ///   subscriber already has.
+    public func subscribe(rooms: [RoomName], after: [MessageID?], output: any StreamOutput) throws(SubscribeRefusal) -> Subscription {
         let loop = output.eventLoop
         let subscription = try state.withLock { (state) throws(SubscribeRefusal) -> Subscription in
             if state.draining { throw .draining }
@@ -72,18 +80,20 @@ public final class Hub: LiveEventSink {
                 state.fanouts[key] = fanout
             }
             let subscription = Subscription(
-                room: room, after: after, capacity: subscriberBuffer, output: output,
+                rooms: rooms, after: after, capacity: subscriberBuffer, output: output,
                 fanout: fanout, now: MonotonicClock.nanoseconds())
             state.subscriptions[ObjectIdentifier(subscription)] = subscription
-            var route = state.routes.removeValue(forKey: room) ?? Route()
-            if route.fanouts.isEmpty { metrics.subscribedRooms.increment() }
-            if let index = route.fanouts.firstIndex(where: { $0 === fanout }) {
-                route.counts[index] += 1
-            } else {
-                route.fanouts.append(fanout)
-                route.counts.append(1)
+            for room in rooms {
+                var route = state.routes.removeValue(forKey: room) ?? Route()
+                if route.fanouts.isEmpty { metrics.subscribedRooms.increment() }
+                if let index = route.fanouts.firstIndex(where: { $0 === fanout }) {
+                    route.counts[index] += 1
+                } else {
+                    route.fanouts.append(fanout)
+                    route.counts.append(1)
+                }
+                state.routes[room] = route
             }
-            state.routes[room] = route
             return subscription
         }
         subscription.fanout.post(subscription)
@@ -212,20 +222,21 @@ public final class Hub: LiveEventSink {
 
     private func forget(_ subscription: Subscription, in state: inout State) -> Bool {
         guard state.subscriptions.removeValue(forKey: ObjectIdentifier(subscription)) != nil else { return false }
-        let room = subscription.room
-        guard var route = state.routes[room],
-            let index = route.fanouts.firstIndex(where: { $0 === subscription.fanout })
-        else { return true }
-        route.counts[index] -= 1
-        if route.counts[index] == 0 {
-            route.fanouts.remove(at: index)
-            route.counts.remove(at: index)
-        }
-        if route.fanouts.isEmpty {
-            state.routes[room] = nil
-            metrics.subscribedRooms.decrement()
-        } else {
-            state.routes[room] = route
+        for room in subscription.rooms {
+            guard var route = state.routes[room],
+                let index = route.fanouts.firstIndex(where: { $0 === subscription.fanout })
+            else { continue }
+            route.counts[index] -= 1
+            if route.counts[index] == 0 {
+                route.fanouts.remove(at: index)
+                route.counts.remove(at: index)
+            }
+            if route.fanouts.isEmpty {
+                state.routes[room] = nil
+                metrics.subscribedRooms.decrement()
+            } else {
+                state.routes[room] = route
+            }
         }
         return true
     }

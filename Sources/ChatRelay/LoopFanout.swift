@@ -26,15 +26,21 @@ final class LoopFanout: @unchecked Sendable {
     /// Writes done in one task before the rest of a batch waits for the loop's next turn.
     static let writesPerTurn = 256
 
+    /// A subscriber of a room: the stream, and the room's index among the stream's rooms.
+    private struct Member {
+        let subscription: Subscription
+        let room: Int
+    }
+
     // loop-confined
-    private var rooms: [RoomName: [Subscription]] = [:]
+    private var rooms: [RoomName: [Member]] = [:]
     /// The inbox's previous array, reused so that swapping batches allocates nothing.
     private var spare: [Entry] = []
     /// The batch being written, as steps in inbox order, and the next step.
     private var steps: [Step] = []
     private var nextStep = 0
     /// The subscribers of the current step's room as the step began, and the next of them.
-    private var stepSubscribers: [Subscription] = []
+    private var stepSubscribers: [Member] = []
     private var nextSubscriber = 0
     private var stepStarted = false
 
@@ -88,28 +94,34 @@ final class LoopFanout: @unchecked Sendable {
         }
     }
 
-    /// Adds a subscriber, on the loop.
+    /// Adds a subscriber to each of its rooms, on the loop.
     private func add(_ subscription: Subscription) {
         eventLoop.assertInEventLoop()
         guard !subscription.ended else { return }
-        subscription.slot = rooms[subscription.room, default: []].count
-        rooms[subscription.room, default: []].append(subscription)
+        for (index, room) in subscription.rooms.enumerated() {
+            subscription.slots[index] = rooms[room, default: []].count
+            rooms[room, default: []].append(Member(subscription: subscription, room: index))
+        }
     }
 
-    /// Removes a subscriber, on the loop; harmless if it is not here.
+    /// Removes a subscriber from each of its rooms, on the loop; harmless if it is not here.
     func remove(_ subscription: Subscription) {
         eventLoop.assertInEventLoop()
-        let slot = subscription.slot
-        guard slot >= 0, var subscribers = rooms.removeValue(forKey: subscription.room),
-            slot < subscribers.count, subscribers[slot] === subscription
-        else { return }
-        let last = subscribers.removeLast()
-        if slot < subscribers.count {
-            subscribers[slot] = last
-            last.slot = slot
+        for (index, room) in subscription.rooms.enumerated() {
+            let slot = subscription.slots[index]
+            guard slot >= 0, var members = rooms.removeValue(forKey: room) else { continue }
+            guard slot < members.count, members[slot].subscription === subscription else {
+                rooms[room] = members
+                continue
+            }
+            let last = members.removeLast()
+            if slot < members.count {
+                members[slot] = last
+                last.subscription.slots[last.room] = slot
+            }
+            subscription.slots[index] = -1
+            if !members.isEmpty { rooms[room] = members }
         }
-        subscription.slot = -1
-        if !subscribers.isEmpty { rooms[subscription.room] = subscribers }
     }
 
     /// Takes the queued entries as a batch, then writes it.
@@ -177,13 +189,13 @@ final class LoopFanout: @unchecked Sendable {
                 // connection's objects are visited once per batch (with thousands of
                 // subscribers, each visit is a cache miss).
                 while nextSubscriber < stepSubscribers.count, budget > 0 {
-                    let subscription = stepSubscribers[nextSubscriber]
+                    let member = stepSubscribers[nextSubscriber]
                     nextSubscriber += 1
-                    if let taken = subscription.offer(events, now: now) {
+                    if let taken = member.subscription.offer(events, room: member.room, now: now) {
                         delivered += taken
                         budget -= max(taken, 1)
                     } else {
-                        slow.append(subscription)
+                        slow.append(member.subscription)
                     }
                 }
                 guard nextSubscriber == stepSubscribers.count else { continue }
@@ -214,9 +226,10 @@ final class LoopFanout: @unchecked Sendable {
     /// Writes a heartbeat to every subscriber idle since `idleSince`, on the loop.
     func heartbeat(idleSince: UInt64, now: UInt64) {
         eventLoop.assertInEventLoop()
-        for subscribers in rooms.values {
-            for subscription in subscribers {
-                subscription.heartbeatIfIdle(since: idleSince, now: now)
+        // A stream of several rooms is met once per room; after the first its last write is now.
+        for members in rooms.values {
+            for member in members {
+                member.subscription.heartbeatIfIdle(since: idleSince, now: now)
             }
         }
     }
@@ -232,8 +245,8 @@ final class LoopFanout: @unchecked Sendable {
     func positions(of include: (RoomName) -> Bool) -> [RoomName: MessageID] {
         eventLoop.assertInEventLoop()
         var positions: [RoomName: MessageID] = [:]
-        for (room, subscribers) in rooms where include(room) {
-            if let oldest = subscribers.lazy.compactMap(\.floor).min() {
+        for (room, members) in rooms where include(room) {
+            if let oldest = members.lazy.compactMap({ $0.subscription.floors[$0.room] }).min() {
                 positions[room] = oldest
             }
         }

@@ -82,13 +82,16 @@ public enum SSE {
         return buffer
     }()
 
-    /// `event: reset` with `data: {"oldest":"<id>"}`: the requested id is older than what the room retains.
-    public static func reset(oldest: MessageID?) -> ByteBuffer {
+    /// `event: reset` with `data: {"oldest":"<id>"}`: the requested id is older than what the room
+    /// retains. On a stream of several rooms the data names the room first: `{"room":"<room>",…}`.
+    public static func reset(oldest: MessageID?, room: RoomName? = nil) -> ByteBuffer {
         var buffer = ByteBuffer()
+        buffer.writeStaticString("event: reset\ndata: {")
+        if let room { buffer.writeString("\"room\":\"\(room)\",") }
         if let oldest {
-            buffer.writeString("event: reset\ndata: {\"oldest\":\"\(oldest)\"}\n\n")
+            buffer.writeString("\"oldest\":\"\(oldest)\"}\n\n")
         } else {
-            buffer.writeString("event: reset\ndata: {\"oldest\":null}\n\n")
+            buffer.writeStaticString("\"oldest\":null}\n\n")
         }
         return buffer
     }

@@ -12,6 +12,9 @@ public struct StoredMessage: Sendable {
     public let json: ByteBuffer
     public let frame: ByteBuffer
     public let chunk: ByteBuffer
+    /// The length of the frame's first line, `id: <id>\n`: a stream of several rooms writes its
+    /// own `id:` line and the rest of the shared frame after it.
+    let idLineLength: Int
 
     /// Builds the frame around JSON that already holds the message (for example one received from
     /// Redis pub/sub), without decoding or re-encoding it. The JSON must be one line.
@@ -19,7 +22,7 @@ public struct StoredMessage: Sendable {
         let idText = id.description
         var buffer = SSE.bufferForChunk(capacity: json.readableBytes + 2 * idText.utf8.count + 42, allocator: allocator)
         SSE.writeMessageFrame(id: idText, json: json.readableBytesView, into: &buffer)
-        self.init(id: id, room: room, framed: buffer, jsonLength: json.readableBytes)
+        self.init(id: id, room: room, framed: buffer, idLength: idText.utf8.count, jsonLength: json.readableBytes)
     }
 
     /// Encodes `message` once: the JSON inside its SSE frame.
@@ -28,11 +31,11 @@ public struct StoredMessage: Sendable {
         var buffer = SSE.bufferForChunk(
             capacity: 142 + message.user.utf8.count + (message.name?.utf8.count ?? 0) + message.text.utf8.count * 2, allocator: allocator)
         let jsonLength = SSE.writeMessageFrame(id: idText, into: &buffer) { message.writeJSON(into: &$0) }
-        self.init(id: message.id, room: message.room, framed: buffer, jsonLength: jsonLength)
+        self.init(id: message.id, room: message.room, framed: buffer, idLength: idText.utf8.count, jsonLength: jsonLength)
     }
 
     /// `buffer` holds the frame from its reader index, with `SSE.chunkHeaderSpace` free bytes before it.
-    private init(id: MessageID, room: RoomName, framed buffer: ByteBuffer, jsonLength: Int) {
+    private init(id: MessageID, room: RoomName, framed buffer: ByteBuffer, idLength: Int, jsonLength: Int) {
         var buffer = buffer
         let frameStart = buffer.readerIndex
         let frameLength = buffer.readableBytes
@@ -43,7 +46,21 @@ public struct StoredMessage: Sendable {
         self.room = room
         self.frame = frame
         self.chunk = buffer
+        // "id: " + the id + "\n".
+        self.idLineLength = 5 + idLength
         // The frame is "id: <id>\nevent: message\ndata: <json>\n\n": the JSON ends two bytes before the end.
         self.json = frame.getSlice(at: frameLength - 2 - jsonLength, length: jsonLength)!
+    }
+
+    /// The frame after its `id:` line (`event: message`, `data:`, blank line): what a stream of
+    /// several rooms writes after an `id:` line of its own.
+    public var frameAfterIDLine: ByteBuffer {
+        frame.getSlice(at: frame.readerIndex + idLineLength, length: frame.readableBytes - idLineLength)!
+    }
+
+    /// The chunk's bytes from the frame's second line on, the chunk's closing CR LF included.
+    var chunkAfterIDLine: ByteBuffer {
+        let offset = chunk.readableBytes - 2 - frame.readableBytes + idLineLength
+        return chunk.getSlice(at: chunk.readerIndex + offset, length: chunk.readableBytes - offset)!
     }
 }

@@ -14,6 +14,9 @@ public protocol StreamOutput: Sendable {
     /// Writes the chunks of `events`, in order: a subscriber's share of a fan-out batch. One call,
     /// so that an output can send them in one system call without keeping them.
     func write(_ events: ArraySlice<StoredMessage>)
+    /// Writes `chunks` in order, in one call: a stream of several rooms' share of a batch (its own
+    /// `id:` lines between the events' shared bytes).
+    func write(chunks: [ByteBuffer])
     /// Sends what was written and not sent yet.
     func flush()
     /// False while the connection holds more unsent bytes than its high-water mark.
@@ -30,6 +33,13 @@ extension StreamOutput {
     public func write(_ events: ArraySlice<StoredMessage>) {
         for index in events.indices {
             write(events[index].chunk)
+        }
+    }
+
+    /// Each chunk, one `write(_:)` at a time.
+    public func write(chunks: [ByteBuffer]) {
+        for chunk in chunks {
+            write(chunk)
         }
     }
 }

@@ -1,7 +1,12 @@
 import NIOCore
 import Synchronization
 
-/// One SSE subscriber: its connection, its position in the room, and how its stream ends.
+/// One SSE stream: its connection, its rooms and its position in each, and how it ends.
+///
+/// A stream follows one room (its events carry the messages' own ids) or several (each event's
+/// id is the stream's position in all of them, written by `MultiRoomFraming`). Either way it is
+/// one subscriber of the node: one connection, one place in the connection limit, one heartbeat,
+/// one end.
 ///
 /// Live events are written to the connection by the hub's fan-out on the connection's event loop
 /// (see `LoopFanout`); the stream's HTTP handler only writes the opening and replay, then waits in
@@ -24,26 +29,38 @@ public final class Subscription: @unchecked Sendable {
         case tokenExpired
     }
 
-    public let room: RoomName
+    /// The stream's rooms, in its order (one for most streams).
+    public let rooms: [RoomName]
+    /// The stream's first (most often only) room.
+    public var room: RoomName { rooms[0] }
     let output: any StreamOutput
     let fanout: LoopFanout
     /// Events that may wait for this subscriber (queued before it goes live, or written while its
     /// connection is above its high-water mark) before it is disconnected as slow.
     let capacity: Int
 
+    /// An event queued before the stream went live, with the index of its room.
+    struct Pending {
+        let room: Int
+        let message: StoredMessage
+    }
+
     // loop-confined
-    /// Events at or below this id were already sent or queued: dropped, so none is sent twice.
-    var floor: MessageID?
+    /// Per room: events at or below this id were already sent or queued: dropped, so none is
+    /// sent twice.
+    var floors: [MessageID?]
     /// False while the opening and replay are being written: events queue in `pending`.
     var live = false
-    var pending: [StoredMessage] = []
+    var pending: [Pending] = []
     /// Monotonic nanoseconds of the latest write (for heartbeats).
     var lastWrite: UInt64
     /// Events written while the connection was not writable, since it last was.
     var unwritableWrites = 0
-    /// Index in the fan-out's list of the room's subscribers, or -1 when not in it.
-    var slot = -1
+    /// Per room: index in the fan-out's list of the room's subscribers, or -1 when not in it.
+    var slots: [Int]
     var ended = false
+    /// With several rooms: writes the `id:` lines.
+    private var framing: MultiRoomFraming?
 
     private struct Ending {
         /// Set once, by the first `close`.
@@ -54,49 +71,86 @@ public final class Subscription: @unchecked Sendable {
     }
     private let ending = Mutex(Ending())
 
-    init(room: RoomName, after floor: MessageID?, capacity: Int, output: any StreamOutput, fanout: LoopFanout, now: UInt64) {
-        self.room = room
-        self.floor = floor
+    /// - Parameter floors: per room, the id the subscriber already has (nothing at or below it
+    ///   is written).
+    init(rooms: [RoomName], after floors: [MessageID?], capacity: Int, output: any StreamOutput, fanout: LoopFanout, now: UInt64) {
+        precondition(!rooms.isEmpty && rooms.count == floors.count, "a stream has rooms, and a position in each")
+        self.rooms = rooms
+        self.floors = floors
+        self.slots = Array(repeating: -1, count: rooms.count)
         self.capacity = capacity
         self.output = output
         self.fanout = fanout
         self.lastWrite = now
     }
 
-    /// Ends the replay phase: from now on events are written as they come. Queued events after
-    /// `lastReplayed` are written first. Call after the opening and replay were written, from the
-    /// stream's handler: the write it did is queued on the event loop before this hop.
+    /// Ends the replay phase of a stream of one room: from now on events are written as they
+    /// come. Queued events after `lastReplayed` are written first. Call after the opening and
+    /// replay were written, from the stream's handler: the write it did is queued on the event
+    /// loop before this hop.
     public func goLive(after lastReplayed: MessageID?) {
+        precondition(rooms.count == 1, "a stream of several rooms goes live with a position")
+        goLive(afterEach: [lastReplayed ?? .zero], framing: nil)
+    }
+
+    /// Ends the replay phase of a stream of several rooms, which stands at `framing.position`
+    /// after its opening (the replay's last id in each room, or where the client was): as
+    /// `goLive(after:)` does, room by room, and goes on writing ids from that position.
+    public func goLive(with framing: MultiRoomFraming) {
+        precondition(framing.rooms == rooms, "the framing of this stream's rooms")
+        goLive(afterEach: framing.position.ids, framing: framing)
+    }
+
+    private func goLive(afterEach replayed: [MessageID], framing: MultiRoomFraming?) {
         output.eventLoop.execute { [self] in
             guard !ended else { return }
-            let replayedUpTo = lastReplayed ?? .zero
-            floor = max(floor ?? replayedUpTo, replayedUpTo)
-            // Queued in id order: those the replay did not have are a suffix.
-            let start = pending.firstIndex { $0.id > replayedUpTo } ?? pending.endIndex
-            if start < pending.endIndex {
-                output.write(pending[start...])
+            self.framing = framing
+            for index in rooms.indices {
+                floors[index] = max(floors[index] ?? replayed[index], replayed[index])
+            }
+            // Queued in id order per room: those the replay did not have are a suffix of each room's.
+            let rest = pending.filter { $0.message.id > replayed[$0.room] }
+            pending = []
+            live = true
+            if !rest.isEmpty {
+                var start = rest.startIndex
+                while start < rest.endIndex {
+                    // Runs of one room, written as the fan-out would.
+                    var end = start + 1
+                    while end < rest.endIndex, rest[end].room == rest[start].room { end += 1 }
+                    write(rest[start..<end].map(\.message)[...], room: rest[start].room)
+                    start = end
+                }
                 output.flush()
                 lastWrite = MonotonicClock.nanoseconds()
             }
-            pending = []
-            live = true
         }
     }
 
-    /// Offers a batch of its room's events, in id order, on the event loop: writes those it has
-    /// not had and flushes once. Returns how many it took (written, or queued while not live), or
-    /// nil when the subscriber is too slow: it must then be dropped and its connection closed.
-    func offer(_ events: [StoredMessage], now: UInt64) -> Int? {
+    /// Writes a batch of one room's events, which this subscriber has not had.
+    private func write(_ batch: ArraySlice<StoredMessage>, room index: Int) {
+        if framing != nil {
+            framing!.write(batch, room: index, to: output)
+        } else {
+            output.write(batch)
+        }
+    }
+
+    /// Offers a batch of the events of its room `index`, in id order, on the event loop: writes
+    /// those it has not had and flushes once. Returns how many it took (written, or queued while
+    /// not live), or nil when the subscriber is too slow: it must then be dropped and its
+    /// connection closed.
+    func offer(_ events: [StoredMessage], room index: Int, now: UInt64) -> Int? {
         output.eventLoop.assertInEventLoop()
         // Ended while its fan-out was between turns of a batch.
         if ended { return 0 }
         guard live else {
             var queued = 0
             for message in events {
-                if let floor, message.id <= floor { continue }
-                floor = message.id
+                if let floor = floors[index], message.id <= floor { continue }
+                floors[index] = message.id
                 guard pending.count < capacity else { return nil }
-                pending.append(message)
+                pending.append(Pending(room: index, message: message))
                 queued += 1
             }
             return queued
@@ -106,18 +160,18 @@ public final class Subscription: @unchecked Sendable {
         // those above the running floor are written. By index, reading only the ids: iterating
         // would copy (retain and release) every field of every event for every subscriber.
         var start = events.startIndex
-        if let floor {
+        if let floor = floors[index] {
             while start < events.endIndex, events[start].id <= floor { start += 1 }
         }
         guard start < events.endIndex else { return 0 }
         var rising = true
-        var index = start + 1
-        while index < events.endIndex {
-            if events[index].id <= events[index - 1].id {
+        var next = start + 1
+        while next < events.endIndex {
+            if events[next].id <= events[next - 1].id {
                 rising = false
                 break
             }
-            index += 1
+            next += 1
         }
         let batch: ArraySlice<StoredMessage> = rising ? events[start...] : Self.aboveRunningFloor(events[start...])
         let taken = batch.count
@@ -127,8 +181,8 @@ public final class Subscription: @unchecked Sendable {
             unwritableWrites += taken
             if unwritableWrites > capacity { return nil }
         }
-        floor = batch[batch.endIndex - 1].id
-        output.write(batch)
+        floors[index] = batch[batch.endIndex - 1].id
+        write(batch, room: index)
         output.flush()
         lastWrite = now
         return taken
@@ -187,6 +241,7 @@ public final class Subscription: @unchecked Sendable {
             ended = true
             fanout.remove(self)
             pending = []
+            framing = nil
             switch reason {
             case .draining(let retry):
                 output.write(SSE.chunk(SSE.retry(milliseconds: retry)))

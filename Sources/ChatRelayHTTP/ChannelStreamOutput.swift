@@ -88,22 +88,31 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
     }
 
     func write(_ events: ArraySlice<StoredMessage>) {
+        writeGathered(events.lazy.map(\.chunk))
+    }
+
+    func write(chunks: [ByteBuffer]) {
+        writeGathered(chunks)
+    }
+
+    /// Writes `chunks` in order: several at once with one `sendmsg`, else as `write(_:)` does.
+    private func writeGathered<Chunks: RandomAccessCollection<ByteBuffer>>(_ chunks: Chunks) {
         eventLoop.assertInEventLoop()
-        guard writesDirectly, events.count > 1 else {
-            if events.count == 1 {
-                write(events[events.startIndex].chunk)
+        guard writesDirectly, chunks.count > 1 else {
+            if chunks.count == 1 {
+                write(chunks[chunks.startIndex])
             } else {
-                for index in events.indices {
-                    writeThroughChannel(events[index].chunk)
+                for chunk in chunks {
+                    writeThroughChannel(chunk)
                 }
             }
             return
         }
-        let count = min(events.count, Self.maximumChunksPerSend)
-        let (sent, total) = Self.send(socket, chunksOf: events.prefix(count))
+        let count = min(chunks.count, Self.maximumChunksPerSend)
+        let (sent, total) = Self.send(socket, chunks: chunks.prefix(count))
         if sent < total { deferredWrites?.increment() }
-        if sent < total || count < events.count {
-            writeRest(of: events.lazy.map(\.chunk), sent: sent)
+        if sent < total || count < chunks.count {
+            writeRest(of: chunks, sent: sent)
         }
     }
 
@@ -187,25 +196,25 @@ final class ChannelStreamOutput: StreamOutput, @unchecked Sendable {
         bytesSent { Glibc.send(descriptor, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL)) }
     }
 
-    /// `sendmsg(2)` of the chunks of `events`, as `send` does one buffer; returns how many bytes
-    /// the socket took and how many there were. Each chunk's bytes are lent by its own
+    /// `sendmsg(2)` of `chunks`, as `send` does one buffer; returns how many bytes the socket
+    /// took and how many there were. Each chunk's bytes are lent by its own
     /// `withUnsafeReadableBytes`, the scopes nested one in another, and `sendmsg` runs in the
     /// innermost: no pointer is used outside the scope that lent it.
-    private static func send(_ descriptor: CInt, chunksOf events: ArraySlice<StoredMessage>) -> (sent: Int, total: Int) {
-        withUnsafeTemporaryAllocation(of: iovec.self, capacity: events.count) { vectors in
-            func gather(_ index: ArraySlice<StoredMessage>.Index, slot: Int, total: Int) -> (Int, Int) {
-                guard index < events.endIndex else {
+    private static func send<Chunks: Collection<ByteBuffer>>(_ descriptor: CInt, chunks: Chunks) -> (sent: Int, total: Int) {
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: chunks.count) { vectors in
+            func gather(_ index: Chunks.Index, slot: Int, total: Int) -> (Int, Int) {
+                guard index < chunks.endIndex else {
                     var message = msghdr()
                     message.msg_iov = vectors.baseAddress
                     message.msg_iovlen = slot
                     return (bytesSent { sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL)) }, total)
                 }
-                return events[index].chunk.withUnsafeReadableBytes { bytes in
+                return chunks[index].withUnsafeReadableBytes { bytes in
                     vectors[slot] = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
-                    return gather(index + 1, slot: slot + 1, total: total + bytes.count)
+                    return gather(chunks.index(after: index), slot: slot + 1, total: total + bytes.count)
                 }
             }
-            return gather(events.startIndex, slot: 0, total: 0)
+            return gather(chunks.startIndex, slot: 0, total: 0)
         }
     }
 

@@ -25,6 +25,9 @@ public struct RelayConfiguration: Sendable {
     public var requestTimeout: Duration = .seconds(30)
     /// A kept-alive connection with no request for this long after its last answer is closed.
     public var idleTimeout: Duration = .seconds(60)
+    /// The most rooms one stream may follow (`GET /events?room=…&room=…`), at most
+    /// `StreamPosition.maximumRooms`.
+    public var maxStreamRooms: Int = StreamPosition.maximumRooms
     /// The most bytes of a POST body; beyond it `413`.
     public var maxBodyBytes: Int = 16 * 1024
     /// The most UTF-8 bytes of a message's text.

@@ -24,19 +24,31 @@ extension RelayNode {
     /// reader of a public room who presented nothing. The one access check of the node, for every
     /// route that reads or posts.
     func authorize(_ credentials: Credentials?, _ action: AccessAction, room: RoomName) async throws(APIError) -> Identity? {
+        try await authorize(credentials, action, rooms: [room])
+    }
+
+    /// Who may do `action` in every one of `rooms` (a stream of several): the credentials are
+    /// read once (a ticket is taken once) and each room is checked as `authorize(_:_:room:)` does.
+    func authorize(_ credentials: Credentials?, _ action: AccessAction, rooms: [RoomName]) async throws(APIError) -> Identity? {
         guard let credentials, access.requiresTokens else { return nil }
-        let isPublicRead = action == .subscribe && access.isPublic(room)
+        let isPublicRead = { (room: RoomName) in action == .subscribe && self.access.isPublic(room) }
+        var checked: RoomName? = rooms.first
         do throws(AuthFailure) {
             guard let identity = try await identify(credentials, changesState: action == .publish) else {
-                if isPublicRead { return nil }
-                throw AuthFailure(.missing, "This room needs a token: send Authorization: Bearer, the session cookie, or a ticket.")
+                if let closed = rooms.first(where: { !isPublicRead($0) }) {
+                    checked = closed
+                    throw AuthFailure(
+                        .missing, "Room \(closed) needs a token: send Authorization: Bearer, the session cookie, or a ticket.")
+                }
+                return nil
             }
-            guard isPublicRead || identity.allows(action, in: room) else {
+            for room in rooms where !isPublicRead(room) && !identity.allows(action, in: room) {
+                checked = room
                 throw AuthFailure(.forbidden, "Your token does not let you \(action.rawValue) in room \(room).", subject: identity.subject)
             }
             return identity
         } catch {
-            throw refused(error, action: action.rawValue, room: room)
+            throw refused(error, action: action.rawValue, room: checked)
         }
     }
 

@@ -8,38 +8,55 @@ extension RelayNode {
         let subscription: Subscription
         /// The preamble, a reset if history was lost, and the replay: SSE bytes, not chunked.
         let firstBytes: ByteBuffer
-        /// Hand to `goLive(after:)` once `firstBytes` are written.
+        /// A stream of one room: hand to `goLive(after:)` once `firstBytes` are written.
         let liveAfter: MessageID
+        /// A stream of several rooms: its position after `firstBytes`, for `goLive(with:)`.
+        let framing: MultiRoomFraming?
         /// Who opened it (`--auth jwt`): the stream ends when the token expires.
         let identity: Identity?
+
+        /// Ends the replay phase: call once `firstBytes` are written.
+        func goLive() {
+            if let framing {
+                subscription.goLive(with: framing)
+            } else {
+                subscription.goLive(after: liveAfter)
+            }
+        }
     }
 
-    /// Opens a stream on `output`'s connection: registers with the hub first (so live messages
-    /// queue up), reads what the client missed after `lastEventID`, and returns the opening to
-    /// write. Going live after the last replayed id drops everything the replay already had: no
-    /// gap and no duplicate between replay and live. The subscription ends when the connection
-    /// closes.
+    /// Opens a stream of `rooms` on `output`'s connection: registers with the hub first (so live
+    /// messages queue up), reads what the client missed after `lastEventID` in each room, and
+    /// returns the opening to write. Going live after the last replayed id drops everything the
+    /// replay already had: no gap and no duplicate between replay and live. The subscription ends
+    /// when the connection closes.
+    ///
+    /// A stream of one room uses the messages' own ids; a stream of several writes its position
+    /// in every room as each event's id (`MultiRoomFraming`).
     func openStream(
-        room: RoomName, lastEventID: MessageID?, credentials: Credentials?, output: ChannelStreamOutput
+        rooms: [RoomName], lastEventID: String?, credentials: Credentials?, output: ChannelStreamOutput
     ) async throws(APIError) -> StreamOpening {
         guard !hub.isDraining else { throw APIError.draining }
-        let identity = try await authorize(credentials, .subscribe, room: room)
-        // Every stream has a position, even without Last-Event-ID: the room's newest id, read
-        // before registering, so what is published in between is replayed rather than lost.
-        let resumeAfter: MessageID
-        if let lastEventID {
-            resumeAfter = lastEventID
+        let given = try Self.streamPosition(lastEventID, rooms: rooms)
+        let identity = try await authorize(credentials, .subscribe, rooms: rooms)
+        // Every stream has a position in each room, even without Last-Event-ID: the room's newest
+        // id, read before registering, so what is published in between is replayed, not lost.
+        var resumeAfter: [MessageID] = []
+        if let given {
+            resumeAfter = given
         } else {
-            do {
-                resumeAfter = try await broker.latestID(room: room) ?? .zero
-            } catch {
-                logger.warning("cannot open stream", metadata: ["room": "\(room)", "error": "\(error)"])
-                throw APIError.unavailable("The room cannot be read now; retry shortly.")
+            for room in rooms {
+                do {
+                    resumeAfter.append(try await broker.latestID(room: room) ?? .zero)
+                } catch {
+                    logger.warning("cannot open stream", metadata: ["room": "\(room)", "error": "\(error)"])
+                    throw APIError.unavailable("The room cannot be read now; retry shortly.")
+                }
             }
         }
         let subscription: Subscription
         do {
-            subscription = try hub.subscribe(room: room, after: resumeAfter, output: output)
+            subscription = try hub.subscribe(rooms: rooms, after: resumeAfter, output: output)
         } catch {
             switch error {
             case .draining:
@@ -56,31 +73,71 @@ extension RelayNode {
         output.channel.closeFuture.whenComplete { _ in hub.unsubscribe(subscription) }
 
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
-        let replay: Replay
-        do {
-            // Live events of the room reach this node from here on; what came before is in the replay.
-            try await broker.listen(room: room)
-            replay = try await broker.replay(room: room, after: resumeAfter)
-        } catch {
-            hub.unsubscribe(subscription)
-            logger.warning("cannot replay", metadata: ["room": "\(room)", "error": "\(error)"])
-            throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
+        var framing = rooms.count > 1 ? MultiRoomFraming(rooms: rooms, start: resumeAfter) : nil
+        var liveAfter = resumeAfter[0]
+        for (index, room) in rooms.enumerated() {
+            let replay: Replay
+            do {
+                // Live events of the room reach this node from here on; what came before is in the replay.
+                try await broker.listen(room: room)
+                replay = try await broker.replay(room: room, after: resumeAfter[index])
+            } catch {
+                hub.unsubscribe(subscription)
+                logger.warning("cannot replay", metadata: ["room": "\(room)", "error": "\(error)"])
+                throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
+            }
+            // `0` asks for everything retained: a client that had nothing cannot have missed it.
+            if given != nil, resumeAfter[index] > .zero, replay.messagesLost {
+                opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained, room: framing == nil ? nil : room))
+            }
+            for message in replay.messages {
+                if framing != nil {
+                    framing!.writeFrame(of: message, room: index, into: &opening)
+                } else {
+                    opening.writeImmutableBuffer(message.frame)
+                }
+            }
+            liveAfter = replay.messages.last?.id ?? resumeAfter[index]
         }
-        // `0` asks for everything retained: a client that had nothing cannot have missed it.
-        if let lastEventID, lastEventID > .zero, replay.messagesLost {
-            opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained))
-        }
-        for message in replay.messages {
-            opening.writeImmutableBuffer(message.frame)
-        }
-        return StreamOpening(
-            subscription: subscription, firstBytes: opening, liveAfter: replay.messages.last?.id ?? resumeAfter, identity: identity)
+        return StreamOpening(subscription: subscription, firstBytes: opening, liveAfter: liveAfter, framing: framing, identity: identity)
     }
 
-    /// The id to resume after: the `Last-Event-ID` header, else the `lastEventId` query parameter.
-    static func lastEventID(header: String?, query: String?) throws(APIError) -> MessageID? {
+    /// The `Last-Event-ID` header, else the `lastEventId` query parameter, as sent.
+    static func lastEventID(header: String?, query: String?) -> String? {
         guard let text = header ?? query, !text.isEmpty else { return nil }
-        return try messageID(text, field: "Last-Event-ID")
+        return text
+    }
+
+    /// Where a stream of `rooms` starts, from the `Last-Event-ID` a client sent (nil: none): one
+    /// id per room. A message id (or `0`) stands for every room; a stream of several rooms also
+    /// takes the position its own events carry, but only for the same rooms in the same order.
+    static func streamPosition(_ text: String?, rooms: [RoomName]) throws(APIError) -> [MessageID]? {
+        guard let text else { return nil }
+        if rooms.count > 1, StreamPosition.isPosition(text) {
+            do {
+                return try StreamPosition(parsing: text, rooms: rooms).ids
+            } catch {
+                throw APIError.invalidField("Last-Event-ID: \(error)")
+            }
+        }
+        return Array(repeating: try messageID(text, field: "Last-Event-ID"), count: rooms.count)
+    }
+
+    /// The rooms of `GET /events`: its `room` parameters in order, each once (`lobby` when none),
+    /// at most `--max-stream-rooms`.
+    func streamRooms(_ target: RequestTarget) throws(APIError) -> [RoomName] {
+        let limit = configuration.maxStreamRooms
+        let names = target.values(of: "room", limit: limit + 1)
+        guard !names.isEmpty else { return [.lobby] }
+        var rooms: [RoomName] = []
+        for name in names {
+            guard let name, let room = RoomName(name) else { throw APIError.invalidRoom(name ?? "") }
+            if !rooms.contains(room) { rooms.append(room) }
+        }
+        guard names.count <= limit else {
+            throw APIError(.badRequest, code: "too_many_rooms", message: "A stream follows at most \(limit) rooms.")
+        }
+        return rooms
     }
 
     /// A message id a client gives (`Last-Event-ID`, `after`): `<ms>-<seq>`, or `0` for the very

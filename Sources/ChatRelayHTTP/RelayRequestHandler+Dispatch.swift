@@ -41,7 +41,14 @@ extension RelayRequestHandler {
                 try await node.publish(admitted, body: body, credentials: credentials).answer
             }
         case .stream(let room):
-            openStream(room: room, request: request, credentials: credentials, context: context)
+            openStream(rooms: [room], request: request, credentials: credentials, context: context)
+        case .roomsStream:
+            do throws(APIError) {
+                let rooms = try node.streamRooms(request.target)
+                openStream(rooms: rooms, request: request, credentials: credentials, context: context)
+            } catch {
+                answer(Answer(error), to: request, context: context)
+            }
         case .ticket:
             // A ticket is cheap to ask for and the broker keeps it: the POST rate limit applies.
             do throws(APIError) {

@@ -9,14 +9,14 @@ extension RelayRequestHandler {
     /// Opens a stream on this connection once the node has its opening (hub registration and
     /// replay); reads are held meanwhile. Wherever the stream comes on the connection, the
     /// answers before it were written in full: the codec can leave.
-    func openStream(room: RoomName, request: Request, credentials: Credentials?, context: ChannelHandlerContext) {
-        let lastEventID: MessageID?
+    func openStream(rooms: [RoomName], request: Request, credentials: Credentials?, context: ChannelHandlerContext) {
+        let lastEventID: String?
         do throws(APIError) {
             // A stream's chunks are HTTP/1.1's, and its end closes the connection.
             guard request.head.version == .http1_1 else {
                 throw APIError(.httpVersionNotSupported, code: "http_version_not_supported", message: "A stream needs HTTP/1.1.")
             }
-            lastEventID = try RelayNode.lastEventID(
+            lastEventID = RelayNode.lastEventID(
                 header: request.head.headers.first(name: "last-event-id"), query: request.target.value(of: "lastEventId"))
         } catch {
             answer(Answer(error), to: request, context: context)
@@ -27,7 +27,7 @@ extension RelayRequestHandler {
         state = .answering(readSince: [])
         run(
             { [node] () async throws(APIError) in
-                try await node.openStream(room: room, lastEventID: lastEventID, credentials: credentials, output: output)
+                try await node.openStream(rooms: rooms, lastEventID: lastEventID, credentials: credentials, output: output)
             }, context: context,
             then: { handler, result, context in
                 handler.opened(result, request: request, context: context)
@@ -58,7 +58,7 @@ extension RelayRequestHandler {
             output?.write(head)
             output?.flush()
             // Runs after this, on this loop.
-            opening.subscription.goLive(after: opening.liveAfter)
+            opening.goLive()
             if let identity = opening.identity {
                 endWhenExpired(opening.subscription, identity: identity, context: context)
             }

@@ -7,6 +7,8 @@ import RedisClient
 enum RelayRoute: Equatable, Sendable {
     case publish(RoomName)
     case stream(RoomName)
+    /// `GET /events`: one stream of the rooms its `room` parameters name (`lobby` when none).
+    case roomsStream
     case history(RoomName)
     case live
     case ready
@@ -23,15 +25,17 @@ enum RelayRoute: Equatable, Sendable {
 
     /// Whether the request opens a stream (where a ticket may stand for a token).
     var opensStream: Bool {
-        if case .stream = self { return true }
-        return false
+        switch self {
+        case .stream, .roomsStream: true
+        default: false
+        }
     }
 
     /// Whether who asks matters (`--auth jwt`): reading or posting in a room, and `/auth/…`.
     /// Health, metrics, the page and preflights are answered without reading credentials.
     var takesCredentials: Bool {
         switch self {
-        case .publish, .stream, .history, .ticket, .startSession, .endSession: true
+        case .publish, .stream, .roomsStream, .history, .ticket, .startSession, .endSession: true
         case .live, .ready, .metrics, .page, .options: false
         }
     }
@@ -60,7 +64,7 @@ enum RelayRoute: Equatable, Sendable {
         case .metrics: return .success(.metrics)
         case .tickets: return .success(.ticket)
         case .session: return .success(method == .POST ? .startSession : .endSession)
-        case .lobbyEvents: return .success(.stream(.lobby))
+        case .lobbyEvents: return .success(.roomsStream)
         case .lobbyMessages: return .success(.publish(.lobby))
         case .roomEvents(let name), .roomMessages(let name):
             guard let room = RoomName(name) else { return .failure(.invalidRoom(String(name))) }
@@ -146,13 +150,33 @@ struct RequestTarget {
     /// The first value of parameter `name` (`+` and `%XX` decoded), if the query has it; a value
     /// whose escapes are broken or whose bytes are not UTF-8 counts as absent.
     func value(of name: String) -> String? {
-        guard let query else { return nil }
+        var first: String??
+        forEachValue(of: name) { value in
+            first = value
+            return false
+        }
+        return first ?? nil
+    }
+
+    /// Every value of parameter `name`, in order, decoded as `value(of:)` does (nil for one that
+    /// does not decode); stops after `limit` of them.
+    func values(of name: String, limit: Int) -> [String?] {
+        var values: [String?] = []
+        forEachValue(of: name) { value in
+            values.append(value)
+            return values.count < limit
+        }
+        return values
+    }
+
+    /// Calls `body` with each value of parameter `name` until it returns false.
+    private func forEachValue(of name: String, _ body: (String?) -> Bool) {
+        guard let query else { return }
         for item in query.split(separator: "&", omittingEmptySubsequences: true) {
             let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let key = PercentDecoding.bytes(pair[0].utf8, plusAsSpace: true), key.elementsEqual(name.utf8) else { continue }
-            guard let bytes = PercentDecoding.bytes((pair.count > 1 ? pair[1] : Substring()).utf8, plusAsSpace: true) else { return nil }
-            return String(validating: bytes, as: UTF8.self)
+            let bytes = PercentDecoding.bytes((pair.count > 1 ? pair[1] : Substring()).utf8, plusAsSpace: true)
+            guard body(bytes.flatMap { String(validating: $0, as: UTF8.self) }) else { return }
         }
-        return nil
     }
 }

@@ -91,6 +91,13 @@ struct ServeCommand: AsyncParsableCommand {
     var maxConnections: Int?
 
     @Option(
+        name: .customLong("max-stream-rooms"),
+        help:
+            "Most rooms one stream may follow (GET /events?room=a&room=b…); more get 400. At most 100. (env: MAX_STREAM_ROOMS, default: 100)"
+    )
+    var maxStreamRooms: Int?
+
+    @Option(
         name: .customLong("max-open-connections"),
         help:
             "Most open connections of any kind (streams, kept-alive, half-sent requests); beyond it a new connection's request gets 503 with Retry-After and the connection closes. (env: MAX_OPEN_CONNECTIONS, default: --max-connections + 1000)"

@@ -189,6 +189,31 @@ import Testing
         #expect(await reader.waitForMessages(1))
     }
 
+    /// A stream of several rooms needs the grant (or a public room) for every one of them; a
+    /// ticket, taken once, opens it.
+    @Test func aStreamOfSeveralRoomsIsCheckedRoomByRoom() async throws {
+        let node = try await Self.node(["--public-rooms", "news-*"])
+        defer { node.kill() }
+        let token = try await Self.token(subscribe: ["team-*"])
+        let granted = "/events?room=team-a&room=news-today&room=team-b"
+        #expect(try await SSEClient(node.baseURL + granted, headers: Self.bearer(token)).status == 200)
+        let refused = try await HTTP.get(node.baseURL + "/events?room=team-a&room=private&room=team-b", headers: Self.bearer(token))
+        #expect(refused.status == 403)
+        #expect((refused.json["message"] as? String)?.contains("private") == true)
+        // Without a token, only a stream of public rooms.
+        #expect(try await SSEClient(node.baseURL + "/events?room=news-a&room=news-b").status == 200)
+        #expect(try await HTTP.get(node.baseURL + "/events?room=news-a&room=team-a").status == 401)
+        let ticket = try #require(
+            try await HTTP.request("POST", node.baseURL + "/auth/tickets", headers: Self.bearer(token)).json["ticket"] as? String)
+        let stream = try await SSEClient(node.baseURL + granted + "&ticket=\(ticket)")
+        #expect(stream.status == 200)
+        #expect(
+            try await HTTP.postMessage(node.baseURL + "/rooms/team-b/messages", user: "u", text: "x", headers: Self.bearer(token)).status
+                == 201)
+        #expect(await stream.waitForMessages(1))
+        #expect(stream.messages.first?["room"] as? String == "team-b")
+    }
+
     @Test func aTicketOpensOneStreamOnceOnAnyNodeOfTheCluster() async throws {
         let redis = try await RedisServer(appendOnly: false)
         defer { redis.killNow() }

@@ -1,0 +1,142 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// One stream of several rooms (`GET /events?room=a&room=b…`) on real nodes and Redis: each
+/// event says its room, the stream's id is its position in every room, and a client that resumes
+/// with it on any node gets each room's gap exactly once.
+@Suite struct MultiRoomStreamTests {
+    static let rooms = ["ma", "mb", "mc"]
+    static let query = "/events?" + rooms.map { "room=\($0)" }.joined(separator: "&")
+
+    /// Per room, the ids of the `message` events in arrival order.
+    static func idsByRoom(_ events: [SSEParser.Event]) -> [String: [String]] {
+        var ids: [String: [String]] = [:]
+        for event in events where event.type == "message" {
+            guard let json = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any],
+                let room = json["room"] as? String, let id = json["id"] as? String
+            else { continue }
+            ids[room, default: []].append(id)
+        }
+        return ids
+    }
+
+    @Test func everyRoomResumesExactlyOnceOnAnotherNode() async throws {
+        let cluster = try await ClusterTests.Cluster.start(nodes: 2)
+        defer { cluster.kill() }
+        let (first, second) = (cluster.nodes[0], cluster.nodes[1])
+        let publisher = Publisher()
+        let stream = try await SSEClient(first.baseURL + Self.query)
+        #expect(stream.status == 200)
+        for index in 0..<6 {
+            for room in Self.rooms { #expect(await publisher.post(cluster.nodes[index % 2].baseURL, room: room, text: "\(room) \(index)")) }
+        }
+        #expect(await stream.waitForMessages(18))
+        let seen = stream.events.filter { $0.type == "message" }
+        #expect(Self.idsByRoom(seen) == Dictionary(uniqueKeysWithValues: Self.rooms.map { ($0, publisher.ids($0)) }))
+        #expect(seen.allSatisfy { $0.lastEventID.hasPrefix("~") })
+
+        // The stream's node dies; more comes in every room through the other one.
+        first.kill()
+        #expect(await stream.wait { $0.ended })
+        for index in 6..<10 {
+            for room in Self.rooms { #expect(await publisher.post(second.baseURL, room: room, text: "\(room) \(index)")) }
+        }
+        let lastSeen = try #require(seen.last?.lastEventID)
+        let resumed = try await SSEClient(second.baseURL + Self.query, headers: [("Last-Event-ID", lastSeen)])
+        #expect(resumed.status == 200)
+        #expect(await resumed.waitForMessages(12))
+        for room in Self.rooms { #expect(await publisher.post(second.baseURL, room: room, text: "\(room) live")) }
+        #expect(await resumed.waitForMessages(15))
+        try await Task.sleep(for: .milliseconds(100))
+        let got = Self.idsByRoom(resumed.events)
+        for room in Self.rooms {
+            #expect(got[room] == Array(publisher.ids(room).dropFirst(6)), "room \(room): the gap and what followed, once, in order")
+        }
+        #expect(!resumed.events.contains { $0.type == "reset" })
+
+        // A client that had only the first 8 events resumes each room from its own place in it.
+        let had = Self.idsByRoom(Array(seen[...7]))
+        let fromCut = try await SSEClient(second.baseURL + Self.query, headers: [("Last-Event-ID", seen[7].lastEventID)])
+        let missed = Dictionary(
+            uniqueKeysWithValues: Self.rooms.map { room in (room, Array(publisher.ids(room).dropFirst(had[room]?.count ?? 0))) })
+        #expect(await fromCut.waitForMessages(missed.values.reduce(0) { $0 + $1.count }))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(Self.idsByRoom(fromCut.events) == missed)
+    }
+
+    @Test func aRoomTrimmedPastTheClientGetsResetAloneAndOneRoomKeepsPlainIDs() async throws {
+        let cluster = try await ClusterTests.Cluster.start(nodes: 2, arguments: ["--history", "5"])
+        defer { cluster.kill() }
+        let publisher = Publisher()
+        let stream = try await SSEClient(cluster.nodes[0].baseURL + Self.query)
+        for room in Self.rooms {
+            for index in 0..<2 { #expect(await publisher.post(cluster.nodes[1].baseURL, room: room, text: "\(room) \(index)")) }
+        }
+        #expect(await stream.waitForMessages(6))
+        let position = try #require(stream.events.last { $0.type == "message" }?.lastEventID)
+        stream.close()
+        // mb moves on far past what it keeps; ma gets one more; mc nothing.
+        for index in 0..<20 { #expect(await publisher.post(cluster.nodes[0].baseURL, room: "mb", text: "mb more \(index)")) }
+        #expect(await publisher.post(cluster.nodes[0].baseURL, room: "ma", text: "ma more"))
+
+        let resumed = try await SSEClient(cluster.nodes[1].baseURL + Self.query, headers: [("Last-Event-ID", position)])
+        #expect(await resumed.waitForMessages(6))
+        try await Task.sleep(for: .milliseconds(100))
+        let resets = resumed.events.filter { $0.type == "reset" }
+        #expect(resets.count == 1)
+        let reset = try JSONSerialization.jsonObject(with: Data((resets.first?.data ?? "{}").utf8)) as? [String: Any]
+        #expect(reset?["room"] as? String == "mb")
+        let got = Self.idsByRoom(resumed.events)
+        #expect(got["ma"] == [publisher.ids("ma").last!])
+        // What the room retains (5, and a little slack: it trims in steps).
+        let retained = try await HTTP.get(cluster.nodes[0].baseURL + "/rooms/mb/messages?after=0").json["messages"] as? [[String: Any]]
+        let retainedIDs = (retained ?? []).compactMap { $0["id"] as? String }
+        #expect(retainedIDs.count >= 5 && retainedIDs.count < 20)
+        #expect(got["mb"] == retainedIDs)
+        #expect(got["mc"] == nil)
+
+        // `/events?room=x` with one room is a plain single-room stream: the messages' own ids.
+        let single = try await SSEClient(cluster.nodes[0].baseURL + "/events?room=ma", headers: [("Last-Event-ID", "0")])
+        #expect(await single.waitForMessages(3))
+        #expect(single.events.filter { $0.type == "message" }.map(\.lastEventID) == publisher.ids("ma"))
+    }
+
+    @Test func positionsThatDoNotParseAndTooManyRoomsAreRefused() async throws {
+        let node = try await RelayProcess(arguments: ["--max-stream-rooms", "3", "--rate-limit", "0"])
+        defer { node.kill() }
+        let publisher = Publisher()
+        for room in Self.rooms { #expect(await publisher.post(node.baseURL, room: room, text: "first in \(room)")) }
+        let stream = try await SSEClient(node.baseURL + Self.query, headers: [("Last-Event-ID", "0")])
+        #expect(await stream.waitForMessages(3))
+        let position = try #require(stream.events.last?.lastEventID)
+        stream.close()
+
+        func status(_ path: String, lastEventID: String? = nil) async throws -> (Int, String?) {
+            let reply = try await HTTP.get(node.baseURL + path, headers: lastEventID.map { [("Last-Event-ID", $0)] } ?? [])
+            return (reply.status, reply.status == 200 ? nil : reply.json["error"] as? String)
+        }
+        for garbage in ["~", "~garbage", "~" + String(repeating: "A", count: 4000), String(position.dropLast(2)), position + "x", "1-x"] {
+            #expect(try await status(Self.query, lastEventID: garbage) == (400, "invalid_field"), "\(garbage.prefix(30))")
+        }
+        // A position of these rooms in another order, of fewer rooms, or for a single room.
+        #expect(try await status("/events?room=mc&room=mb&room=ma", lastEventID: position) == (400, "invalid_field"))
+        #expect(try await status("/events?room=ma&room=mb", lastEventID: position) == (400, "invalid_field"))
+        #expect(try await status("/rooms/ma/events", lastEventID: position) == (400, "invalid_field"))
+        #expect(try await status("/events?room=ma&room=mb&room=mc&room=md") == (400, "too_many_rooms"))
+        #expect(try await status("/events?room=ma&room=no%20such") == (400, "invalid_room"))
+        #expect(try await status("/events?room=ma&room=") == (400, "invalid_room"))
+
+        // A plain message id stands for every room: each replays what came after it.
+        let firstOfMb = publisher.ids("mb")[0]
+        let after = try await SSEClient(node.baseURL + Self.query, headers: [("Last-Event-ID", firstOfMb)])
+        #expect(await after.waitForMessages(1))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(Self.idsByRoom(after.events) == ["mc": publisher.ids("mc")])
+        // The same room twice is the room once; and within the limit, a stream opens.
+        let twice = try await SSEClient(node.baseURL + "/events?room=ma&room=ma&room=mb", headers: [("Last-Event-ID", "0")])
+        #expect(await twice.waitForMessages(2))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(Self.idsByRoom(twice.events) == ["ma": publisher.ids("ma"), "mb": publisher.ids("mb")])
+    }
+}
