@@ -23,6 +23,18 @@ public protocol Broker: Sendable {
     /// - Throws: ``BrokerError/unavailable(_:)`` when the message was not accepted.
     func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome
 
+    /// Relays a signal (`StoredMessage(signal:…)`: typing, presence) to the streams of its room on
+    /// every node, live only: never stored, never replayed, not in the id order of messages.
+    /// - Throws: ``BrokerError/unavailable(_:)`` when it could not be sent.
+    func signal(_ signal: StoredMessage) async throws
+
+    /// Stores this node's entry for a member of a room (removes it at 0 connections) and sends it
+    /// to every node's `LiveEventSink.presence`, this one's too.
+    func updatePresence(_ entry: PresenceEntry) async throws
+
+    /// The entries of every live node for `room`.
+    func presence(room: RoomName) async throws -> [PresenceEntry]
+
     /// Makes sure live events of `room` reach this node: called for each new stream after it is
     /// registered with the sink and before its replay is read, so that every message is in the
     /// replay or arrives live (or both: the stream drops what it has).
@@ -76,6 +88,10 @@ public protocol LiveEventSink: Sendable {
     /// least advanced of them still needs messages: where a broker that lost the live channel of
     /// those rooms reads history to fill the gap.
     func resumePositions(of include: @escaping @Sendable (RoomName) -> Bool) async -> [RoomName: MessageID]
+
+    /// Who is in which room (`PresenceBook`): the broker hands it every node's entries and the
+    /// nodes that are gone, and stores its own entries again after losing them.
+    var presence: PresenceBook { get }
 
     /// Whether `room` has subscribers on this node now (registered, live or not): a broker keeps
     /// the room's channel subscribed while this is true.

@@ -13,6 +13,8 @@ public final class EmbeddedBroker: Broker {
         var rooms: [RoomName: HistoryRing] = [:]
         var ids = MessageIDGenerator()
         var idempotency = IdempotencyCache()
+        /// Who is in each room: the node's entries by `PresenceEntry.field`.
+        var presence: [RoomName: [String: PresenceEntry]] = [:]
     }
 
     public let kind = "embedded"
@@ -49,6 +51,22 @@ public final class EmbeddedBroker: Broker {
     }
 
     public var isReady: Bool { true }
+
+    public func signal(_ signal: StoredMessage) async throws {
+        sink.deliver(signal)
+    }
+
+    public func updatePresence(_ entry: PresenceEntry) async throws {
+        state.withLock { state in
+            state.presence[entry.room, default: [:]][entry.field] = entry.connections > 0 ? entry : nil
+            if state.presence[entry.room]?.isEmpty == true { state.presence[entry.room] = nil }
+        }
+        sink.presence.apply(entry)
+    }
+
+    public func presence(room: RoomName) async throws -> [PresenceEntry] {
+        state.withLock { Array(($0.presence[room] ?? [:]).values) }
+    }
 
     public func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome {
         let now = clock()

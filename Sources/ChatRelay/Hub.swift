@@ -34,12 +34,28 @@ public final class Hub: LiveEventSink {
     /// The most open streams; beyond it `subscribe` refuses.
     public let maxConnections: Int
     public let metrics: RelayMetrics
+    public let presence: PresenceBook
     private let state = Mutex(State())
 
-    public init(subscriberBuffer: Int, maxConnections: Int, metrics: RelayMetrics) {
+    public init(
+        subscriberBuffer: Int, maxConnections: Int, metrics: RelayMetrics,
+        presence: PresenceBook = PresenceBook(node: "local", cap: 100)
+    ) {
         self.subscriberBuffer = max(1, subscriberBuffer)
         self.maxConnections = maxConnections
         self.metrics = metrics
+        self.presence = presence
+    }
+
+    /// Sends each room's coalesced presence changes (`PresenceBook.flush`) to its streams that
+    /// asked for them, every `interval`, until cancelled.
+    public func runPresenceFlushes(interval: Duration) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            for event in presence.flush() {
+                deliver(event)
+            }
+        }
     }
 
     /// Open streams on this node.
@@ -66,7 +82,10 @@ public final class Hub: LiveEventSink {
     /// single subscriber (one place in `maxConnections`) that takes part in each room's events.
     /// - Parameter after: per room, in the order of `rooms` (which has no room twice), the id the
     ///   subscriber already has.
-    public func subscribe(rooms: [RoomName], after: [MessageID?], output: any StreamOutput) throws(SubscribeRefusal) -> Subscription {
+    /// - Parameter presence: the stream gets `event: presence` of its rooms.
+    public func subscribe(
+        rooms: [RoomName], after: [MessageID?], presence: Bool = false, output: any StreamOutput
+    ) throws(SubscribeRefusal) -> Subscription {
         let loop = output.eventLoop
         let subscription = try state.withLock { (state) throws(SubscribeRefusal) -> Subscription in
             if state.draining { throw .draining }
@@ -80,7 +99,7 @@ public final class Hub: LiveEventSink {
                 state.fanouts[key] = fanout
             }
             let subscription = Subscription(
-                rooms: rooms, after: after, capacity: subscriberBuffer, output: output,
+                rooms: rooms, after: after, capacity: subscriberBuffer, wantsPresence: presence, output: output,
                 fanout: fanout, now: MonotonicClock.nanoseconds())
             state.subscriptions[ObjectIdentifier(subscription)] = subscription
             for room in rooms {

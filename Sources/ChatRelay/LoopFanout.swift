@@ -137,8 +137,13 @@ final class LoopFanout: @unchecked Sendable {
         var run: [StoredMessage] = []
         for entry in batch {
             switch entry {
-            case .event(let message):
+            case .event(let message) where message.kind == .message:
                 run.append(message)
+            case .event(let signal):
+                // A signal is a step of its own, in its place among its room's messages.
+                appendSteps(for: run)
+                run.removeAll()
+                steps.append(.write(signal.room, [signal]))
             case .subscriber(let subscription):
                 // The events before it are not its own.
                 appendSteps(for: run)

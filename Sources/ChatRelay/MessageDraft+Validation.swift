@@ -8,16 +8,7 @@ extension MessageDraft {
     ///
     /// A verified `user` (from a token) is taken as it is.
     public func validated(limits: MessageLimits) throws(FieldError) -> MessageDraft {
-        let user = userIsVerified ? self.user : Self.trimmed(self.user)
-        if !userIsVerified {
-            guard !user.isEmpty else { throw FieldError(field: "user", reason: "is missing or empty") }
-            guard user.count <= MessageLimits.maxUserCharacters else {
-                throw FieldError(field: "user", reason: "is longer than \(MessageLimits.maxUserCharacters) characters")
-            }
-            guard !user.unicodeScalars.contains(where: Self.isControl) else {
-                throw FieldError(field: "user", reason: "contains control characters")
-            }
-        }
+        let user = userIsVerified ? self.user : try Self.validatedUser(self.user)
 
         let text = Self.trimmed(Self.normalizingLineBreaks(self.text))
         guard !text.isEmpty else { throw FieldError(field: "text", reason: "is missing or empty") }
@@ -28,6 +19,19 @@ extension MessageDraft {
             throw FieldError(field: "text", reason: "contains control characters (only newline and tab are allowed)")
         }
         return MessageDraft(room: room, user: user, name: name, text: text, userIsVerified: userIsVerified)
+    }
+
+    /// A name a client claims (`user`): trimmed, 1 to 32 characters, no control characters.
+    public static func validatedUser(_ claimed: String) throws(FieldError) -> String {
+        let user = trimmed(claimed)
+        guard !user.isEmpty else { throw FieldError(field: "user", reason: "is missing or empty") }
+        guard user.count <= MessageLimits.maxUserCharacters else {
+            throw FieldError(field: "user", reason: "is longer than \(MessageLimits.maxUserCharacters) characters")
+        }
+        guard !user.unicodeScalars.contains(where: isControl) else {
+            throw FieldError(field: "user", reason: "contains control characters")
+        }
+        return user
     }
 
     /// Unicode general category Cc: U+0000–U+001F and U+007F–U+009F.

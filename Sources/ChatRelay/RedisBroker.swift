@@ -43,7 +43,12 @@ public final class RedisBroker: Broker {
     public let replicasAckTimeout: Duration
     private let waitTimeoutArgument: RedisArgument
     private let historyTTLArgument: RedisArgument
-    private let publishCommandArgument: RedisArgument
+    let publishCommandArgument: RedisArgument
+    /// A node that stops refreshing its mark in `presence-nodes` for this long is gone: its
+    /// members leave every room (`--presence-ttl`).
+    public let presenceTTL: Duration
+    /// The presence nodes last seen gone, so each is reported once.
+    let presenceNodesGone = Mutex<Set<String>>([])
     /// The command connections: per event loop, in the group's order.
     private let connections: Connections
     private let nextClient = Atomic<Int>(0)
@@ -77,13 +82,16 @@ public final class RedisBroker: Broker {
     ///   - routing: a channel per room, or one for all (`--redis-channels`).
     ///   - linger: how long a room's channel outlives its last local subscriber (`--room-linger`).
     ///   - deployment: one Redis, or the seeds of a Redis Cluster (which takes only `.room` routing).
+    ///   - presenceTTL: how long after its last refresh a node's members leave (`--presence-ttl`).
     ///   - minReplicasAck: with more than 0, a message is acknowledged only once this many replicas
     ///     of its Redis (or its cluster master) have it (`WAIT`), within `replicasAckTimeout`.
     public init(
         deployment: RedisDeployment, prefix: String, history: Int, historyTTL: Duration? = nil, routing: ChannelRouting = .room,
-        linger: Duration = .seconds(10), minReplicasAck: Int = 0, replicasAckTimeout: Duration = .seconds(1), sink: any LiveEventSink,
+        linger: Duration = .seconds(10), minReplicasAck: Int = 0, replicasAckTimeout: Duration = .seconds(1),
+        presenceTTL: Duration = .seconds(15), sink: any LiveEventSink,
         metrics: RelayMetrics, logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
+        self.presenceTTL = presenceTTL
         self.minReplicasAck = max(0, minReplicasAck)
         self.replicasAckTimeout = replicasAckTimeout
         self.waitTimeoutArgument = RedisArgument(Int(max(1, replicasAckTimeout.wholeMilliseconds)))
@@ -168,9 +176,7 @@ public final class RedisBroker: Broker {
             self.subscribers.withLock { $0 = subscribers }
             for client in clients { client.start() }
             for subscriber in subscribers { subscriber.start() }
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(3600))
-            }
+            await keepPresenceAlive()
             for subscriber in subscribers { subscriber.stop() }
             for client in clients { client.stop() }
         case (.cluster(let clients), .cluster(let seeds)):
@@ -180,7 +186,9 @@ public final class RedisBroker: Broker {
                 }
             }
             shardedChannels.set(channels)
+            async let alive: Void = keepPresenceAlive()
             await watchCluster(channels)
+            await alive
             for owned in channels { owned.stop() }
             for client in clients { client.stop() }
         default:
@@ -243,9 +251,12 @@ public final class RedisBroker: Broker {
     /// A live event from Redis, for this node's streams.
     private func received(_ payload: [UInt8], on channel: [UInt8]) {
         metrics.redisEventsReceived.increment()
-        if let message = Self.parseEvent(payload) {
+        switch Self.parseChannelEvent(payload) {
+        case .event(let message):
             sink.deliver(message)
-        } else {
+        case .presence(let entry):
+            sink.presence.apply(entry)
+        case nil:
             logger.warning(
                 "ignored a malformed event",
                 metadata: ["channel": "\(String(decoding: channel, as: UTF8.self))", "bytes": "\(payload.count)"])
@@ -357,6 +368,17 @@ public final class RedisBroker: Broker {
         return .duplicate(StoredMessage(id: id, room: draft.room, json: ByteBuffer(bytes: value[(space + 1)...])))
     }
 
+    /// Publishes `<room> <kind> <json>` on the room's channel, as a message's event goes.
+    public func signal(_ signal: StoredMessage) async throws {
+        var payload = Array(signal.room.value.utf8)
+        payload.append(UInt8(ascii: " "))
+        payload += signal.kind.name.utf8
+        payload.append(UInt8(ascii: " "))
+        payload += signal.json.readableBytesView
+        let channel = routing == .room ? keys.channel(signal.room) : keys.channel
+        _ = try await call([publishCommandArgument, RedisArgument(channel), RedisArgument(payload)], slot: keys.slot(signal.room))
+    }
+
     /// EVALSHA with the script's hash (and `WAIT`, with `minReplicasAck`, in the same round
     /// trip), loading the script first (on the master of `slot`) if this node has not learnt its
     /// hash yet; the script's reply first.
@@ -438,7 +460,7 @@ public final class RedisBroker: Broker {
 
     // MARK: Helpers
 
-    private func call(_ command: RedisCommand, slot: Int) async throws -> RedisReply {
+    func call(_ command: RedisCommand, slot: Int) async throws -> RedisReply {
         try await pipeline([command], slot: slot)[0]
     }
 
@@ -454,7 +476,7 @@ public final class RedisBroker: Broker {
 
     /// Sends `commands`, whose keys are all in `slot`, on the caller's loop: to the one Redis, or
     /// to the master serving the slot.
-    private func pipeline(_ commands: [RedisCommand], slot: Int) async throws -> [RedisReply] {
+    func pipeline(_ commands: [RedisCommand], slot: Int) async throws -> [RedisReply] {
         let replies: [RedisReply]
         do {
             switch connections {

@@ -10,6 +10,9 @@ import RedisClient
 /// - `<prefix>:ticket:<ticket>`: a stream ticket's identity, until it is redeemed or expires.
 /// - `<prefix>:events:<room>`: the room's pub/sub channel (`ChannelRouting.room`), subscribed by the
 ///   event loops that serve the room; a payload is `<room> <id> <json>`.
+/// - `<prefix>:presence:<room>`: who is in the room, a hash of `<node>|<user>` to the node's
+///   `PresenceEntry` JSON; `<prefix>:presence-nodes`: a sorted set of the nodes that write them,
+///   scored with the time (ms) each stops being alive unless it refreshes.
 /// - `<prefix>:events`: the one channel of every room (`ChannelRouting.shared`), the same payloads.
 ///
 /// On a Redis Cluster (`hashTags`) the room's part is written `{<room>}`: a hash tag, so a room's
@@ -33,6 +36,10 @@ public struct RedisKeys: Sendable {
     public func idempotency(_ room: RoomName, _ key: String) -> String { "\(prefix):idem:\(tagged(room)):\(key)" }
     public func ticket(_ ticket: String) -> String { "\(prefix):ticket:\(ticket)" }
     public var channel: String { "\(prefix):events" }
+    /// The room's presence: a hash of every node's entry per member (`PresenceEntry.field`).
+    public func presence(_ room: RoomName) -> String { "\(prefix):presence:\(tagged(room))" }
+    /// Every node that keeps presence entries, scored with when it stops being alive (ms).
+    public var presenceNodes: String { "\(prefix):presence-nodes" }
     public func channel(_ room: RoomName) -> String { "\(prefix):events:\(tagged(room))" }
 
     /// The hash slot of every key and the channel of `room` (on a cluster: its hash tag's).

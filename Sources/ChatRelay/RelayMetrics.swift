@@ -15,6 +15,9 @@ public struct RelayMetrics: Sendable {
     public let idleTimeouts: Counter
     /// Messages this node accepted (201).
     public let messagesPublished: Counter
+    /// Signals relayed from this node: typing, and presence changes (joins and leaves it sent).
+    public let typingSignals: Counter
+    public let presenceSignals: Counter
     /// Events handed to local subscribers (one per subscriber per message).
     public let eventsDelivered: Counter
     /// Times a stream's socket took less than it was given, so the rest waited in the node until
@@ -74,6 +77,8 @@ public struct RelayMetrics: Sendable {
         requestTimeouts = Counter(label: "chat_relay_connections_timed_out_total", dimensions: [("reason", "request")], factory: factory)
         idleTimeouts = Counter(label: "chat_relay_connections_timed_out_total", dimensions: [("reason", "idle")], factory: factory)
         messagesPublished = Counter(label: "chat_relay_messages_published_total", factory: factory)
+        typingSignals = Counter(label: "chat_relay_signals_sent_total", dimensions: [("kind", "typing")], factory: factory)
+        presenceSignals = Counter(label: "chat_relay_signals_sent_total", dimensions: [("kind", "presence")], factory: factory)
         eventsDelivered = Counter(label: "chat_relay_events_delivered_total", factory: factory)
         streamWritesDeferred = Counter(label: "chat_relay_stream_writes_deferred_total", factory: factory)
         droppedSlow = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "slow")], factory: factory)

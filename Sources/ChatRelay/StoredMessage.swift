@@ -7,6 +7,28 @@ import NIOCore
 /// byte, to every subscriber of the room; `json` is the `data` payload, used by the history
 /// endpoint and the POST response. All three are slices of one storage.
 public struct StoredMessage: Sendable {
+    /// What the event is: a stored message, or a signal that is relayed live and never stored.
+    public enum Kind: UInt8, Sendable {
+        /// A chat message: stored, with an id, replayed on resume.
+        case message
+        /// `event: typing`: someone is typing in the room.
+        case typing
+        /// `event: presence`: who came and went (only to streams that asked for it).
+        case presence
+
+        /// The SSE event type and the word that marks it on the Redis channel.
+        public var name: String {
+            switch self {
+            case .message: "message"
+            case .typing: "typing"
+            case .presence: "presence"
+            }
+        }
+    }
+
+    public let kind: Kind
+    /// The message's id; `.zero` for a signal (which has none: no `id:` line, so a client's
+    /// `Last-Event-ID` stays where its last message put it).
     public let id: MessageID
     public let room: RoomName
     public let json: ByteBuffer
@@ -42,6 +64,7 @@ public struct StoredMessage: Sendable {
         // Framed first, sliced after: a slice taken before would make the framing copy the storage.
         SSE.frameAsChunk(&buffer)
         let frame = buffer.getSlice(at: frameStart, length: frameLength)!
+        self.kind = .message
         self.id = id
         self.room = room
         self.frame = frame
@@ -50,6 +73,30 @@ public struct StoredMessage: Sendable {
         self.idLineLength = 5 + idLength
         // The frame is "id: <id>\nevent: message\ndata: <json>\n\n": the JSON ends two bytes before the end.
         self.json = frame.getSlice(at: frameLength - 2 - jsonLength, length: jsonLength)!
+    }
+
+    /// A signal (typing, presence) of `room` carrying `json` (one line): `event: <kind>` and
+    /// `data:`, no `id:`.
+    public init(signal kind: Kind, room: RoomName, json: ByteBuffer) {
+        precondition(kind != .message, "a message has an id")
+        var buffer = SSE.bufferForChunk(capacity: json.readableBytes + 28)
+        buffer.writeStaticString("event: ")
+        buffer.writeString(kind.name)
+        buffer.writeStaticString("\ndata: ")
+        let jsonStart = buffer.writerIndex - buffer.readerIndex
+        buffer.writeImmutableBuffer(json)
+        buffer.writeStaticString("\n\n")
+        let frameStart = buffer.readerIndex
+        let frameLength = buffer.readableBytes
+        SSE.frameAsChunk(&buffer)
+        let frame = buffer.getSlice(at: frameStart, length: frameLength)!
+        self.kind = kind
+        self.id = .zero
+        self.room = room
+        self.frame = frame
+        self.chunk = buffer
+        self.idLineLength = 0
+        self.json = frame.getSlice(at: jsonStart, length: json.readableBytes)!
     }
 
     /// The frame after its `id:` line (`event: message`, `data:`, blank line): what a stream of

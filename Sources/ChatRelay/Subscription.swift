@@ -38,6 +38,8 @@ public final class Subscription: @unchecked Sendable {
     /// Events that may wait for this subscriber (queued before it goes live, or written while its
     /// connection is above its high-water mark) before it is disconnected as slow.
     let capacity: Int
+    /// Whether the stream asked for `event: presence`.
+    public let wantsPresence: Bool
 
     /// An event queued before the stream went live, with the index of its room.
     struct Pending {
@@ -73,12 +75,16 @@ public final class Subscription: @unchecked Sendable {
 
     /// - Parameter floors: per room, the id the subscriber already has (nothing at or below it
     ///   is written).
-    init(rooms: [RoomName], after floors: [MessageID?], capacity: Int, output: any StreamOutput, fanout: LoopFanout, now: UInt64) {
+    init(
+        rooms: [RoomName], after floors: [MessageID?], capacity: Int, wantsPresence: Bool = false, output: any StreamOutput,
+        fanout: LoopFanout, now: UInt64
+    ) {
         precondition(!rooms.isEmpty && rooms.count == floors.count, "a stream has rooms, and a position in each")
         self.rooms = rooms
         self.floors = floors
         self.slots = Array(repeating: -1, count: rooms.count)
         self.capacity = capacity
+        self.wantsPresence = wantsPresence
         self.output = output
         self.fanout = fanout
         self.lastWrite = now
@@ -144,6 +150,7 @@ public final class Subscription: @unchecked Sendable {
         output.eventLoop.assertInEventLoop()
         // Ended while its fan-out was between turns of a batch.
         if ended { return 0 }
+        if events[0].kind != .message { return offer(signal: events[0], now: now) }
         guard live else {
             var queued = 0
             for message in events {
@@ -186,6 +193,22 @@ public final class Subscription: @unchecked Sendable {
         output.flush()
         lastWrite = now
         return taken
+    }
+
+    /// Writes a signal (typing, presence) if the stream is live, and presence only if it asked
+    /// for it: never queued, never replayed.
+    private func offer(signal: StoredMessage, now: UInt64) -> Int? {
+        guard live, signal.kind != .presence || wantsPresence else { return 0 }
+        if output.isWritable {
+            unwritableWrites = 0
+        } else {
+            unwritableWrites += 1
+            if unwritableWrites > capacity { return nil }
+        }
+        output.write(signal.chunk)
+        output.flush()
+        lastWrite = now
+        return 1
     }
 
     /// The events of `events` above every id before them: each message once, in id order.

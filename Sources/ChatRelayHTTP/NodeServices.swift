@@ -27,6 +27,32 @@ struct HeartbeatService: Service {
     }
 }
 
+/// Hands this node's presence changes to the broker, one at a time and in order, and sends each
+/// room's coalesced changes to its streams every `presenceInterval`.
+struct PresenceService: Service {
+    let node: RelayNode
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await node.hub.runPresenceFlushes(interval: node.configuration.presenceInterval) }
+                group.addTask {
+                    for await entry in node.presenceUpdates {
+                        do {
+                            try await node.broker.updatePresence(entry)
+                            node.metrics.presenceSignals.increment()
+                        } catch {
+                            node.logger.warning(
+                                "presence change not stored", metadata: ["room": "\(entry.room)", "error": "\(error)"])
+                        }
+                    }
+                }
+                await group.waitForAll()
+            }
+        }
+    }
+}
+
 /// Waits for the shutdown signal, then drains the node's streams before the server stops.
 struct DrainService: Service {
     let hub: Hub

@@ -28,6 +28,12 @@ public struct RelayConfiguration: Sendable {
     /// The most rooms one stream may follow (`GET /events?room=…&room=…`), at most
     /// `StreamPosition.maximumRooms`.
     public var maxStreamRooms: Int = StreamPosition.maximumRooms
+    /// A node whose presence mark is this old is gone: its members leave (Redis).
+    public var presenceTTL: Duration = .seconds(15)
+    /// The most members a presence answer or event lists; above it, counts.
+    public var presenceCap: Int = 100
+    /// How long presence changes are gathered before a room's streams hear of them.
+    public var presenceInterval: Duration = .seconds(1)
     /// The most bytes of a POST body; beyond it `413`.
     public var maxBodyBytes: Int = 16 * 1024
     /// The most UTF-8 bytes of a message's text.

@@ -33,12 +33,17 @@ extension RelayNode {
     ///
     /// A stream of one room uses the messages' own ids; a stream of several writes its position
     /// in every room as each event's id (`MultiRoomFraming`).
+    ///
+    /// With `presence`, the stream gets `event: presence` of its rooms: first who is there, then
+    /// who came and went. Its opener is a member of each room while it is open: the token's
+    /// identity, or (`--auth none`) the `user` the client claims.
     func openStream(
-        rooms: [RoomName], lastEventID: String?, credentials: Credentials?, output: ChannelStreamOutput
+        rooms: [RoomName], lastEventID: String?, presence: StreamPresence, credentials: Credentials?, output: ChannelStreamOutput
     ) async throws(APIError) -> StreamOpening {
         guard !hub.isDraining else { throw APIError.draining }
         let given = try Self.streamPosition(lastEventID, rooms: rooms)
         let identity = try await authorize(credentials, .subscribe, rooms: rooms)
+        let member = try presence.member(identity: identity, tokensRequired: access.requiresTokens)
         // Every stream has a position in each room, even without Last-Event-ID: the room's newest
         // id, read before registering, so what is published in between is replayed, not lost.
         var resumeAfter: [MessageID] = []
@@ -56,7 +61,7 @@ extension RelayNode {
         }
         let subscription: Subscription
         do {
-            subscription = try hub.subscribe(rooms: rooms, after: resumeAfter, output: output)
+            subscription = try hub.subscribe(rooms: rooms, after: resumeAfter, presence: presence.wanted, output: output)
         } catch {
             switch error {
             case .draining:
@@ -99,6 +104,10 @@ extension RelayNode {
             }
             liveAfter = replay.messages.last?.id ?? resumeAfter[index]
         }
+        if presence.wanted {
+            for room in rooms { opening.writeImmutableBuffer(await watchPresence(room, until: output.channel.closeFuture).frame) }
+        }
+        if let member { joinPresence(member, rooms: rooms, until: output.channel.closeFuture) }
         return StreamOpening(subscription: subscription, firstBytes: opening, liveAfter: liveAfter, framing: framing, identity: identity)
     }
 

@@ -25,6 +25,9 @@ public final class RelayNode: Sendable {
     let page: ByteBuffer
     let logger: Logger
     let startedAt = MonotonicClock.nanoseconds()
+    /// This node's presence changes, in order, on their way to the broker (`PresenceService`).
+    let presenceUpdates: AsyncStream<PresenceEntry>
+    let presenceUpdater: AsyncStream<PresenceEntry>.Continuation
 
     /// - Parameter makeBroker: builds the broker around the node's hub (its live-event sink).
     public init(
@@ -47,7 +50,15 @@ public final class RelayNode: Sendable {
         self.accessMetrics = AccessMetrics(factory: factory)
         self.page = ByteBuffer(string: ChatPage.html(tokenURL: configuration.access.pageTokenURL))
         self.metrics = metrics
-        let hub = Hub(subscriberBuffer: configuration.subscriberBuffer, maxConnections: configuration.maxConnections, metrics: metrics)
+        // The node in presence entries: its id and when it started, so that a node restarted
+        // under the same id does not take on the entries of the one before.
+        let presence = PresenceBook(node: "\(configuration.nodeID):\(Timestamp.nowMilliseconds())", cap: configuration.presenceCap)
+        let hub = Hub(
+            subscriberBuffer: configuration.subscriberBuffer, maxConnections: configuration.maxConnections, metrics: metrics,
+            presence: presence)
+        // Bounded: a change dropped here (the broker far behind) is stored again within the
+        // hour, or when the node finds its presence mark lost.
+        (presenceUpdates, presenceUpdater) = AsyncStream.makeStream(of: PresenceEntry.self, bufferingPolicy: .bufferingNewest(65_536))
         self.hub = hub
         self.broker = makeBroker(hub, metrics)
         self.rateLimiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
@@ -78,6 +89,7 @@ public final class RelayNode: Sendable {
             services: [
                 .init(service: BrokerService(broker: broker, metrics: metrics)),
                 .init(service: HeartbeatService(hub: hub, interval: configuration.heartbeat)),
+                .init(service: PresenceService(node: self)),
                 .init(service: RelayServer(node: self, host: host, port: port)),
                 .init(service: DrainService(hub: hub, configuration: configuration, logger: logger)),
             ],

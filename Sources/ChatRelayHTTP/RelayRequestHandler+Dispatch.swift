@@ -33,12 +33,23 @@ extension RelayRequestHandler {
                 _ = try await node.authorize(credentials, .subscribe, room: room)
                 return try await node.historyAnswer(room: room, target: target)
             }
+        case .presence(let room):
+            answerLater(request, context: context) { [node] () async throws(APIError) in
+                _ = try await node.authorize(credentials, .subscribe, room: room)
+                return try await node.presenceAnswer(room: room)
+            }
         case .publish:
             // Checked when its head came (`received`).
             guard let admitted = request.admitted else { preconditionFailure("a publish is checked before its body") }
             let body = body ?? ByteBuffer()
             answerLater(request, context: context) { [node] () async throws(APIError) in
                 try await node.publish(admitted, body: body, credentials: credentials).answer
+            }
+        case .typing:
+            guard let admitted = request.admitted else { preconditionFailure("a typing POST is checked before its body") }
+            let body = body ?? ByteBuffer()
+            answerLater(request, context: context) { [node] () async throws(APIError) in
+                try await node.typing(admitted, body: body, credentials: credentials)
             }
         case .stream(let room):
             openStream(rooms: [room], request: request, credentials: credentials, context: context)

@@ -11,6 +11,7 @@ extension RelayRequestHandler {
     /// answers before it were written in full: the codec can leave.
     func openStream(rooms: [RoomName], request: Request, credentials: Credentials?, context: ChannelHandlerContext) {
         let lastEventID: String?
+        let presence = StreamPresence(target: request.target)
         do throws(APIError) {
             // A stream's chunks are HTTP/1.1's, and its end closes the connection.
             guard request.head.version == .http1_1 else {
@@ -27,7 +28,8 @@ extension RelayRequestHandler {
         state = .answering(readSince: [])
         run(
             { [node] () async throws(APIError) in
-                try await node.openStream(rooms: rooms, lastEventID: lastEventID, credentials: credentials, output: output)
+                try await node.openStream(
+                    rooms: rooms, lastEventID: lastEventID, presence: presence, credentials: credentials, output: output)
             }, context: context,
             then: { handler, result, context in
                 handler.opened(result, request: request, context: context)

@@ -139,7 +139,7 @@ final class RelayRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A request's head: a POST's checks before its body (rate limit, declared size, media type,
     /// `Idempotency-Key`), and what its body needs before it arrives.
     private func received(_ request: Request, context: ChannelHandlerContext) {
-        guard case .success(.publish(let room)) = request.route else {
+        guard case .success(let route) = request.route, let room = route.postsTo else {
             state = .receiving(request, body: nil)
             return
         }

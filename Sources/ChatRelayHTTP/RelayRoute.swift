@@ -6,10 +6,14 @@ import RedisClient
 /// every request whatever its position on its connection.
 enum RelayRoute: Equatable, Sendable {
     case publish(RoomName)
+    /// `POST /rooms/{room}/typing`: relayed live to the room's streams, never stored.
+    case typing(RoomName)
     case stream(RoomName)
     /// `GET /events`: one stream of the rooms its `room` parameters name (`lobby` when none).
     case roomsStream
     case history(RoomName)
+    /// `GET /rooms/{room}/presence`: who is in the room.
+    case presence(RoomName)
     case live
     case ready
     case metrics
@@ -35,15 +39,21 @@ enum RelayRoute: Equatable, Sendable {
     /// Health, metrics, the page and preflights are answered without reading credentials.
     var takesCredentials: Bool {
         switch self {
-        case .publish, .stream, .roomsStream, .history, .ticket, .startSession, .endSession: true
+        case .publish, .typing, .stream, .roomsStream, .history, .presence, .ticket, .startSession, .endSession: true
         case .live, .ready, .metrics, .page, .options: false
         }
     }
 
     /// Whether the node reads its request's body (the others' bodies are read and dropped).
-    var takesBody: Bool {
-        if case .publish = self { return true }
-        return false
+    var takesBody: Bool { postsTo != nil }
+
+    /// The room a POST with a body goes to (a message or a typing signal): such a POST passes
+    /// the same checks before its body is read (`RelayNode.checkPublish`).
+    var postsTo: RoomName? {
+        switch self {
+        case .publish(let room), .typing(let room): room
+        default: nil
+        }
     }
 
     /// The route of `method` on `target`'s path, or the error to answer: `404` for a path the node
@@ -66,10 +76,14 @@ enum RelayRoute: Equatable, Sendable {
         case .session: return .success(method == .POST ? .startSession : .endSession)
         case .lobbyEvents: return .success(.roomsStream)
         case .lobbyMessages: return .success(.publish(.lobby))
-        case .roomEvents(let name), .roomMessages(let name):
+        case .roomEvents(let name), .roomMessages(let name), .roomTyping(let name), .roomPresence(let name):
             guard let room = RoomName(name) else { return .failure(.invalidRoom(String(name))) }
-            if case .roomEvents = resource { return .success(.stream(room)) }
-            return .success(method == .POST ? .publish(room) : .history(room))
+            switch resource {
+            case .roomEvents: return .success(.stream(room))
+            case .roomTyping: return .success(.typing(room))
+            case .roomPresence: return .success(.presence(room))
+            default: return .success(method == .POST ? .publish(room) : .history(room))
+            }
         }
     }
 
@@ -82,6 +96,8 @@ enum RelayRoute: Equatable, Sendable {
         case page, live, ready, metrics, lobbyEvents, lobbyMessages, tickets, session
         case roomEvents(Substring)
         case roomMessages(Substring)
+        case roomTyping(Substring)
+        case roomPresence(Substring)
 
         /// Compares bytes, not `String`s: a `switch` on strings compares them as Unicode text
         /// (normalization included), which showed in the profile of every request.
@@ -101,6 +117,10 @@ enum RelayRoute: Equatable, Sendable {
                 self = .roomMessages(name)
             } else if tail.elementsEqual("events".utf8) {
                 self = .roomEvents(name)
+            } else if tail.elementsEqual("typing".utf8) {
+                self = .roomTyping(name)
+            } else if tail.elementsEqual("presence".utf8) {
+                self = .roomPresence(name)
             } else {
                 return nil
             }
@@ -115,9 +135,9 @@ enum RelayRoute: Equatable, Sendable {
         /// `HEAD` wherever `GET` is but for streams: a stream has no end, so no `HEAD` either.
         var methods: [HTTPMethod] {
             switch self {
-            case .page, .live, .ready, .metrics: Self.readable
+            case .page, .live, .ready, .metrics, .roomPresence: Self.readable
             case .lobbyEvents, .roomEvents: Self.getOnly
-            case .lobbyMessages, .tickets: Self.postOnly
+            case .lobbyMessages, .tickets, .roomTyping: Self.postOnly
             case .roomMessages: Self.messages
             case .session: Self.sessionMethods
             }

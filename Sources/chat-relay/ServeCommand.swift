@@ -91,6 +91,20 @@ struct ServeCommand: AsyncParsableCommand {
     var maxConnections: Int?
 
     @Option(
+        name: .customLong("presence-ttl"),
+        help:
+            "How long a node may go without refreshing its presence mark in Redis before its members leave every room (a crashed node's members are gone within this and a third more). Seconds, or with s, m, h. (env: PRESENCE_TTL, default: 15s)"
+    )
+    var presenceTTL: String?
+
+    @Option(
+        name: .customLong("presence-cap"),
+        help:
+            "Most members GET /rooms/{room}/presence lists and a presence event names; a room with more gets counts. (env: PRESENCE_CAP, default: 100)"
+    )
+    var presenceCap: Int?
+
+    @Option(
         name: .customLong("max-stream-rooms"),
         help:
             "Most rooms one stream may follow (GET /events?room=a&room=b…); more get 400. At most 100. (env: MAX_STREAM_ROOMS, default: 100)"
@@ -204,7 +218,8 @@ struct ServeCommand: AsyncParsableCommand {
                 RedisBroker(
                     deployment: redis, prefix: settings.redisPrefix, history: settings.relay.history, historyTTL: settings.relay.historyTTL,
                     routing: settings.redisChannels, linger: settings.roomLinger, minReplicasAck: settings.redisMinReplicasAck,
-                    replicasAckTimeout: settings.redisReplicasAckTimeout, sink: hub, metrics: metrics, logger: logger)
+                    replicasAckTimeout: settings.redisReplicasAckTimeout, presenceTTL: settings.relay.presenceTTL, sink: hub,
+                    metrics: metrics, logger: logger)
             }
         } else {
             node = RelayNode(configuration: settings.relay, logger: logger)

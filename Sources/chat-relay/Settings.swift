@@ -83,6 +83,10 @@ struct Settings {
         if let seconds = try value(command.heartbeat, "HEARTBEAT", Double.init) { relay.heartbeat = .milliseconds(Int64(seconds * 1000)) }
         relay.retryMilliseconds = try value(command.retryMilliseconds, "RETRY_MS", Int.init) ?? relay.retryMilliseconds
         relay.maxConnections = try value(command.maxConnections, "MAX_CONNECTIONS", Int.init) ?? relay.maxConnections
+        if let ttl = try value(command.presenceTTL, "PRESENCE_TTL", { $0 }) {
+            relay.presenceTTL = try Self.duration(ttl, flag: "--presence-ttl")
+        }
+        relay.presenceCap = try value(command.presenceCap, "PRESENCE_CAP", Int.init) ?? relay.presenceCap
         relay.maxStreamRooms = try value(command.maxStreamRooms, "MAX_STREAM_ROOMS", Int.init) ?? relay.maxStreamRooms
         relay.maxBodyBytes = try value(command.maxBodyBytes, "MAX_BODY_BYTES", Int.init) ?? relay.maxBodyBytes
         relay.maxMessageBytes = try value(command.maxMessageBytes, "MAX_MESSAGE_BYTES", Int.init) ?? relay.maxMessageBytes
@@ -122,6 +126,8 @@ struct Settings {
         guard relay.heartbeat >= .milliseconds(100) else { throw ValidationError("--heartbeat must be at least 0.1 seconds.") }
         guard relay.retryMilliseconds >= 0 else { throw ValidationError("--retry-ms must not be negative.") }
         guard relay.maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1.") }
+        guard relay.presenceTTL >= .seconds(1) else { throw ValidationError("--presence-ttl must be at least 1 second.") }
+        guard relay.presenceCap >= 1 else { throw ValidationError("--presence-cap must be at least 1.") }
         guard (1...StreamPosition.maximumRooms).contains(relay.maxStreamRooms) else {
             throw ValidationError("--max-stream-rooms must be from 1 to \(StreamPosition.maximumRooms).")
         }

@@ -8,6 +8,7 @@ final class RecordingSink: LiveEventSink {
     func deliver(_ message: StoredMessage) { received.withLock { $0.append(message) } }
     func resumePositions(of include: @escaping @Sendable (RoomName) -> Bool) async -> [RoomName: MessageID] { [:] }
     func hasSubscribers(room: RoomName) -> Bool { false }
+    let presence = PresenceBook(node: "test", cap: 100)
     var ids: [MessageID] { received.withLock { $0.map(\.id) } }
 }
 

@@ -212,6 +212,24 @@ import Testing
                 == 201)
         #expect(await stream.waitForMessages(1))
         #expect(stream.messages.first?["room"] as? String == "team-b")
+        // Typing is the token's identity, with the publish grant; a body's user is ignored.
+        let named = try await Self.token(name: "Alice L.")
+        let typing = try await HTTP.request(
+            "POST", node.baseURL + "/rooms/team-b/typing", headers: [("Content-Type", "application/json")] + Self.bearer(named),
+            body: Array(#"{"user":"mallory"}"#.utf8))
+        #expect(typing.status == 204)
+        #expect(await stream.wait { $0.events.contains { $0.type == "typing" } })
+        let signal =
+            try JSONSerialization.jsonObject(with: Data((stream.events.first { $0.type == "typing" }?.data ?? "{}").utf8)) as? [String: Any]
+        #expect(signal?["user"] as? String == "alice" && signal?["name"] as? String == "Alice L." && signal?["verified"] as? Bool == true)
+        let elsewhere = try await HTTP.request(
+            "POST", node.baseURL + "/rooms/private/typing", headers: [("Content-Type", "application/json")] + Self.bearer(named),
+            body: Array("{}".utf8))
+        #expect(elsewhere.status == 403)
+        #expect(
+            try await HTTP.request(
+                "POST", node.baseURL + "/rooms/team-b/typing", headers: [("Content-Type", "application/json")], body: Array("{}".utf8)
+            ).status == 401)
     }
 
     @Test func aTicketOpensOneStreamOnceOnAnyNodeOfTheCluster() async throws {

@@ -1,0 +1,223 @@
+import NIOCore
+import Synchronization
+
+/// Who is in which room, as this node knows it.
+///
+/// Two parts. *Local*: the members of this node's streams, with how many streams each has open
+/// per room; each change is an entry (`PresenceEntry`) the node hands to its broker, which stores
+/// it and sends it to every node. *Views*: for each room where a local stream asked for presence
+/// events, the entries of every node, fed only by what the broker delivers (this node's own
+/// included), seeded from the broker when the view begins, and cleared of a node's entries when
+/// that node is gone. Every `flushInterval` the views that changed are compared with what their
+/// streams were last told, and one `event: presence` per room says who joined and who left: a
+/// thousand arrivals within the interval are one event, and an arrival that left again is none.
+///
+/// A member is counted once however many streams (tabs, nodes) it has open; it leaves when the
+/// last one closes. Above `cap` members a room's events carry the count alone.
+public final class PresenceBook: Sendable {
+    /// This node in entries: its id and start time (`<node id>:<ms>`).
+    public let node: String
+    /// The most members an event or answer lists.
+    public let cap: Int
+
+    private struct Local {
+        var member: Participant
+        var since: UInt64
+        var connections: Int
+    }
+
+    private struct View {
+        /// Every node's entries, by `PresenceEntry.field`.
+        var entries: [String: PresenceEntry] = [:]
+        /// Local streams that asked for presence events of the room.
+        var watchers = 0
+        /// The users the room's streams were last told of.
+        var announced: Set<String> = []
+        /// Fields set by a delivered entry since the view began: a seed read earlier must not
+        /// overwrite them.
+        var delivered: Set<String> = []
+    }
+
+    private struct State {
+        var local: [RoomName: [String: Local]] = [:]
+        var views: [RoomName: View] = [:]
+        /// Views whose entries changed since the last flush.
+        var dirty: Set<RoomName> = []
+    }
+
+    private let state = Mutex(State())
+
+    public init(node: String, cap: Int) {
+        self.node = node
+        self.cap = max(1, cap)
+    }
+
+    // MARK: This node's members
+
+    /// A stream of `member` opened in `room`: returns this node's entry to store and send.
+    public func join(_ member: Participant, room: RoomName, now: UInt64 = Timestamp.nowMilliseconds()) -> PresenceEntry {
+        state.withLock { state in
+            var local = state.local[room, default: [:]][member.user] ?? Local(member: member, since: now, connections: 0)
+            local.connections += 1
+            local.member = member
+            state.local[room, default: [:]][member.user] = local
+            return PresenceEntry(node: node, room: room, member: member, since: local.since, connections: local.connections)
+        }
+    }
+
+    /// A stream of `member` in `room` closed: returns this node's entry (0 connections when it
+    /// was the member's last here), or nil if `join` did not count it.
+    public func leave(_ member: Participant, room: RoomName) -> PresenceEntry? {
+        state.withLock { state in
+            guard var members = state.local[room], var local = members[member.user] else { return nil }
+            local.connections -= 1
+            if local.connections > 0 {
+                members[member.user] = local
+            } else {
+                members[member.user] = nil
+            }
+            state.local[room] = members.isEmpty ? nil : members
+            return PresenceEntry(node: node, room: room, member: local.member, since: local.since, connections: local.connections)
+        }
+    }
+
+    /// Every entry of this node now: what it stores again when its broker lost them.
+    public func localEntries() -> [PresenceEntry] {
+        state.withLock { state in
+            state.local.flatMap { room, members in
+                members.values.map {
+                    PresenceEntry(node: node, room: room, member: $0.member, since: $0.since, connections: $0.connections)
+                }
+            }
+        }
+    }
+
+    // MARK: Views
+
+    /// A local stream wants presence events of `room`. Returns true when the view is new: the
+    /// caller then seeds it with the broker's entries.
+    public func watch(_ room: RoomName) -> Bool {
+        state.withLock { state in
+            let new = state.views[room] == nil
+            state.views[room, default: View()].watchers += 1
+            return new
+        }
+    }
+
+    /// A stream that watched `room` ended; the view goes with its last watcher.
+    public func unwatch(_ room: RoomName) {
+        state.withLock { state in
+            guard var view = state.views[room] else { return }
+            view.watchers -= 1
+            if view.watchers > 0 {
+                state.views[room] = view
+            } else {
+                state.views[room] = nil
+                state.dirty.remove(room)
+            }
+        }
+    }
+
+    /// The entries the broker held for `room` when its view began; those delivered since win.
+    public func seed(_ room: RoomName, with entries: [PresenceEntry]) {
+        state.withLock { state in
+            guard var view = state.views[room] else { return }
+            for entry in entries where !view.delivered.contains(entry.field) {
+                view.entries[entry.field] = entry.connections > 0 ? entry : nil
+            }
+            state.views[room] = view
+            state.dirty.insert(room)
+        }
+    }
+
+    /// An entry the broker delivered (from any node, this one's too).
+    public func apply(_ entry: PresenceEntry) {
+        state.withLock { state in
+            guard var view = state.views[entry.room] else { return }
+            view.entries[entry.field] = entry.connections > 0 ? entry : nil
+            view.delivered.insert(entry.field)
+            state.views[entry.room] = view
+            state.dirty.insert(entry.room)
+        }
+    }
+
+    /// The nodes `nodes` are gone (stopped refreshing): their members leave every view.
+    public func nodesGone(_ nodes: Set<String>) {
+        guard !nodes.isEmpty else { return }
+        state.withLock { state in
+            for (room, var view) in state.views {
+                let before = view.entries.count
+                view.entries = view.entries.filter { !nodes.contains($0.value.node) }
+                guard view.entries.count != before else { continue }
+                state.views[room] = view
+                state.dirty.insert(room)
+            }
+        }
+    }
+
+    /// The room's members as its view has them, for a stream's first presence event:
+    /// `{"room":…,"count":N,"members":[…]}`, the list left out above `cap`.
+    public func snapshot(_ room: RoomName) -> StoredMessage {
+        let members = state.withLock { PresenceMember.merging($0.views[room]?.entries.values ?? [:].values) }
+        var json = ByteBuffer()
+        json.writeStaticString("{\"room\":")
+        JSONString.write(room.value, into: &json)
+        json.writeString(",\"count\":\(members.count)")
+        if members.count <= cap {
+            json.writeStaticString(",\"members\":[")
+            for (index, member) in members.enumerated() {
+                if index > 0 { json.writeStaticString(",") }
+                member.writeJSON(into: &json)
+            }
+            json.writeStaticString("]")
+        }
+        json.writeStaticString("}")
+        return StoredMessage(signal: .presence, room: room, json: json)
+    }
+
+    /// For each view that changed since the last call and whose members are not those its
+    /// streams were last told of: `event: presence` with the count, who joined (members) and who
+    /// left (users), the lists left out above `cap`.
+    public func flush() -> [StoredMessage] {
+        let changes: [(RoomName, count: Int, joined: [PresenceMember], left: [String])] = state.withLock { state in
+            var changes: [(RoomName, Int, [PresenceMember], [String])] = []
+            for room in state.dirty {
+                guard var view = state.views[room] else { continue }
+                let members = PresenceMember.merging(view.entries.values)
+                let users = Set(members.map(\.member.user))
+                guard users != view.announced else { continue }
+                let joined = members.filter { !view.announced.contains($0.member.user) }
+                let left = view.announced.subtracting(users).sorted()
+                view.announced = users
+                state.views[room] = view
+                changes.append((room, members.count, joined, left))
+            }
+            state.dirty.removeAll(keepingCapacity: true)
+            return changes
+        }
+        return changes.map { room, count, joined, left in
+            var json = ByteBuffer()
+            json.writeStaticString("{\"room\":")
+            JSONString.write(room.value, into: &json)
+            json.writeString(",\"count\":\(count)")
+            if count <= cap, joined.count <= cap, left.count <= cap {
+                json.writeStaticString(",\"joined\":[")
+                for (index, member) in joined.enumerated() {
+                    if index > 0 { json.writeStaticString(",") }
+                    member.writeJSON(into: &json)
+                }
+                json.writeStaticString("],\"left\":[")
+                for (index, user) in left.enumerated() {
+                    if index > 0 { json.writeStaticString(",") }
+                    JSONString.write(user, into: &json)
+                }
+                json.writeStaticString("]")
+            }
+            json.writeStaticString("}")
+            return StoredMessage(signal: .presence, room: room, json: json)
+        }
+    }
+
+    /// Rooms with a view now (for tests and the bookkeeping).
+    public var watchedRooms: Int { state.withLock { $0.views.count } }
+}

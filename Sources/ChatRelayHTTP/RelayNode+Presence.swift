@@ -1,0 +1,83 @@
+import ChatRelay
+import NIOCore
+import RelayAccess
+
+/// What a stream asks of presence: `?presence=1` for `event: presence`, and (`--auth none`)
+/// `?user=` for the name its opener claims as a member.
+struct StreamPresence: Sendable {
+    /// The stream gets `event: presence` of its rooms.
+    let wanted: Bool
+    /// The `user` parameter, unchecked.
+    let claimedUser: String?
+
+    init(target: RequestTarget) {
+        let flag = target.value(of: "presence")
+        wanted = flag == "1" || flag == "true"
+        claimedUser = target.value(of: "user")
+    }
+
+    /// Who the stream's opener is in its rooms: the token's identity; without access control,
+    /// the `user` it claims (checked as a message's `user`), marked as claimed; else nobody.
+    func member(identity: Identity?, tokensRequired: Bool) throws(APIError) -> Participant? {
+        if let identity { return Participant(user: identity.subject, name: identity.name, verified: true) }
+        guard !tokensRequired, let claimedUser else { return nil }
+        do {
+            return Participant(user: try MessageDraft.validatedUser(claimedUser), name: nil, verified: false)
+        } catch {
+            throw APIError.invalidField(error.description)
+        }
+    }
+}
+
+extension RelayNode {
+    /// Makes `member` present in `rooms` until `closed` completes: its changes go to the broker in
+    /// order (`PresenceService`).
+    func joinPresence(_ member: Participant, rooms: [RoomName], until closed: EventLoopFuture<Void>) {
+        let book = hub.presence
+        for room in rooms { presenceUpdater.yield(book.join(member, room: room)) }
+        let updater = presenceUpdater
+        closed.whenComplete { _ in
+            for room in rooms {
+                if let entry = book.leave(member, room: room) { updater.yield(entry) }
+            }
+        }
+    }
+
+    /// Follows `room`'s presence until `closed` completes (its view seeded from the broker when it
+    /// is new here) and returns the room's first `event: presence`: who is there.
+    func watchPresence(_ room: RoomName, until closed: EventLoopFuture<Void>) async -> StoredMessage {
+        let book = hub.presence
+        if book.watch(room) {
+            do {
+                book.seed(room, with: try await broker.presence(room: room))
+            } catch {
+                // Deliveries fill the view from now on.
+                logger.warning("presence not read", metadata: ["room": "\(room)", "error": "\(error)"])
+            }
+        }
+        closed.whenComplete { _ in book.unwatch(room) }
+        return book.snapshot(room)
+    }
+
+    /// `GET /rooms/{room}/presence`: the room's members across the cluster, oldest first, at most
+    /// `--presence-cap` of them, with the count of all.
+    func presenceAnswer(room: RoomName) async throws(APIError) -> Answer {
+        let members: [PresenceMember]
+        do {
+            members = PresenceMember.merging(try await broker.presence(room: room))
+        } catch {
+            logger.warning("presence not read", metadata: ["room": "\(room)", "error": "\(error)"])
+            throw APIError.unavailable("The room's presence cannot be read now; retry shortly.")
+        }
+        var json = ByteBuffer()
+        json.writeStaticString("{\"room\":")
+        JSONString.write(room.value, into: &json)
+        json.writeString(",\"count\":\(members.count),\"members\":[")
+        for (index, member) in members.prefix(configuration.presenceCap).enumerated() {
+            if index > 0 { json.writeStaticString(",") }
+            member.writeJSON(into: &json)
+        }
+        json.writeString("],\"truncated\":\(members.count > configuration.presenceCap)}")
+        return Answer(status: .ok, contentType: Answer.jsonType, body: json, headers: [("Cache-Control", "no-store")])
+    }
+}
