@@ -155,10 +155,36 @@ public final class PresenceBook: Sendable {
         }
     }
 
-    /// The room's members as its view has them, for a stream's first presence event:
-    /// `{"room":…,"count":N,"members":[…]}`, the list left out above `cap`.
-    public func snapshot(_ room: RoomName) -> StoredMessage {
-        let members = state.withLock { PresenceMember.merging($0.views[room]?.entries.values ?? [:].values) }
+    /// A change of a room's members since its streams were last told.
+    private struct Change {
+        let room: RoomName
+        let count: Int
+        let joined: [PresenceMember]
+        let left: [String]
+    }
+
+    /// The room's members now, and what changed since its streams were last told (nil: nothing);
+    /// from now on they count as told.
+    private func takeChange(of room: RoomName, in state: inout State) -> (members: [PresenceMember], change: Change?) {
+        guard var view = state.views[room] else { return ([], nil) }
+        let members = PresenceMember.merging(view.entries.values)
+        let users = Set(members.map(\.member.user))
+        guard users != view.announced else { return (members, nil) }
+        let joined = members.filter { !view.announced.contains($0.member.user) }
+        let left = view.announced.subtracting(users).sorted()
+        view.announced = users
+        state.views[room] = view
+        return (members, Change(room: room, count: members.count, joined: joined, left: left))
+    }
+
+    /// A new stream's first presence event of `room`, `{"room":…,"count":N,"members":[…]}` (the
+    /// list left out above `cap`), and the room's pending change for its other streams, if any.
+    ///
+    /// Every stream of a room holds the members it was last told of, and a change is told
+    /// relative to that; so the pending change goes to the others first (the new stream, not
+    /// live yet, does not get it), and the new stream starts from the same members they then have.
+    public func snapshot(_ room: RoomName) -> (first: StoredMessage, pending: StoredMessage?) {
+        let (members, change) = state.withLock { takeChange(of: room, in: &$0) }
         var json = ByteBuffer()
         json.writeStaticString("{\"room\":")
         JSONString.write(room.value, into: &json)
@@ -172,50 +198,45 @@ public final class PresenceBook: Sendable {
             json.writeStaticString("]")
         }
         json.writeStaticString("}")
-        return StoredMessage(signal: .presence, room: room, json: json)
+        return (StoredMessage(signal: .presence, room: room, json: json), change.map(event))
     }
 
     /// For each view that changed since the last call and whose members are not those its
     /// streams were last told of: `event: presence` with the count, who joined (members) and who
     /// left (users), the lists left out above `cap`.
     public func flush() -> [StoredMessage] {
-        let changes: [(RoomName, count: Int, joined: [PresenceMember], left: [String])] = state.withLock { state in
-            var changes: [(RoomName, Int, [PresenceMember], [String])] = []
+        let changes: [Change] = state.withLock { state in
+            var changes: [Change] = []
             for room in state.dirty {
-                guard var view = state.views[room] else { continue }
-                let members = PresenceMember.merging(view.entries.values)
-                let users = Set(members.map(\.member.user))
-                guard users != view.announced else { continue }
-                let joined = members.filter { !view.announced.contains($0.member.user) }
-                let left = view.announced.subtracting(users).sorted()
-                view.announced = users
-                state.views[room] = view
-                changes.append((room, members.count, joined, left))
+                if let change = takeChange(of: room, in: &state).change { changes.append(change) }
             }
             state.dirty.removeAll(keepingCapacity: true)
             return changes
         }
-        return changes.map { room, count, joined, left in
-            var json = ByteBuffer()
-            json.writeStaticString("{\"room\":")
-            JSONString.write(room.value, into: &json)
-            json.writeString(",\"count\":\(count)")
-            if count <= cap, joined.count <= cap, left.count <= cap {
-                json.writeStaticString(",\"joined\":[")
-                for (index, member) in joined.enumerated() {
-                    if index > 0 { json.writeStaticString(",") }
-                    member.writeJSON(into: &json)
-                }
-                json.writeStaticString("],\"left\":[")
-                for (index, user) in left.enumerated() {
-                    if index > 0 { json.writeStaticString(",") }
-                    JSONString.write(user, into: &json)
-                }
-                json.writeStaticString("]")
+        return changes.map(event)
+    }
+
+    /// `{"room":…,"count":N,"joined":[…],"left":[…]}`, the lists left out above `cap`.
+    private func event(_ change: Change) -> StoredMessage {
+        var json = ByteBuffer()
+        json.writeStaticString("{\"room\":")
+        JSONString.write(change.room.value, into: &json)
+        json.writeString(",\"count\":\(change.count)")
+        if change.count <= cap, change.joined.count <= cap, change.left.count <= cap {
+            json.writeStaticString(",\"joined\":[")
+            for (index, member) in change.joined.enumerated() {
+                if index > 0 { json.writeStaticString(",") }
+                member.writeJSON(into: &json)
             }
-            json.writeStaticString("}")
-            return StoredMessage(signal: .presence, room: room, json: json)
+            json.writeStaticString("],\"left\":[")
+            for (index, user) in change.left.enumerated() {
+                if index > 0 { json.writeStaticString(",") }
+                JSONString.write(user, into: &json)
+            }
+            json.writeStaticString("]")
         }
+        json.writeStaticString("}")
+        return StoredMessage(signal: .presence, room: change.room, json: json)
     }
 
     /// Rooms with a view now (for tests and the bookkeeping).

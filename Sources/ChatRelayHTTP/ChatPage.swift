@@ -46,6 +46,17 @@ enum ChatPage {
           #notice, #error { margin: 0; padding: .4rem .8rem; display: none; }
           #notice { background: #fef3c7; } #error { background: #fee2e2; color: var(--bad); }
           #notice.shown, #error.shown { display: block; }
+          main { flex: 1; display: flex; min-height: 0; }
+          #rooms { width: 10rem; border-right: 1px solid var(--line); padding: .5rem; overflow-y: auto; display: flex; flex-direction: column; gap: .25rem; }
+          #rooms button { display: flex; justify-content: space-between; align-items: center; background: none; color: var(--fg); border: 1px solid transparent; text-align: left; }
+          #rooms button.open { border-color: var(--accent); color: var(--accent); }
+          #rooms .unread { background: var(--accent); color: white; border-radius: 1rem; padding: 0 .4rem; font-size: .75rem; }
+          #rooms .unread:empty { display: none; }
+          #online { width: 10rem; border-left: 1px solid var(--line); padding: .5rem; overflow-y: auto; font-size: .9rem; }
+          #online h2 { font-size: .85rem; margin: 0 0 .3rem; color: var(--muted); }
+          #online ul { list-style: none; margin: 0; padding: 0; }
+          #online li.claimed::after { content: " (unverified)"; color: var(--muted); font-size: .75rem; }
+          #typing { min-height: 1.2rem; margin: 0; padding: 0 .8rem; font-size: .8rem; color: var(--muted); }
           #messages { flex: 1; overflow-y: auto; list-style: none; margin: 0; padding: .5rem .8rem; }
           #messages li { padding: .25rem 0; border-bottom: 1px solid #f3f4f6; }
           #messages .user { font-weight: 600; margin-right: .4rem; }
@@ -53,7 +64,7 @@ enum ChatPage {
           #messages .text { white-space: pre-wrap; overflow-wrap: anywhere; }
           form#composer { display: flex; gap: .5rem; padding: .6rem .8rem; border-top: 1px solid var(--line); }
           #text { flex: 1; resize: none; height: 2.6rem; }
-          @media (max-width: 480px) { input { width: 7rem; } header h1 { width: 100%; } }
+          @media (max-width: 640px) { input { width: 7rem; } header h1 { width: 100%; } #online, #rooms { width: 6rem; } }
         </style>
         </head>
         <body>
@@ -62,13 +73,18 @@ enum ChatPage {
           <label>Name <input id="name" maxlength="32" autocomplete="nickname" placeholder="your name"></label>
           <label>Room <input id="room" maxlength="64" pattern="[A-Za-z0-9_\-]{1,64}" value="lobby"></label>
           <label>Token <input id="token" type="password" autocomplete="off" placeholder="if the node asks for one"></label>
-          <button id="join" type="button">Join</button>
+          <button id="join" type="button" title="Follow this room too, and open it">Join</button>
           <span id="status" class="connecting">connecting</span>
           <span id="who"></span>
         </header>
         <p id="notice" role="status"></p>
         <p id="error" role="alert"></p>
-        <ul id="messages" aria-live="polite"></ul>
+        <main>
+          <nav id="rooms" aria-label="Rooms"></nav>
+          <ul id="messages" aria-live="polite"></ul>
+          <aside id="online" aria-label="Who is here"><h2 id="online-count"></h2><ul id="members"></ul></aside>
+        </main>
+        <p id="typing" aria-live="polite"></p>
         <form id="composer">
           <textarea id="text" placeholder="Message (Enter to send, Shift+Enter for a new line)" aria-label="Message"></textarea>
           <button id="send" type="submit">Send</button>
@@ -77,7 +93,13 @@ enum ChatPage {
         "use strict";
         const $ = (id) => document.getElementById(id);
         const ROOM_RULE = /^[A-Za-z0-9_-]{1,64}$/;
-        let room = null, source = null, lastId = null, seen = new Set(), reconnectTimer = null, attempt = 0;
+        // The rooms followed, all on one stream (GET events?room=a&room=b…), and the one shown.
+        // Per room: the newest id received (where the stream resumes), its messages, unread count,
+        // who is here (from presence events) and who is typing.
+        let rooms = [], room = null, state = {}, source = null, reconnectTimer = null, attempt = 0, lastTyping = 0;
+        function roomState(name) {
+          return state[name] || (state[name] = { lastId: null, seen: new Set(), messages: [], unread: 0, members: new Map(), count: 0, typing: new Map() });
+        }
         // A token (--auth jwt), from the field or the URL's #token= (a fragment never reaches a server or its logs);
         // kept for this tab only. It goes in an Authorization header, never in a URL: a stream opens with a
         // single-use ticket bought with it.
@@ -121,8 +143,9 @@ enum ChatPage {
             else expiryTimer = setTimeout(() => showNotice("Your token expires in a minute: paste a new one in Token to stay connected."), Math.max(0, left - 60000));
           }
         }
+        function me() { const c = token() ? claims() : null; return c && c.sub ? c.sub : $("name").value.trim(); }
 
-        function setStatus(state) { const s = $("status"); s.textContent = state; s.className = state; }
+        function setStatus(status) { const s = $("status"); s.textContent = status; s.className = status; }
         function showError(text) { const e = $("error"); e.textContent = text || ""; e.classList.toggle("shown", !!text); }
         function showNotice(text) { const n = $("notice"); n.textContent = text || ""; n.classList.toggle("shown", !!text); }
         function newer(a, b) { // message ids are "<ms>-<seq>", compared numerically
@@ -131,15 +154,61 @@ enum ChatPage {
           return am !== bm ? am > bm : as > bs;
         }
 
-        // advance: the message came from history or the stream, so everything before it was received too;
-        // our own POST's answer does not say that, so it must not move the resume point.
-        function render(message, advance = true) {
-          if (message.room !== room) return;
-          if (advance && newer(message.id, lastId)) lastId = message.id;
-          if (seen.has(message.id)) return;
-          seen.add(message.id);
-          const list = $("messages");
-          const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;
+        // The stream's position in every room, as the node writes it in its ids (docs/API.md, "One stream,
+        // many rooms"): the page makes it from its own per-room ids, so it can resume any list of rooms.
+        function position(names) {
+          if (names.length === 1) return roomState(names[0]).lastId || "0-0";
+          let check = 0x811c9dc5;
+          const utf8 = new TextEncoder();
+          for (const name of names) {
+            for (const byte of utf8.encode(name)) check = Math.imul(check ^ byte, 0x01000193) >>> 0;
+            check = Math.imul(check ^ 10, 0x01000193) >>> 0;
+          }
+          const ids = names.map((name) => (roomState(name).lastId || "0-0").split("-").map(Number));
+          const base = Math.max(...ids.map(([ms]) => ms));
+          const bytes = [1, check >>> 24, (check >>> 16) & 255, (check >>> 8) & 255, check & 255];
+          const varint = (value) => { while (value >= 128) { bytes.push((value % 128) | 128); value = Math.floor(value / 128); } bytes.push(value); };
+          varint(names.length); varint(base);
+          for (const [ms, seq] of ids) { if (ms === 0 && seq === 0) bytes.push(0); else { varint(base - ms + 1); varint(seq); } }
+          return "~" + btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+        }
+
+        function showRooms() {
+          const nav = $("rooms");
+          nav.replaceChildren(...rooms.map((name) => {
+            const button = document.createElement("button");
+            button.type = "button"; button.dataset.room = name; button.className = name === room ? "open" : "";
+            const label = document.createElement("span"); label.textContent = name;
+            const unread = document.createElement("span"); unread.className = "unread";
+            unread.textContent = roomState(name).unread ? String(roomState(name).unread) : "";
+            button.append(label, unread);
+            button.addEventListener("click", () => open(name));
+            return button;
+          }));
+        }
+
+        // Who is here in the open room, from its presence events.
+        function showPresence() {
+          const s = roomState(room);
+          $("online-count").textContent = s.count === 1 ? "1 here" : s.count + " here";
+          const list = $("members");
+          list.replaceChildren(...[...s.members.values()].map((member) => {
+            const li = document.createElement("li");
+            li.textContent = member.name || member.user;
+            li.dataset.user = member.user;
+            if (!member.verified) li.className = "claimed";
+            return li;
+          }));
+        }
+
+        function showTyping() {
+          const now = Date.now(), s = roomState(room);
+          const names = [...s.typing.entries()].filter(([user, until]) => until > now && user !== me()).map(([user]) => user);
+          $("typing").textContent = names.length === 0 ? "" : names.join(", ") + (names.length === 1 ? " is typing…" : " are typing…");
+        }
+        setInterval(showTyping, 1000);
+
+        function item(message) {
           const li = document.createElement("li");
           li.dataset.id = message.id;
           const user = document.createElement("span"); user.className = "user"; user.textContent = message.user;
@@ -147,34 +216,72 @@ enum ChatPage {
           const time = document.createElement("span"); time.className = "time";
           time.textContent = new Date(message.time).toLocaleTimeString(); time.title = message.time;
           li.append(user, text, time);
-          // Keep id order even when our own message (shown from the POST answer) overtook an earlier one.
-          let after = list.lastElementChild;
-          while (after && newer(after.dataset.id, message.id)) after = after.previousElementSibling;
-          if (after) after.after(li); else list.prepend(li);
+          return li;
+        }
+
+        // advance: the message came from history or the stream, so everything before it in its room was received
+        // too; our own POST's answer does not say that, so it must not move the resume point.
+        function render(message, advance = true) {
+          if (!state[message.room]) return;
+          const s = roomState(message.room);
+          if (advance && newer(message.id, s.lastId)) s.lastId = message.id;
+          // Who sent a message is no longer typing it.
+          if (s.typing.delete(message.user) && message.room === room) showTyping();
+          if (s.seen.has(message.id)) return;
+          s.seen.add(message.id);
+          // Kept in id order even when our own message (shown from the POST answer) overtook an earlier one.
+          let at = s.messages.length;
+          while (at > 0 && newer(s.messages[at - 1].id, message.id)) at--;
+          s.messages.splice(at, 0, message);
+          if (message.room !== room) { s.unread++; showRooms(); return; }
+          const list = $("messages");
+          const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;
+          const li = item(message);
+          if (at === 0) list.prepend(li); else list.children[at - 1].after(li);
           if (stick) list.scrollTop = list.scrollHeight;
         }
 
-        async function join() {
-          const wanted = $("room").value.trim() || "lobby";
+        // Shows a followed room.
+        function open(name) {
+          room = name;
+          const s = roomState(name);
+          s.unread = 0;
+          history.replaceState(null, "", "?" + rooms.map((r) => "room=" + encodeURIComponent(r)).join("&") + "&open=" + encodeURIComponent(room));
+          $("messages").replaceChildren(...s.messages.map(item));
+          $("messages").scrollTop = $("messages").scrollHeight;
+          showRooms(); showPresence(); showTyping();
+        }
+
+        // Follows a room too (if it is not followed yet) and opens it: its history, then one stream of every room.
+        async function join(wanted = $("room").value.trim() || "lobby") {
           if (!ROOM_RULE.test(wanted)) { showError("A room name is 1 to 64 letters, digits, '_' or '-'."); return; }
-          room = wanted; lastId = null; seen = new Set(); attempt = 0;
-          localStorage.setItem("chat-relay.room", room);
-          history.replaceState(null, "", "?room=" + encodeURIComponent(room));
-          $("messages").replaceChildren(); showNotice(""); showError("");
-          if (source) { source.close(); source = null; }
-          clearTimeout(reconnectTimer);
-          setStatus("connecting");
-          try {
-            const response = await fetch("rooms/" + room + "/messages?limit=100", { cache: "no-store", headers: authHeaders() });
-            // Refused: a stream would be too (history follows the same grant).
-            if (response.status === 401 || response.status === 403) { setStatus("disconnected"); showError(await refusal(response)); return; }
-            if (!response.ok) throw new Error("history: HTTP " + response.status);
-            const body = await response.json();
-            body.messages.forEach((m) => render(m));
-          } catch (err) {
-            showError("Could not load the room's history (" + err.message + "); live messages still arrive.");
-          }
+          showError("");
+          if (rooms.includes(wanted)) { open(wanted); return; }
+          if (rooms.length >= 100) { showError("A page follows at most 100 rooms."); return; }
+          if (!(await loadHistory(wanted))) return;
+          rooms.push(wanted);
+          localStorage.setItem("chat-relay.rooms", JSON.stringify(rooms));
+          open(wanted);
           connect();
+        }
+
+        // Loads a room's recent history; false when the node refuses the room (its stream would be refused too).
+        async function loadHistory(name) {
+          const s = roomState(name);
+          try {
+            const response = await fetch("rooms/" + name + "/messages?limit=100", { cache: "no-store", headers: authHeaders() });
+            if (response.status === 401 || response.status === 403) {
+              delete state[name];
+              showError(await refusal(response));
+              return false;
+            }
+            if (!response.ok) throw new Error("history: HTTP " + response.status);
+            (await response.json()).messages.forEach((m) => render(m));
+            s.unread = 0;
+          } catch (err) {
+            showError("Could not load the history of " + name + " (" + err.message + "); live messages still arrive.");
+          }
+          return true;
         }
 
         // The error's message, for a 401 or 403.
@@ -184,11 +291,14 @@ enum ChatPage {
           return (response.status === 401 ? "Access needs a valid token: " : "Not allowed: ") + (detail.message || "HTTP " + response.status);
         }
 
+        // One stream of every followed room, resuming each where the page has it.
         async function connect(renewed = false) {
           if (source) source.close();
           source = null;
-          // With no message yet, resume after 0-0: whatever arrives between the history load and the stream is replayed.
-          let url = "rooms/" + room + "/events?lastEventId=" + encodeURIComponent(lastId || "0-0");
+          clearTimeout(reconnectTimer);
+          if (rooms.length === 0) return;
+          setStatus(attempt ? "reconnecting" : "connecting");
+          let url = "events?" + rooms.map((r) => "room=" + encodeURIComponent(r)).join("&") + "&presence=1&lastEventId=" + encodeURIComponent(position(rooms));
           if (token()) {
             try {
               const response = await fetch("auth/tickets", { method: "POST", headers: authHeaders() });
@@ -197,6 +307,8 @@ enum ChatPage {
               if (!response.ok) throw new Error("HTTP " + response.status);
               url += "&ticket=" + encodeURIComponent((await response.json()).ticket);
             } catch (err) { retryLater(); return; }
+          } else if ($("name").value.trim()) {
+            url += "&user=" + encodeURIComponent($("name").value.trim());
           }
           const stream = new EventSource(url);
           source = stream;
@@ -205,9 +317,29 @@ enum ChatPage {
             try { render(JSON.parse(event.data)); } catch (err) { console.warn("bad event", err); }
           });
           stream.addEventListener("reset", (event) => {
-            let oldest = "";
-            try { oldest = JSON.parse(event.data).oldest || ""; } catch (err) {}
-            showNotice("Some messages are no longer in this room's history and were missed" + (oldest ? " (the oldest kept is " + oldest + ")" : "") + ". Reload to see the room as it is now.");
+            let data = {};
+            try { data = JSON.parse(event.data); } catch (err) {}
+            const where = data.room || rooms[0];
+            showNotice("Some messages of " + where + " are no longer in its history and were missed" + (data.oldest ? " (the oldest kept is " + data.oldest + ")" : "") + ". Reload to see the room as it is now.");
+          });
+          stream.addEventListener("presence", (event) => {
+            let data = {};
+            try { data = JSON.parse(event.data); } catch (err) { return; }
+            if (!state[data.room]) return;
+            const s = roomState(data.room);
+            s.count = data.count;
+            if (data.members) s.members = new Map(data.members.map((m) => [m.user, m]));
+            for (const m of data.joined || []) s.members.set(m.user, m);
+            for (const user of data.left || []) s.members.delete(user);
+            if (data.count > s.members.size && !data.members && !data.joined) s.members = new Map(); // over the cap: counts only
+            if (data.room === room) showPresence();
+          });
+          stream.addEventListener("typing", (event) => {
+            let data = {};
+            try { data = JSON.parse(event.data); } catch (err) { return; }
+            if (!state[data.room]) return;
+            roomState(data.room).typing.set(data.user, Date.now() + 5000);
+            if (data.room === room) showTyping();
           });
           // The token the stream was opened with expired: a new ticket (or the refusal, if the token is the old one).
           stream.addEventListener("token-expired", async () => {
@@ -219,9 +351,8 @@ enum ChatPage {
           });
           stream.onerror = () => {
             if (source !== stream) return;
-            // A ticket is good once: an EventSource retrying its URL would be refused, so a ticketed stream reconnects here.
-            if (stream.readyState === EventSource.CONNECTING && !token()) { setStatus("reconnecting"); return; }
-            // Closed for good (e.g. 503 from a full or draining node): reconnect ourselves, with backoff.
+            // A ticket is good once, and the page's own position covers every room: it reconnects itself,
+            // with backoff (also after a 503 from a full or draining node).
             stream.close();
             retryLater();
           };
@@ -230,9 +361,21 @@ enum ChatPage {
         function retryLater() {
           setStatus("reconnecting");
           attempt += 1;
-          const delay = Math.min(10000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
+          const delay = Math.min(5000, 250 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
           clearTimeout(reconnectTimer);
           reconnectTimer = setTimeout(connect, delay);
+        }
+
+        // Tells the open room that we are typing: at most every 3 seconds while the text changes.
+        async function typing() {
+          const user = $("name").value.trim();
+          if (!room || (!user && !token()) || !$("text").value.trim() || Date.now() - lastTyping < 3000) return;
+          lastTyping = Date.now();
+          try {
+            await fetch("rooms/" + room + "/typing", {
+              method: "POST", headers: { "Content-Type": "application/json", ...authHeaders() }, body: JSON.stringify({ user }),
+            });
+          } catch (err) {}
         }
 
         async function send(event) {
@@ -240,7 +383,7 @@ enum ChatPage {
           const user = $("name").value.trim();
           const text = $("text").value;
           if (!user && !token()) { showError("Pick a name first."); $("name").focus(); return; }
-          if (!text.trim()) return;
+          if (!text.trim() || !room) return;
           localStorage.setItem("chat-relay.name", user);
           $("send").disabled = true;
           const key = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).slice(0, 64);
@@ -261,6 +404,7 @@ enum ChatPage {
             }
             if (response.ok) {
               $("text").value = "";
+              lastTyping = 0;
               showError("");
               render(await response.json(), false);
               return;
@@ -282,21 +426,44 @@ enum ChatPage {
           }
         }
 
+        // Starts over with `names` followed (a new token may grant other rooms).
+        async function follow(names, opened) {
+          if (source) { source.close(); source = null; }
+          rooms = []; state = {}; room = null; attempt = 0;
+          showNotice(""); showError("");
+          $("messages").replaceChildren();
+          for (const name of names) {
+            if (!ROOM_RULE.test(name) || rooms.includes(name) || rooms.length >= 100) continue;
+            if (await loadHistory(name)) rooms.push(name);
+          }
+          if (rooms.length === 0) { setStatus("disconnected"); showRooms(); return; }
+          const shown = rooms.includes(opened) ? opened : rooms[0];
+          $("room").value = shown;
+          open(shown);
+          connect();
+        }
+
         $("composer").addEventListener("submit", send);
         $("text").addEventListener("keydown", (event) => {
           if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); $("composer").requestSubmit(); }
         });
-        $("join").addEventListener("click", join);
+        $("text").addEventListener("input", typing);
+        $("join").addEventListener("click", () => join());
         $("room").addEventListener("keydown", (event) => { if (event.key === "Enter") join(); });
+        // Present under the new name: the stream opens again (resuming every room where it was).
+        $("name").addEventListener("change", () => { localStorage.setItem("chat-relay.name", $("name").value.trim()); if (rooms.length && !token()) connect(); });
         $("name").value = localStorage.getItem("chat-relay.name") || "";
         const fragmentToken = new URLSearchParams(location.hash.slice(1)).get("token");
         if (fragmentToken) { sessionStorage.setItem("chat-relay.token", fragmentToken); history.replaceState(null, "", location.pathname + location.search); }
         $("token").value = sessionStorage.getItem("chat-relay.token") || "";
-        $("token").addEventListener("change", () => { sessionStorage.setItem("chat-relay.token", token()); showIdentity(); join(); });
+        $("token").addEventListener("change", () => { sessionStorage.setItem("chat-relay.token", token()); showIdentity(); follow(rooms.length ? rooms : ["lobby"], room); });
         showIdentity();
-        $("room").value = new URLSearchParams(location.search).get("room") || localStorage.getItem("chat-relay.room") || "lobby";
+        const query = new URLSearchParams(location.search);
+        let saved = [];
+        try { saved = JSON.parse(localStorage.getItem("chat-relay.rooms") || "[]"); } catch (err) {}
+        const initial = query.getAll("room").length ? query.getAll("room") : (saved.length ? saved : ["lobby"]);
         // With --page-token-url and no token yet: one from the operator's app first.
-        (async () => { if (!token() && TOKEN_URL) await renewToken(); join(); })();
+        (async () => { if (!token() && TOKEN_URL) await renewToken(); follow(initial, query.get("open") || initial[0]); })();
         </script>
         </body>
         </html>

@@ -108,13 +108,16 @@ extension RelayRequestHandler {
     }
 
     /// What a POST's head says, for the checks before its body is decoded.
-    func publishRequest(room: RoomName, head: HTTPRequestHead, remoteAddress: SocketAddress?) -> PublishRequest {
+    /// - Parameter typing: a typing signal, which the rate limit counts in a bucket of its own, so
+    ///   that typing never uses up what a client may post.
+    func publishRequest(room: RoomName, head: HTTPRequestHead, remoteAddress: SocketAddress?, typing: Bool = false) -> PublishRequest {
         let headers = head.headers
+        let client = node.clientKey(forwardedFor: headers["x-forwarded-for"], address: remoteAddress)
         return PublishRequest(
             room: room,
             contentType: headers.first(name: "content-type"),
             contentLength: headers.first(name: "content-length").flatMap(Int.init),
             idempotencyKey: headers.first(name: "idempotency-key"),
-            clientKey: node.clientKey(forwardedFor: headers["x-forwarded-for"], address: remoteAddress))
+            clientKey: typing ? "typing " + client : client)
     }
 }

@@ -148,7 +148,8 @@ final class RelayRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let length = request.head.headers.first(name: "content-length").flatMap(Int.init)
         do throws(APIError) {
             request.admitted = try node.checkPublish(
-                publishRequest(room: room, head: request.head, remoteAddress: context.channel.remoteAddress))
+                publishRequest(
+                    room: room, head: request.head, remoteAddress: context.channel.remoteAddress, typing: route.postsTypingSignal))
         } catch {
             guard let length, length <= limit else {
                 // Not worth reading: answered now, and the connection closed under the rest.

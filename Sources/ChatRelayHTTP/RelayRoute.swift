@@ -47,6 +47,12 @@ enum RelayRoute: Equatable, Sendable {
     /// Whether the node reads its request's body (the others' bodies are read and dropped).
     var takesBody: Bool { postsTo != nil }
 
+    /// Whether the request is a typing signal.
+    var postsTypingSignal: Bool {
+        if case .typing = self { return true }
+        return false
+    }
+
     /// The room a POST with a body goes to (a message or a typing signal): such a POST passes
     /// the same checks before its body is read (`RelayNode.checkPublish`).
     var postsTo: RoomName? {

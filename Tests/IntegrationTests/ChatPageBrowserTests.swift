@@ -67,6 +67,63 @@ struct ChatPageBrowserTests {
         for page in [alice, bob, carol] { await page.close() }
     }
 
+    /// Two pages on two nodes (Redis), each following three rooms on one stream: messages reach
+    /// the room they belong to (with an unread count elsewhere), each page shows who is here in the
+    /// open room and who is typing.
+    @Test func twoPagesFollowThreeRoomsOnOneStreamEachWithPresenceAndTyping() async throws {
+        let cluster = try await ClusterTests.Cluster.start(nodes: 2)
+        defer { cluster.kill() }
+        let driver = try await ChromeDriver()
+        defer { driver.stop() }
+        let rooms = "room=pa&room=pb&room=pc"
+        let alice = try await driver.newSession()
+        let bob = try await driver.newSession()
+        for (page, node, name) in [(alice, cluster.nodes[0], "alice"), (bob, cluster.nodes[1], "bob")] {
+            try await page.open("\(node.baseURL)/?\(rooms)")
+            try await page.clear("#name")
+            try await page.type("#name", name)
+            // The name counts once the field is left: the stream opens again under it.
+            _ = try await page.run("document.getElementById('name').dispatchEvent(new Event('change'))")
+            #expect(try await page.wait(until: "return document.getElementById('status').textContent === 'connected'"))
+        }
+        // One stream per page, whatever the number of rooms.
+        for node in cluster.nodes {
+            let metrics = try await HTTP.get(node.baseURL + "/metrics").body
+            #expect(
+                metrics.contains("chat_relay_open_streams 1"), "\(metrics.split(separator: "\n").filter { $0.contains("open_streams") })")
+        }
+        let followed = "return Array.from(document.querySelectorAll('#rooms button')).map(b => b.dataset.room)"
+        #expect(try await alice.run(followed) as? [String] == ["pa", "pb", "pc"])
+
+        // Who is here: both, on both pages, in the open room.
+        let members = "return Array.from(document.querySelectorAll('#members li')).map(e => e.dataset.user).sort().join(',')"
+        for page in [alice, bob] {
+            #expect(try await page.wait(until: members.replacingOccurrences(of: "join(',')", with: "join(',') === 'alice,bob'")))
+            #expect(try await page.run("return document.getElementById('online-count').textContent") as? String == "2 here")
+        }
+
+        // A message in pa: shown on both (pa is open on both).
+        try await send(alice, "in pa")
+        #expect(try await shows(bob, "in pa"))
+        // Alice opens pc and writes there: bob sees an unread count on pc, and the message when he opens it.
+        try await alice.click("#rooms button[data-room='pc']")
+        try await send(alice, "in pc")
+        #expect(try await bob.wait(until: "return document.querySelector(\"#rooms button[data-room='pc'] .unread\").textContent === '1'"))
+        #expect(try await bob.run(Self.shownTexts) as? [String] == ["in pa"])
+        try await bob.click("#rooms button[data-room='pc']")
+        #expect(try await bob.run(Self.shownTexts) as? [String] == ["in pc"])
+
+        // Bob types in pc without sending: alice, with pc open, sees it.
+        try await bob.type("#text", "typing something")
+        #expect(try await alice.wait(until: "return document.getElementById('typing').textContent === 'bob is typing…'"))
+        #expect(try await bob.run("return document.getElementById('typing').textContent") as? String == "")
+
+        // Bob's page closes: alice sees him leave.
+        await bob.close()
+        #expect(try await alice.wait(until: members.replacingOccurrences(of: "join(',')", with: "join(',') === 'alice'")))
+        await alice.close()
+    }
+
     @Test func reconnectsAfterTheNodeRestartsAndShowsWhatWasSentMeanwhile() async throws {
         let port = freeLoopbackPort()
         var node = try await RelayProcess(nodeID: "first", port: port, arguments: ["--retry-ms", "1500"])
@@ -154,10 +211,14 @@ struct ChatPageBrowserTests {
         #expect(try await left.wait(until: "return document.getElementById('status').textContent === 'connected'"))
         #expect(try await shows(left, "while you were out"))
 
-        // A room outside the grant: the page says it is not allowed.
+        // A room outside the grant: the page says it is not allowed, and goes on with the rooms it has.
         _ = try await right.run("document.getElementById('room').value = 'private'; document.getElementById('join').click();")
         #expect(try await right.wait(until: "return document.getElementById('error').textContent.includes('Not allowed')"))
-        #expect(try await right.run("return document.getElementById('status').textContent") as? String != "connected")
+        #expect(
+            try await right.run("return Array.from(document.querySelectorAll('#rooms button')).map(b => b.dataset.room)") as? [String] == [
+                "team-page"
+            ])
+        #expect(try await right.run("return document.getElementById('status').textContent") as? String == "connected")
         for page in [left, right] { await page.close() }
     }
 

@@ -59,13 +59,15 @@ import Testing
         #expect(get.status == 405 && get.header("Allow") == "POST")
     }
 
-    @Test func typingIsRateLimitedWithPosts() async throws {
-        let node = try await RelayProcess(arguments: ["--rate-limit", "1", "--rate-burst", "2"])
+    @Test func typingIsRateLimitedInABucketOfItsOwn() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0.1", "--rate-burst", "2"])
         defer { node.kill() }
         var statuses: [Int] = []
         for _ in 0..<3 { statuses.append(try await Self.typing(node.baseURL, room: "r", user: "bob").status) }
         #expect(statuses == [204, 204, 429])
-        // The same bucket as messages.
+        // Typing did not use up what the client may post, nor the other way round.
+        for _ in 0..<2 { #expect(try await HTTP.postMessage(node.baseURL + "/rooms/r/messages", user: "bob", text: "hi").status == 201) }
         #expect(try await HTTP.postMessage(node.baseURL + "/rooms/r/messages", user: "bob", text: "hi").status == 429)
+        #expect(try await Self.typing(node.baseURL, room: "r", user: "bob").status == 429)
     }
 }
