@@ -10,6 +10,9 @@ public struct BenchConfiguration: Sendable {
     /// Rooms the subscribers and messages are spread over: subscriber `j` follows room `j % rooms`,
     /// message `n` goes to room `n % rooms`.
     public var rooms: Int
+    /// Each subscriber follows every room on one stream (`GET /events?room=…&room=…`, chat-relay
+    /// only) and gets every message.
+    public var oneStreamOfAllRooms: Bool
     /// Which server each room's subscribers connect to.
     public var placement: BenchPlacement
     public var subscribers: Int
@@ -33,7 +36,8 @@ public struct BenchConfiguration: Sendable {
 
     public init(
         targets: [BenchTarget], publishTargets: [BenchTarget]? = nil, paths: BenchProtocol = .relay, room: String,
-        rooms: Int = 1, placement: BenchPlacement = .spread, subscribers: Int, rate: Double, messages: Int, publishers: Int = 4,
+        rooms: Int = 1, oneStreamOfAllRooms: Bool = false, placement: BenchPlacement = .spread, subscribers: Int, rate: Double,
+        messages: Int, publishers: Int = 4,
         messageSize: Int = 100,
         connectConcurrency: Int = 128, settle: Double = 0.5, drainTimeout: Double = 10, threads: Int = 2,
         progressInterval: Double = 1
@@ -43,6 +47,7 @@ public struct BenchConfiguration: Sendable {
         self.paths = paths
         self.room = room
         self.rooms = rooms
+        self.oneStreamOfAllRooms = oneStreamOfAllRooms
         self.placement = placement
         self.subscribers = subscribers
         self.rate = rate
@@ -60,6 +65,12 @@ public struct BenchConfiguration: Sendable {
         guard !targets.isEmpty, !publishTargets.isEmpty else { throw .invalidConfiguration("give at least one --target") }
         guard subscribers >= 1 else { throw .invalidConfiguration("--subscribers must be at least 1") }
         guard rooms >= 1, rooms <= subscribers else { throw .invalidConfiguration("--rooms must be from 1 to --subscribers") }
+        if oneStreamOfAllRooms {
+            guard (2...100).contains(rooms) else {
+                throw .invalidConfiguration("--one-stream-of-all-rooms takes --rooms from 2 to 100")
+            }
+            guard paths == .relay else { throw .invalidConfiguration("--one-stream-of-all-rooms is chat-relay's API only") }
+        }
         guard rate > 0 else { throw .invalidConfiguration("--rate must be above 0") }
         guard messages >= 1 else { throw .invalidConfiguration("send at least one message (--messages or --duration)") }
         guard publishers >= 1 else { throw .invalidConfiguration("--publishers must be at least 1") }
@@ -67,6 +78,11 @@ public struct BenchConfiguration: Sendable {
         guard room.utf8.allSatisfy({ $0 < 0x80 && $0 != UInt8(ascii: "/") && $0 > 0x20 }) else {
             throw .invalidConfiguration("--room must be printable ASCII without / or spaces")
         }
+    }
+
+    /// The path of one stream of every room.
+    var allRoomsPath: String {
+        "/events?" + (0..<rooms).map { "room=\(roomName($0))" }.joined(separator: "&")
     }
 
     /// The name of room `index`.

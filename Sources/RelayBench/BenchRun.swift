@@ -57,9 +57,11 @@ public struct BenchRun: Sendable {
                 let loopIndex = index % loops.count
                 let (room, target) = config.subscriberPlacement(index)
                 tasks.addTask {
+                    // Following every room, a subscriber gets every message, as with one room.
+                    let all = config.oneStreamOfAllRooms
                     try? await Self.openStream(
-                        target: config.targets[target], path: subscribePaths[room], messages: config.messages, room: room,
-                        rooms: config.rooms, loop: loops[loopIndex], stats: stats[loopIndex])
+                        target: config.targets[target], path: all ? config.allRoomsPath : subscribePaths[room], messages: config.messages,
+                        room: all ? 0 : room, rooms: all ? 1 : config.rooms, loop: loops[loopIndex], stats: stats[loopIndex])
                 }
             }
             while started < min(config.connectConcurrency, config.subscribers) { startNext() }
@@ -154,7 +156,9 @@ public struct BenchRun: Sendable {
         let sendSeconds = Double(published.last &- published.first) / 1e9
         return BenchReport(
             targets: config.targets.map(\.description),
-            room: config.rooms == 1 ? config.room : "\(config.room)-0…\(config.rooms - 1) (\(config.placement))",
+            room: config.rooms == 1
+                ? config.room
+                : "\(config.room)-0…\(config.rooms - 1) (\(config.oneStreamOfAllRooms ? "one stream of all" : "\(config.placement)"))",
             subscribers: config.subscribers,
             connected: final.connected,
             refused: final.failures,
@@ -165,7 +169,7 @@ public struct BenchRun: Sendable {
             messagesAccepted: published.accepted,
             publishFailures: published.failures,
             // One room: every stream gets every message; several: each its room's share.
-            deliveriesExpected: config.rooms == 1 ? published.accepted * streams : final.delivered + missing,
+            deliveriesExpected: config.rooms == 1 || config.oneStreamOfAllRooms ? published.accepted * streams : final.delivered + missing,
             delivered: final.delivered,
             lost: missing,
             duplicated: final.duplicates,

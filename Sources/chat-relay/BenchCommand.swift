@@ -46,6 +46,12 @@ struct BenchCommand: AsyncParsableCommand {
     )
     var rooms: Int = 1
 
+    @Flag(
+        help:
+            "With --rooms N (2 to 100): each subscriber opens one stream of all N rooms (GET /events?room=…&room=…) and gets every message, instead of one stream of one room."
+    )
+    var oneStreamOfAllRooms = false
+
     @Option(
         help:
             "With several targets: spread (a room's subscribers round robin over the targets) or together (all of a room's subscribers on one target)."
@@ -108,6 +114,7 @@ struct BenchCommand: AsyncParsableCommand {
             paths: paths,
             room: room ?? "bench-\(UInt32.random(in: 0...UInt32.max))",
             rooms: rooms,
+            oneStreamOfAllRooms: oneStreamOfAllRooms,
             placement: placement == .spread ? .spread : .together,
             subscribers: subscribers,
             rate: rate,
