@@ -26,21 +26,9 @@ public final class PresenceBook: Sendable {
         var connections: Int
     }
 
-    private struct View {
-        /// Every node's entries, by `PresenceEntry.field`.
-        var entries: [String: PresenceEntry] = [:]
-        /// Local streams that asked for presence events of the room.
-        var watchers = 0
-        /// The users the room's streams were last told of.
-        var announced: Set<String> = []
-        /// Fields set by a delivered entry since the view began: a seed read earlier must not
-        /// overwrite them.
-        var delivered: Set<String> = []
-    }
-
     private struct State {
         var local: [RoomName: [String: Local]] = [:]
-        var views: [RoomName: View] = [:]
+        var views: [RoomName: PresenceView] = [:]
         /// Views whose entries changed since the last flush.
         var dirty: Set<RoomName> = []
     }
@@ -99,7 +87,7 @@ public final class PresenceBook: Sendable {
     public func watch(_ room: RoomName) -> Bool {
         state.withLock { state in
             let new = state.views[room] == nil
-            state.views[room, default: View()].watchers += 1
+            state.views[room, default: PresenceView()].watchers += 1
             return new
         }
     }
@@ -123,7 +111,7 @@ public final class PresenceBook: Sendable {
         state.withLock { state in
             guard var view = state.views[room] else { return }
             for entry in entries where !view.delivered.contains(entry.field) {
-                view.entries[entry.field] = entry.connections > 0 ? entry : nil
+                view.set(entry)
             }
             state.views[room] = view
             state.dirty.insert(room)
@@ -134,7 +122,7 @@ public final class PresenceBook: Sendable {
     public func apply(_ entry: PresenceEntry) {
         state.withLock { state in
             guard var view = state.views[entry.room] else { return }
-            view.entries[entry.field] = entry.connections > 0 ? entry : nil
+            view.set(entry)
             view.delivered.insert(entry.field)
             state.views[entry.room] = view
             state.dirty.insert(entry.room)
@@ -145,36 +133,29 @@ public final class PresenceBook: Sendable {
     public func nodesGone(_ nodes: Set<String>) {
         guard !nodes.isEmpty else { return }
         state.withLock { state in
-            for (room, var view) in state.views {
-                let before = view.entries.count
-                view.entries = view.entries.filter { !nodes.contains($0.value.node) }
-                guard view.entries.count != before else { continue }
+            for (room, var view) in state.views where view.remove(nodes: nodes) {
                 state.views[room] = view
                 state.dirty.insert(room)
             }
         }
     }
 
-    /// A change of a room's members since its streams were last told.
+    /// A change of a room's members since its streams were last told: who joined (nil above the
+    /// cap) and who left.
     private struct Change {
         let room: RoomName
         let count: Int
-        let joined: [PresenceMember]
+        let joined: [PresenceMember]?
         let left: [String]
     }
 
-    /// The room's members now, and what changed since its streams were last told (nil: nothing);
-    /// from now on they count as told.
-    private func takeChange(of room: RoomName, in state: inout State) -> (members: [PresenceMember], change: Change?) {
-        guard var view = state.views[room] else { return ([], nil) }
-        let members = PresenceMember.merging(view.entries.values)
-        let users = Set(members.map(\.member.user))
-        guard users != view.announced else { return (members, nil) }
-        let joined = members.filter { !view.announced.contains($0.member.user) }
-        let left = view.announced.subtracting(users).sorted()
-        view.announced = users
+    /// What changed in `room` since its streams were last told (nil: nothing); from now on they
+    /// count as told.
+    private func takeChange(of room: RoomName, in state: inout State) -> Change? {
+        guard var view = state.views[room], view.hasChanges else { return nil }
+        let (joined, left) = view.takeChanges(cap: cap)
         state.views[room] = view
-        return (members, Change(room: room, count: members.count, joined: joined, left: left))
+        return Change(room: room, count: view.count, joined: joined, left: left)
     }
 
     /// A new stream's first presence event of `room`, `{"room":…,"count":N,"members":[…]}` (the
@@ -184,12 +165,17 @@ public final class PresenceBook: Sendable {
     /// relative to that; so the pending change goes to the others first (the new stream, not
     /// live yet, does not get it), and the new stream starts from the same members they then have.
     public func snapshot(_ room: RoomName) -> (first: StoredMessage, pending: StoredMessage?) {
-        let (members, change) = state.withLock { takeChange(of: room, in: &$0) }
+        let (count, members, change) = state.withLock { state in
+            let change = takeChange(of: room, in: &state)
+            let view = state.views[room]
+            let members: [PresenceMember]? = view.map { $0.members(cap: cap) } ?? []
+            return (view?.count ?? 0, members, change)
+        }
         var json = ByteBuffer()
         json.writeStaticString("{\"room\":")
         JSONString.write(room.value, into: &json)
-        json.writeString(",\"count\":\(members.count)")
-        if members.count <= cap {
+        json.writeString(",\"count\":\(count)")
+        if let members {
             json.writeStaticString(",\"members\":[")
             for (index, member) in members.enumerated() {
                 if index > 0 { json.writeStaticString(",") }
@@ -208,7 +194,7 @@ public final class PresenceBook: Sendable {
         let changes: [Change] = state.withLock { state in
             var changes: [Change] = []
             for room in state.dirty {
-                if let change = takeChange(of: room, in: &state).change { changes.append(change) }
+                if let change = takeChange(of: room, in: &state) { changes.append(change) }
             }
             state.dirty.removeAll(keepingCapacity: true)
             return changes
@@ -222,9 +208,9 @@ public final class PresenceBook: Sendable {
         json.writeStaticString("{\"room\":")
         JSONString.write(change.room.value, into: &json)
         json.writeString(",\"count\":\(change.count)")
-        if change.count <= cap, change.joined.count <= cap, change.left.count <= cap {
+        if let joined = change.joined {
             json.writeStaticString(",\"joined\":[")
-            for (index, member) in change.joined.enumerated() {
+            for (index, member) in joined.enumerated() {
                 if index > 0 { json.writeStaticString(",") }
                 member.writeJSON(into: &json)
             }

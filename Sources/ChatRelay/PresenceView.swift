@@ -1,0 +1,73 @@
+/// One room's members as a node knows them: every node's entries, the connections of each user
+/// summed over them, and who joined or left since the room's streams were last told.
+///
+/// Kept up to date entry by entry, so that a room of thousands costs per change, not per member:
+/// a new stream's first event or a flush reads only the changes, and the member list only when
+/// the room is within the cap.
+struct PresenceView {
+    /// Every node's entries, by `PresenceEntry.field`.
+    private(set) var entries: [String: PresenceEntry] = [:]
+    /// Per user, its connections on every node (users with none are not here).
+    private var connections: [String: Int] = [:]
+    /// Users present now who were not when the streams were last told, and the other way round.
+    private var joined: Set<String> = []
+    private var left: Set<String> = []
+    /// Local streams that asked for presence events of the room.
+    var watchers = 0
+    /// Fields set by a delivered entry since the view began: a seed read earlier must not
+    /// overwrite them.
+    var delivered: Set<String> = []
+
+    /// Members now.
+    var count: Int { connections.count }
+
+    /// Whether some change was not told yet.
+    var hasChanges: Bool { !joined.isEmpty || !left.isEmpty }
+
+    /// Sets a node's entry (removes it at 0 connections).
+    mutating func set(_ entry: PresenceEntry) {
+        let before = entries[entry.field]?.connections ?? 0
+        entries[entry.field] = entry.connections > 0 ? entry : nil
+        adjust(entry.member.user, by: entry.connections - before)
+    }
+
+    /// Removes the entries of `nodes`; true if there were any.
+    mutating func remove(nodes: Set<String>) -> Bool {
+        let gone = entries.values.filter { nodes.contains($0.node) }
+        for entry in gone {
+            entries[entry.field] = nil
+            adjust(entry.member.user, by: -entry.connections)
+        }
+        return !gone.isEmpty
+    }
+
+    private mutating func adjust(_ user: String, by delta: Int) {
+        guard delta != 0 else { return }
+        let before = connections[user] ?? 0
+        let after = max(0, before + delta)
+        connections[user] = after > 0 ? after : nil
+        if before == 0, after > 0 {
+            // Back before anyone was told it left: nothing to tell.
+            if left.remove(user) == nil { joined.insert(user) }
+        } else if before > 0, after == 0 {
+            if joined.remove(user) == nil { left.insert(user) }
+        }
+    }
+
+    /// The members, oldest first; nil above `cap` (a room that large is told in counts).
+    func members(cap: Int) -> [PresenceMember]? {
+        count <= cap ? PresenceMember.merging(entries.values) : nil
+    }
+
+    /// Who joined (as members; nil above `cap`) and left (users) since the last call.
+    mutating func takeChanges(cap: Int) -> (joined: [PresenceMember]?, left: [String]) {
+        defer {
+            joined.removeAll()
+            left.removeAll()
+        }
+        let leftUsers = left.sorted()
+        guard count <= cap, joined.count <= cap, left.count <= cap else { return (nil, leftUsers) }
+        let joinedMembers = PresenceMember.merging(entries.values.filter { joined.contains($0.member.user) })
+        return (joinedMembers, leftUsers)
+    }
+}
