@@ -381,12 +381,13 @@ class Nchan(System):
         return True
 
 
-def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish="spread", rooms=1, placement="spread"):
+def bench(relay_binary, system, subscribers, rate, duration, settle=0.5, publish="spread", rooms=1, placement="spread",
+          extra=()):
     """Runs `chat-relay bench` against `system`; returns its report with the servers' CPU and memory.
     `publish`: "spread" (4 keep-alive connections over every node) or "one" (one to the first node).
-    `rooms` and `placement`: as `chat-relay bench --rooms --placement`."""
+    `rooms` and `placement`: as `chat-relay bench --rooms --placement`; `extra`: more of its flags."""
     argv = [relay_binary, "bench", "--preset", system.preset, "--json", "--subscribers", str(subscribers),
-            "--rate", str(rate), "--duration", str(duration), "--settle", str(settle)]
+            "--rate", str(rate), "--duration", str(duration), "--settle", str(settle)] + list(extra)
     if rooms > 1:
         argv += ["--rooms", str(rooms), "--placement", placement, "--connect-concurrency", "256"]
     for target in system.targets():

@@ -158,18 +158,19 @@ public final class PresenceBook: Sendable {
         return Change(room: room, count: view.count, joined: joined, left: left)
     }
 
-    /// A new stream's first presence event of `room`, `{"room":…,"count":N,"members":[…]}` (the
-    /// list left out above `cap`), and the room's pending change for its other streams, if any.
-    ///
-    /// Every stream of a room holds the members it was last told of, and a change is told
-    /// relative to that; so the pending change goes to the others first (the new stream, not
-    /// live yet, does not get it), and the new stream starts from the same members they then have.
-    public func snapshot(_ room: RoomName) -> (first: StoredMessage, pending: StoredMessage?) {
-        let (count, members, change) = state.withLock { state in
-            let change = takeChange(of: room, in: &state)
-            let view = state.views[room]
-            let members: [PresenceMember]? = view.map { $0.members(cap: cap) } ?? []
-            return (view?.count ?? 0, members, change)
+    /// A new stream's first presence event of `room`: `{"room":…,"count":N,"members":[…]}` (the
+    /// list left out above `cap`), the members as the room's other streams were last told, so
+    /// that the next change (at most a flush interval away) is right for all of them. With no
+    /// other stream, the members as they are.
+    public func snapshot(_ room: RoomName) -> StoredMessage {
+        let (count, members) = state.withLock { state in
+            guard var view = state.views[room] else { return (0, [PresenceMember]?([])) }
+            if view.watchers <= 1 {
+                // No other stream to keep in step with: everything so far counts as told.
+                _ = view.takeChanges(cap: cap)
+                state.views[room] = view
+            }
+            return (view.toldCount, view.toldMembers(cap: cap))
         }
         var json = ByteBuffer()
         json.writeStaticString("{\"room\":")
@@ -184,7 +185,7 @@ public final class PresenceBook: Sendable {
             json.writeStaticString("]")
         }
         json.writeStaticString("}")
-        return (StoredMessage(signal: .presence, room: room, json: json), change.map(event))
+        return StoredMessage(signal: .presence, room: room, json: json)
     }
 
     /// For each view that changed since the last call and whose members are not those its

@@ -44,8 +44,8 @@ extension RelayNode {
     }
 
     /// Follows `room`'s presence until `closed` completes (its view seeded from the broker when it
-    /// is new here) and returns the room's first `event: presence`: who is there. The room's
-    /// other streams get what changed before (`PresenceBook.snapshot`).
+    /// is new here) and returns the room's first `event: presence`: who is there, as the room's
+    /// other streams were last told (`PresenceBook.snapshot`).
     func watchPresence(_ room: RoomName, until closed: EventLoopFuture<Void>) async -> StoredMessage {
         let book = hub.presence
         if book.watch(room) {
@@ -57,9 +57,7 @@ extension RelayNode {
             }
         }
         closed.whenComplete { _ in book.unwatch(room) }
-        let (first, pending) = book.snapshot(room)
-        if let pending { hub.deliver(pending) }
-        return first
+        return book.snapshot(room)
     }
 
     /// `GET /rooms/{room}/presence`: the room's members across the cluster, oldest first, at most

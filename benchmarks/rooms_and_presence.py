@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Two measurements of the "presence and many rooms on one stream" work, on three release nodes
+on one Redis (loopback), each printed as Markdown for docs/BENCHMARKS.md:
+
+1. rooms: N clients each following 3 rooms, as 3 single-room streams each (3N streams) or as one
+   stream of the 3 rooms each (N streams), the same messages (spread over the rooms): server CPU
+   (nodes and Redis) per delivery, p50/p99, lost. Rounds alternate which goes first.
+2. presence: 10 000 streams opening on one room within 10 s (a third on each node), with presence
+   (`?presence=1&user=u<i>`: each a member and told of the others) and without: the servers' CPU
+   from the first opening until 3 s after the last, and per stream the presence events and bytes
+   received.
+
+    benchmarks/rooms_and_presence.py --relay .build/release/chat-relay [--rounds 3]
+"""
+import argparse
+import asyncio
+import json
+import pathlib
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import vs_nchan as vn  # noqa: E402  (the servers, CPU readings and `chat-relay bench` runner)
+
+
+def rooms_round(binary, relay, clients, rate, duration, several_first):
+    """One run of each way to follow 3 rooms, in the order asked."""
+    runs = {}
+    for mode in (("several", "single") if several_first else ("single", "several")):
+        if mode == "single":
+            runs[mode] = vn.bench(binary, relay, clients * 3, rate, duration, settle=1, rooms=3, placement="spread")
+        else:
+            runs[mode] = vn.bench(binary, relay, clients, rate, duration, settle=1, rooms=3, placement="spread",
+                                  extra=["--one-stream-of-all-rooms"])
+    return runs
+
+
+def summarize(run):
+    report = run["report"]
+    return {"cpu_us_per_delivery": run["server_cpu_us_per_delivery"], "redis_us_per_delivery": run["redis_cpu_us_per_delivery"],
+            "p50_ms": report["latencyFromSchedule"]["p50"], "p99_ms": report["latencyFromSchedule"]["p99"],
+            "lost": report["lost"], "delivered": report["delivered"], "streams": report["connected"]}
+
+
+async def open_streams(ports, room, count, seconds, presence):
+    """Opens `count` streams of `room` spread over `ports`, evenly over `seconds`; returns the
+    streams' readers (each counting bytes and presence events) once all are open."""
+    results = [{"bytes": 0, "presence": 0, "ok": False} for _ in range(count)]
+    writers = []
+
+    async def one(index):
+        port = ports[index % len(ports)]
+        query = f"presence=1&user=u{index}" if presence else "x=1"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+        writer.write(f"GET /rooms/{room}/events?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        results[index]["ok"] = head.startswith(b"HTTP/1.1 200")
+        tail = b""
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            results[index]["bytes"] += len(chunk)
+            text = tail + chunk
+            results[index]["presence"] += text.count(b"event: presence\n")
+            tail = text[-16:]
+
+    tasks = []
+    start = time.monotonic()
+    for index in range(count):
+        delay = start + seconds * index / count - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index)))
+    return tasks, writers, results
+
+
+async def presence_round(relay, presence, count, seconds, tail_seconds=3.0):
+    room = f"arrivals-{int(time.time() * 1000)}"
+    pids = relay.all_pids()
+    cpu_start = vn.cpu_seconds(pids)
+    redis_start = vn.cpu_seconds(relay.redis.pids())
+    started = time.monotonic()
+    tasks, writers, results = await open_streams(relay.ports[:relay.serving], room, count, seconds, presence)
+    opened_in = time.monotonic() - started
+    await asyncio.sleep(tail_seconds)
+    cpu = vn.cpu_seconds(pids) - cpu_start
+    redis_cpu = vn.cpu_seconds(relay.redis.pids()) - redis_start
+    window = time.monotonic() - started
+    opened = sum(1 for r in results if r["ok"])
+    for writer in writers:
+        writer.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(4)  # the leaves settle before the next round
+    return {"presence": presence, "opened": opened, "opened_in_s": round(opened_in, 2), "window_s": round(window, 2),
+            "server_cpu_s": round(cpu, 2), "redis_cpu_s": round(redis_cpu, 2),
+            "presence_events_per_stream": round(statistics.mean(r["presence"] for r in results), 2),
+            "bytes_per_stream": round(statistics.mean(r["bytes"] for r in results), 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--relay", default=".build/release/chat-relay")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=1000, help="clients of the rooms measurement, each following 3 rooms")
+    parser.add_argument("--rate", type=float, default=30)
+    parser.add_argument("--duration", type=float, default=15)
+    parser.add_argument("--arrivals", type=int, default=10000)
+    parser.add_argument("--arrival-seconds", type=float, default=10)
+    parser.add_argument("--only", choices=["rooms", "presence"])
+    parser.add_argument("--work", default="/tmp/chat-relay-rooms-and-presence")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    binary = str(pathlib.Path(args.relay).resolve())
+    relay = vn.Relay(pathlib.Path(args.work), binary)
+    results = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rooms": [], "presence": []}
+    relay.start()
+    try:
+        if args.only != "presence":
+            for index in range(args.rounds):
+                run = rooms_round(binary, relay, args.clients, args.rate, args.duration, several_first=index % 2 == 1)
+                results["rooms"].append({mode: summarize(value) for mode, value in run.items()})
+                print(json.dumps(results["rooms"][-1]), file=sys.stderr, flush=True)
+        if args.only != "rooms":
+            for index in range(args.rounds):
+                for presence in ((True, False) if index % 2 == 0 else (False, True)):
+                    outcome = asyncio.run(presence_round(relay, presence, args.arrivals, args.arrival_seconds))
+                    results["presence"].append(outcome)
+                    print(json.dumps(outcome), file=sys.stderr, flush=True)
+    finally:
+        relay.stop()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
