@@ -33,6 +33,8 @@ public final class PresenceBook: Sendable {
         var dirty: Set<RoomName> = []
     }
 
+    /// Every change takes a room's view out of its dictionary and puts it back, so that the view's
+    /// own dictionaries are not shared with a copy left behind (each change would copy them all).
     private let state = Mutex(State())
 
     public init(node: String, cap: Int) {
@@ -57,7 +59,12 @@ public final class PresenceBook: Sendable {
     /// was the member's last here), or nil if `join` did not count it.
     public func leave(_ member: Participant, room: RoomName) -> PresenceEntry? {
         state.withLock { state in
-            guard var members = state.local[room], var local = members[member.user] else { return nil }
+            // Taken out and put back: a copy left in the dictionary would make every change copy it.
+            guard var members = state.local.removeValue(forKey: room) else { return nil }
+            guard var local = members[member.user] else {
+                state.local[room] = members
+                return nil
+            }
             local.connections -= 1
             if local.connections > 0 {
                 members[member.user] = local
@@ -95,7 +102,7 @@ public final class PresenceBook: Sendable {
     /// A stream that watched `room` ended; the view goes with its last watcher.
     public func unwatch(_ room: RoomName) {
         state.withLock { state in
-            guard var view = state.views[room] else { return }
+            guard var view = state.views.removeValue(forKey: room) else { return }
             view.watchers -= 1
             if view.watchers > 0 {
                 state.views[room] = view
@@ -109,7 +116,7 @@ public final class PresenceBook: Sendable {
     /// The entries the broker held for `room` when its view began; those delivered since win.
     public func seed(_ room: RoomName, with entries: [PresenceEntry]) {
         state.withLock { state in
-            guard var view = state.views[room] else { return }
+            guard var view = state.views.removeValue(forKey: room) else { return }
             for entry in entries where !view.delivered.contains(entry.field) {
                 view.set(entry)
             }
@@ -118,10 +125,30 @@ public final class PresenceBook: Sendable {
         }
     }
 
+    /// The rooms with a view, for a broker that may have missed deliveries (its subscription was
+    /// lost) to read again: `resyncing` before each read, `resynced` with what it read.
+    public var watchedRoomNames: [RoomName] { state.withLock { Array($0.views.keys) } }
+
+    /// A read of `room`'s entries is about to start: deliveries from now on are newer than it.
+    public func resyncing(_ room: RoomName) {
+        state.withLock { $0.views[room]?.delivered.removeAll() }
+    }
+
+    /// The entries the broker holds for `room`, read after `resyncing`: they replace the view's
+    /// (but for those delivered since), and streams hear of the difference.
+    public func resynced(_ room: RoomName, with entries: [PresenceEntry]) {
+        state.withLock { state in
+            guard var view = state.views.removeValue(forKey: room) else { return }
+            view.replace(with: entries)
+            state.views[room] = view
+            state.dirty.insert(room)
+        }
+    }
+
     /// An entry the broker delivered (from any node, this one's too).
     public func apply(_ entry: PresenceEntry) {
         state.withLock { state in
-            guard var view = state.views[entry.room] else { return }
+            guard var view = state.views.removeValue(forKey: entry.room) else { return }
             view.set(entry)
             view.delivered.insert(entry.field)
             state.views[entry.room] = view
@@ -133,9 +160,10 @@ public final class PresenceBook: Sendable {
     public func nodesGone(_ nodes: Set<String>) {
         guard !nodes.isEmpty else { return }
         state.withLock { state in
-            for (room, var view) in state.views where view.remove(nodes: nodes) {
+            for room in Array(state.views.keys) {
+                guard var view = state.views.removeValue(forKey: room) else { continue }
+                if view.remove(nodes: nodes) { state.dirty.insert(room) }
                 state.views[room] = view
-                state.dirty.insert(room)
             }
         }
     }
@@ -152,7 +180,7 @@ public final class PresenceBook: Sendable {
     /// What changed in `room` since its streams were last told (nil: nothing); from now on they
     /// count as told.
     private func takeChange(of room: RoomName, in state: inout State) -> Change? {
-        guard var view = state.views[room], view.hasChanges else { return nil }
+        guard state.views[room]?.hasChanges == true, var view = state.views.removeValue(forKey: room) else { return nil }
         let (joined, left) = view.takeChanges(cap: cap)
         state.views[room] = view
         return Change(room: room, count: view.count, joined: joined, left: left)
@@ -164,13 +192,14 @@ public final class PresenceBook: Sendable {
     /// other stream, the members as they are.
     public func snapshot(_ room: RoomName) -> StoredMessage {
         let (count, members) = state.withLock { state in
-            guard var view = state.views[room] else { return (0, [PresenceMember]?([])) }
+            guard var view = state.views.removeValue(forKey: room) else { return (0, [PresenceMember]?([])) }
             if view.watchers <= 1 {
                 // No other stream to keep in step with: everything so far counts as told.
                 _ = view.takeChanges(cap: cap)
-                state.views[room] = view
             }
-            return (view.toldCount, view.toldMembers(cap: cap))
+            let told = (view.toldCount, view.toldMembers(cap: cap))
+            state.views[room] = view
+            return told
         }
         var json = ByteBuffer()
         json.writeStaticString("{\"room\":")

@@ -36,6 +36,20 @@ struct PresenceView {
         adjust(entry.member.user, by: entry.connections - (previous?.connections ?? 0), last: previous ?? entry)
     }
 
+    /// Makes the entries those of `read` (the broker's, read after `delivered` was last
+    /// cleared), but for the fields delivered since, which are newer.
+    mutating func replace(with read: [PresenceEntry]) {
+        let fields = Set(read.map(\.field))
+        for entry in entries.values where !fields.contains(entry.field) && !delivered.contains(entry.field) {
+            var gone = entry
+            gone.connections = 0
+            set(gone)
+        }
+        for entry in read where !delivered.contains(entry.field) {
+            set(entry)
+        }
+    }
+
     /// Removes the entries of `nodes`; true if there were any.
     mutating func remove(nodes: Set<String>) -> Bool {
         let gone = entries.values.filter { nodes.contains($0.node) }

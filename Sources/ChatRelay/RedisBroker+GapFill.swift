@@ -7,6 +7,7 @@ extension RedisBroker {
     /// reconnecting, so each read is retried for a few seconds. Returns false if the gap could not
     /// be filled: the subscriber then subscribes again and this runs again.
     func fillGaps(owned: @escaping @Sendable (RoomName) -> Bool) async -> Bool {
+        await resyncPresence(owned: owned)
         let positions = await sink.resumePositions(of: owned)
         guard !positions.isEmpty else { return true }
         var filled = 0
@@ -33,6 +34,21 @@ extension RedisBroker {
     }
 
     static let gapFillPage = 500
+
+    /// Reads the presence of each room `owned` accepts that a local stream follows again: the
+    /// changes sent while the subscription was down were missed. A failed read leaves the view
+    /// as it is (deliveries go on from now).
+    private func resyncPresence(owned: @Sendable (RoomName) -> Bool) async {
+        let book = sink.presence
+        for room in book.watchedRoomNames where owned(room) {
+            book.resyncing(room)
+            do {
+                book.resynced(room, with: try await presence(room: room))
+            } catch {
+                logger.warning("presence not read again", metadata: ["room": "\(room)", "error": "\(error)"])
+            }
+        }
+    }
 
     /// One page of history after `id`, retried for up to 3 s while the command connection is still
     /// coming back.

@@ -117,4 +117,24 @@ import Testing
         #expect((events[0]["joined"] as? [[String: Any]])?.map { $0["user"] as? String } == ["carol"])
         #expect(events[0]["left"] as? [String] == ["alice"] && events[0]["count"] as? Int == 2)
     }
+
+    /// A broker that lost its subscription reads the room again: entries gone meanwhile leave,
+    /// new ones join, and one delivered after the read began is kept over the read.
+    @Test func aResyncReplacesTheViewButKeepsWhatWasDeliveredSince() {
+        let book = PresenceBook(node: "n:1", cap: 10)
+        _ = book.watch(room)
+        book.apply(PresenceEntry(node: "a:1", room: room, member: alice, since: 1, connections: 1))
+        _ = book.flush()
+        #expect(book.watchedRoomNames == [room])
+        book.resyncing(room)
+        // Delivered after the read began: carol arrived (the read does not have her yet).
+        let carol = Participant(user: "carol", name: nil, verified: false)
+        book.apply(PresenceEntry(node: "a:1", room: room, member: carol, since: 5, connections: 1))
+        // The read: alice left meanwhile (missed), bob arrived (missed).
+        book.resynced(room, with: [PresenceEntry(node: "b:1", room: room, member: bob, since: 3, connections: 1)])
+        let events = flushed(book)
+        #expect(events.count == 1 && events[0]["count"] as? Int == 2)
+        #expect(Set((events[0]["joined"] as? [[String: Any]] ?? []).compactMap { $0["user"] as? String }) == ["bob", "carol"])
+        #expect(events[0]["left"] as? [String] == ["alice"])
+    }
 }

@@ -94,6 +94,32 @@ import Testing
         #expect((try await Self.presence(cluster.nodes[0], room: "other"))["count"] as? Int == 0)
     }
 
+    /// Redis restarts with nothing (no persistence): the nodes store their members again and read
+    /// the rooms they follow again, so presence comes back as it was and goes on.
+    @Test func presenceComesBackAfterRedisRestartsEmpty() async throws {
+        let cluster = try await ClusterTests.Cluster.start(nodes: 2, arguments: ["--presence-ttl", "3"])
+        defer { cluster.kill() }
+        let watcher = try await SSEClient(cluster.nodes[0].baseURL + "/rooms/p/events?presence=1")
+        let alice = try await SSEClient(cluster.nodes[1].baseURL + "/rooms/p/events?user=alice")
+        #expect(alice.status == 200)
+        #expect(await watcher.wait(timeout: .seconds(5)) { Self.seen($0).members == ["alice"] })
+
+        await cluster.redis.kill()
+        try await cluster.redis.start()
+        // Both nodes ready again; alice is in the room's hash again, and the watcher never lost her
+        // for good.
+        #expect(
+            await cluster.nodes[0].wait(timeout: .seconds(15)) {
+                ((try? await Self.presence(cluster.nodes[0]))?["count"] as? Int) == 1
+            })
+        let bob = try await SSEClient(cluster.nodes[1].baseURL + "/rooms/p/events?user=bob")
+        #expect(bob.status == 200)
+        #expect(await watcher.wait(timeout: .seconds(10)) { Self.seen($0).members == ["alice", "bob"] })
+        alice.close()
+        #expect(await watcher.wait(timeout: .seconds(5)) { Self.seen($0).members == ["bob"] })
+        #expect((try await Self.presence(cluster.nodes[0]))["count"] as? Int == 1)
+    }
+
     @Test func aRoomOverTheCapGetsCountsAndTheAnswerSaysItIsTruncated() async throws {
         let node = try await RelayProcess(arguments: ["--presence-cap", "2"])
         defer { node.kill() }
