@@ -28,9 +28,9 @@ public protocol Broker: Sendable {
     /// - Throws: ``BrokerError/unavailable(_:)`` when it could not be sent.
     func signal(_ signal: StoredMessage) async throws
 
-    /// Stores this node's entry for a member of a room (removes it at 0 connections) and sends it
-    /// to every node's `LiveEventSink.presence`, this one's too.
-    func updatePresence(_ entry: PresenceEntry) async throws
+    /// Stores this node's entries for members of rooms, in order (removes one at 0 connections),
+    /// and sends each to every node's `LiveEventSink.presence`, this one's too.
+    func updatePresence(_ entries: [PresenceEntry]) async throws
 
     /// The entries of every live node for `room`.
     func presence(room: RoomName) async throws -> [PresenceEntry]

@@ -56,12 +56,14 @@ public final class EmbeddedBroker: Broker {
         sink.deliver(signal)
     }
 
-    public func updatePresence(_ entry: PresenceEntry) async throws {
-        state.withLock { state in
-            state.presence[entry.room, default: [:]][entry.field] = entry.connections > 0 ? entry : nil
-            if state.presence[entry.room]?.isEmpty == true { state.presence[entry.room] = nil }
+    public func updatePresence(_ entries: [PresenceEntry]) async throws {
+        for entry in entries {
+            state.withLock { state in
+                state.presence[entry.room, default: [:]][entry.field] = entry.connections > 0 ? entry : nil
+                if state.presence[entry.room]?.isEmpty == true { state.presence[entry.room] = nil }
+            }
+            sink.presence.apply(entry)
         }
-        sink.presence.apply(entry)
     }
 
     public func presence(room: RoomName) async throws -> [PresenceEntry] {

@@ -12,24 +12,33 @@ extension RedisBroker {
     /// again when it finds its mark lost, and every hour).
     static let presenceHashTTL = 24 * 3600
 
-    public func updatePresence(_ entry: PresenceEntry) async throws {
-        let json = entry.json
-        let key = RedisArgument(keys.presence(entry.room))
-        let change: RedisCommand =
-            entry.connections > 0
-            ? ["HSET", key, RedisArgument(entry.field), RedisArgument(Array(json.readableBytesView))]
-            : ["HDEL", key, RedisArgument(entry.field)]
-        var payload = Array(entry.room.value.utf8)
-        payload += " member ".utf8
-        payload += json.readableBytesView
-        let channel = routing == .room ? keys.channel(entry.room) : keys.channel
-        // One slot: the room's keys and channel share its hash tag.
-        _ = try await pipeline(
-            [
+    /// One round trip per hash slot (one in all on a single Redis): per entry, the hash's field set
+    /// or deleted, its expiry renewed, and the entry published on the room's channel.
+    public func updatePresence(_ entries: [PresenceEntry]) async throws {
+        var bySlot: [Int: [RedisCommand]] = [:]
+        var slots: [Int] = []
+        for entry in entries {
+            let json = entry.json
+            let key = RedisArgument(keys.presence(entry.room))
+            let change: RedisCommand =
+                entry.connections > 0
+                ? ["HSET", key, RedisArgument(entry.field), RedisArgument(Array(json.readableBytesView))]
+                : ["HDEL", key, RedisArgument(entry.field)]
+            var payload = Array(entry.room.value.utf8)
+            payload += " member ".utf8
+            payload += json.readableBytesView
+            let channel = routing == .room ? keys.channel(entry.room) : keys.channel
+            // The room's keys and channel share its hash tag: one slot.
+            let slot = deployment.isCluster ? keys.slot(entry.room) : 0
+            if bySlot[slot] == nil { slots.append(slot) }
+            bySlot[slot, default: []] += [
                 change, ["EXPIRE", key, RedisArgument(Self.presenceHashTTL)],
                 [publishCommandArgument, RedisArgument(channel), RedisArgument(payload)],
-            ],
-            slot: keys.slot(entry.room))
+            ]
+        }
+        for slot in slots {
+            _ = try await pipeline(bySlot[slot]!, slot: slot)
+        }
     }
 
     public func presence(room: RoomName) async throws -> [PresenceEntry] {
@@ -92,7 +101,7 @@ extension RedisBroker {
                     book.nodesGone(newlyGone)
                 }
                 if lost || ContinuousClock.now - lastStored > .seconds(3600) {
-                    for entry in book.localEntries() { try await updatePresence(entry) }
+                    try await updatePresence(book.localEntries())
                     lastStored = ContinuousClock.now
                 }
                 marked = true

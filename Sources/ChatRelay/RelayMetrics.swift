@@ -18,6 +18,8 @@ public struct RelayMetrics: Sendable {
     /// Signals relayed from this node: typing, and presence changes (joins and leaves it sent).
     public let typingSignals: Counter
     public let presenceSignals: Counter
+    /// Presence changes dropped because too many were waiting for the broker.
+    public let presenceDropped: Counter
     /// Events handed to local subscribers (one per subscriber per message).
     public let eventsDelivered: Counter
     /// Times a stream's socket took less than it was given, so the rest waited in the node until
@@ -79,6 +81,7 @@ public struct RelayMetrics: Sendable {
         messagesPublished = Counter(label: "chat_relay_messages_published_total", factory: factory)
         typingSignals = Counter(label: "chat_relay_signals_sent_total", dimensions: [("kind", "typing")], factory: factory)
         presenceSignals = Counter(label: "chat_relay_signals_sent_total", dimensions: [("kind", "presence")], factory: factory)
+        presenceDropped = Counter(label: "chat_relay_presence_changes_dropped_total", factory: factory)
         eventsDelivered = Counter(label: "chat_relay_events_delivered_total", factory: factory)
         streamWritesDeferred = Counter(label: "chat_relay_stream_writes_deferred_total", factory: factory)
         droppedSlow = Counter(label: "chat_relay_subscribers_dropped_total", dimensions: [("reason", "slow")], factory: factory)

@@ -27,7 +27,7 @@ struct HeartbeatService: Service {
     }
 }
 
-/// Hands this node's presence changes to the broker, one at a time and in order, and sends each
+/// Hands this node's presence changes to the broker, in batches and in order, and sends each
 /// room's coalesced changes to its streams every `presenceInterval`.
 struct PresenceService: Service {
     let node: RelayNode
@@ -37,13 +37,18 @@ struct PresenceService: Service {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await node.hub.runPresenceFlushes(interval: node.configuration.presenceInterval) }
                 group.addTask {
-                    for await entry in node.presenceUpdates {
-                        do {
-                            try await node.broker.updatePresence(entry)
-                            node.metrics.presenceSignals.increment()
-                        } catch {
-                            node.logger.warning(
-                                "presence change not stored", metadata: ["room": "\(entry.room)", "error": "\(error)"])
+                    for await _ in node.presenceUpdates.doorbell {
+                        while true {
+                            let batch = node.presenceUpdates.take()
+                            if batch.isEmpty { break }
+                            do {
+                                try await node.broker.updatePresence(batch)
+                                node.metrics.presenceSignals.increment(by: Int64(batch.count))
+                            } catch {
+                                // Stored again when the node finds its presence mark lost.
+                                node.logger.warning(
+                                    "presence changes not stored", metadata: ["changes": "\(batch.count)", "error": "\(error)"])
+                            }
                         }
                     }
                 }

@@ -34,11 +34,11 @@ extension RelayNode {
     /// order (`PresenceService`).
     func joinPresence(_ member: Participant, rooms: [RoomName], until closed: EventLoopFuture<Void>) {
         let book = hub.presence
-        for room in rooms { presenceUpdater.yield(book.join(member, room: room)) }
-        let updater = presenceUpdater
+        let updates = presenceUpdates
+        for room in rooms { updates.add(book.join(member, room: room)) }
         closed.whenComplete { _ in
             for room in rooms {
-                if let entry = book.leave(member, room: room) { updater.yield(entry) }
+                if let entry = book.leave(member, room: room) { updates.add(entry) }
             }
         }
     }

@@ -26,8 +26,7 @@ public final class RelayNode: Sendable {
     let logger: Logger
     let startedAt = MonotonicClock.nanoseconds()
     /// This node's presence changes, in order, on their way to the broker (`PresenceService`).
-    let presenceUpdates: AsyncStream<PresenceEntry>
-    let presenceUpdater: AsyncStream<PresenceEntry>.Continuation
+    let presenceUpdates: PresenceUpdates
 
     /// - Parameter makeBroker: builds the broker around the node's hub (its live-event sink).
     public init(
@@ -50,15 +49,13 @@ public final class RelayNode: Sendable {
         self.accessMetrics = AccessMetrics(factory: factory)
         self.page = ByteBuffer(string: ChatPage.html(tokenURL: configuration.access.pageTokenURL))
         self.metrics = metrics
+        self.presenceUpdates = PresenceUpdates(dropped: metrics.presenceDropped)
         // The node in presence entries: its id and when it started, so that a node restarted
         // under the same id does not take on the entries of the one before.
         let presence = PresenceBook(node: "\(configuration.nodeID):\(Timestamp.nowMilliseconds())", cap: configuration.presenceCap)
         let hub = Hub(
             subscriberBuffer: configuration.subscriberBuffer, maxConnections: configuration.maxConnections, metrics: metrics,
             presence: presence)
-        // Bounded: a change dropped here (the broker far behind) is stored again within the
-        // hour, or when the node finds its presence mark lost.
-        (presenceUpdates, presenceUpdater) = AsyncStream.makeStream(of: PresenceEntry.self, bufferingPolicy: .bufferingNewest(65_536))
         self.hub = hub
         self.broker = makeBroker(hub, metrics)
         self.rateLimiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
