@@ -48,6 +48,7 @@ import Testing
             #expect(await watcher.wait { Self.seen($0).events >= 1 })
             #expect(Self.seen(watcher).count == 0)
         }
+        let joining = ContinuousClock.now
         let aliceFirst = try await SSEClient(cluster.nodes[0].baseURL + "/rooms/p/events?user=alice")
         let bob = try await SSEClient(cluster.nodes[1].baseURL + "/events?room=p&room=other&user=bob")
         let aliceSecond = try await SSEClient(cluster.nodes[2].baseURL + "/rooms/p/events?user=alice")
@@ -57,6 +58,11 @@ import Testing
             #expect(Self.seen(watcher).joins.sorted() == ["alice", "bob"], "each member joins once")
             #expect(Self.seen(watcher).count == 2)
         }
+        // Seen on every node within the coalescing interval (1 s) of the last arrival, and some
+        // slack for a loaded machine.
+        let joinedAfter = ContinuousClock.now - joining
+        print("presence: joins seen on all three nodes \(joinedAfter) after the first stream opened")
+        #expect(joinedAfter < .seconds(3))
         let answer = try await Self.presence(cluster.nodes[2])
         #expect(answer["count"] as? Int == 2 && answer["truncated"] as? Bool == false)
         let members = answer["members"] as? [[String: Any]] ?? []
@@ -75,11 +81,13 @@ import Testing
             })
         try await Task.sleep(for: .milliseconds(1500))
         for watcher in watchers { #expect(Self.seen(watcher).leaves.isEmpty) }
-        // Her last one closes: she leaves, everywhere.
+        // Her last one closes: she leaves, everywhere, within the interval.
+        let leaving = ContinuousClock.now
         aliceSecond.close()
         for watcher in watchers {
             #expect(await watcher.wait(timeout: .seconds(5)) { Self.seen($0).leaves == ["alice"] })
         }
+        #expect(ContinuousClock.now - leaving < .seconds(3))
         // Bob's node dies: its entries outlive it in Redis, but the others see it gone within the
         // TTL (3 s) and a third more, and a flush.
         let killed = ContinuousClock.now

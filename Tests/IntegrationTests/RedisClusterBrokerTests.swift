@@ -228,6 +228,46 @@ import Testing
     /// meet `ASK`), then back with `redis-cli --cluster reshard`. Each time the old master drops
     /// the room's channel, the nodes follow `MOVED` and subscribe on the new one, and every
     /// stream gets every message once, in order.
+    /// On a Redis Cluster: one stream of three rooms served by three masters, resumed on another
+    /// node with its position; typing and presence across nodes (each room's presence hash and
+    /// channel on its own master, the nodes' marks on one).
+    @Test(.timeLimit(.minutes(3))) func severalRoomsTypingAndPresenceAcrossTheMasters() async throws {
+        let topology = try await Topology.start(nodes: 2)
+        defer { topology.kill() }
+        let rooms = try await Self.roomsOnEveryMaster(topology, perMaster: 1)
+        #expect(rooms.count == 3)
+        let query = "/events?" + rooms.map { "room=\($0)" }.joined(separator: "&") + "&presence=1"
+        let first = try await SSEClient(topology.nodes[0].baseURL + query + "&user=ann")
+        let other = try await SSEClient(topology.nodes[1].baseURL + "/rooms/\(rooms[2])/events?presence=1&user=ben")
+        #expect(first.status == 200 && other.status == 200)
+        let publisher = Publisher()
+        for (index, room) in rooms.enumerated() {
+            #expect(await publisher.post(topology.nodes[index % 2].baseURL, room: room, text: "\(room) one"))
+        }
+        #expect(await first.waitForMessages(3))
+        // Presence across the nodes: ann (node 0) in all three rooms, ben (node 1) in the third.
+        #expect(await other.wait(timeout: .seconds(10)) { PresenceTests.seen($0, room: rooms[2]).members == ["ann", "ben"] })
+        #expect(await first.wait(timeout: .seconds(10)) { PresenceTests.seen($0, room: rooms[2]).members == ["ann", "ben"] })
+        #expect((try await PresenceTests.presence(topology.nodes[1], room: rooms[0]))["count"] as? Int == 1)
+        // Typing from node 1 reaches the stream of three rooms on node 0.
+        #expect(try await TypingTests.typing(topology.nodes[1].baseURL, room: rooms[1], user: "ben").status == 204)
+        #expect(await first.wait { $0.events.contains { $0.type == "typing" } })
+        // The stream ends; more comes in every room; it resumes on the other node from its position.
+        let position = try #require(first.events.last { $0.type == "message" }?.lastEventID)
+        first.close()
+        for room in rooms { #expect(await publisher.post(topology.nodes[1].baseURL, room: room, text: "\(room) two")) }
+        let resumed = try await SSEClient(
+            topology.nodes[1].baseURL + "/events?" + rooms.map { "room=\($0)" }.joined(separator: "&"),
+            headers: [("Last-Event-ID", position)])
+        #expect(await resumed.waitForMessages(3))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(
+            MultiRoomStreamTests.idsByRoom(resumed.events)
+                == Dictionary(uniqueKeysWithValues: rooms.map { ($0, [publisher.ids($0).last!]) }))
+        // Ann's stream closed: she leaves the third room for ben.
+        #expect(await other.wait(timeout: .seconds(10)) { PresenceTests.seen($0, room: rooms[2]).members == ["ben"] })
+    }
+
     @Test(.timeLimit(.minutes(3))) func aRoomWhoseSlotMigratesKeepsItsStreams() async throws {
         let topology = try await Topology.start()
         defer { topology.kill() }
