@@ -131,6 +131,32 @@ import Testing
         }
     }
 
+    /// The longest stream a node takes, 100 rooms of 64-character names, passes the shipped proxy
+    /// configs, and so does its position when it resumes.
+    @Test(arguments: ProxyServer.Kind.allCases)
+    func aStreamOfTheMostRoomsPassesTheProxy(kind: ProxyServer.Kind) async throws {
+        let topology = try await Topology.start(kind, replicas: 1)
+        defer { topology.kill() }
+        try await topology.waitForEveryReplica()
+        let rooms = (0..<100).map { String(format: "%02d", $0) + String(repeating: "r", count: 62) }
+        let path = "/events?" + rooms.map { "room=\($0)" }.joined(separator: "&")
+        #expect(path.utf8.count > 6700)
+        let stream = try await SSEClient(topology.proxy.baseURL + path, headers: [("Last-Event-ID", "0")])
+        #expect(stream.status == 200)
+        for room in [rooms[0], rooms[99]] {
+            #expect(try await HTTP.postMessage(topology.proxy.baseURL + "/rooms/\(room)/messages", user: "p", text: "hi").status == 201)
+        }
+        #expect(await stream.waitForMessages(2))
+        let position = try #require(stream.events.last { $0.type == "message" }?.lastEventID)
+        #expect(position.hasPrefix("~"))
+        stream.close()
+        #expect(try await HTTP.postMessage(topology.proxy.baseURL + "/rooms/\(rooms[50])/messages", user: "p", text: "later").status == 201)
+        let resumed = try await SSEClient(topology.proxy.baseURL + path, headers: [("Last-Event-ID", position)])
+        #expect(resumed.status == 200)
+        #expect(await resumed.waitForMessages(1))
+        #expect(resumed.messages.map { $0["text"] as? String } == ["later"])
+    }
+
     /// A proxy may hold a response's bytes back to send them with more (HAProxy without
     /// `option http-no-delay` holds every SSE event for about 200 ms): the deploy configs must not.
     /// One stream through the proxy and one straight to its only replica get the same messages;
