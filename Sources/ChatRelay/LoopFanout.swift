@@ -99,7 +99,7 @@ final class LoopFanout: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         guard !subscription.ended else { return }
         for (index, room) in subscription.rooms.enumerated() {
-            subscription.slots[index] = rooms[room, default: []].count
+            subscription.places[index].slot = rooms[room, default: []].count
             rooms[room, default: []].append(Member(subscription: subscription, room: index))
         }
     }
@@ -108,7 +108,7 @@ final class LoopFanout: @unchecked Sendable {
     func remove(_ subscription: Subscription) {
         eventLoop.assertInEventLoop()
         for (index, room) in subscription.rooms.enumerated() {
-            let slot = subscription.slots[index]
+            let slot = subscription.places[index].slot
             guard slot >= 0, var members = rooms.removeValue(forKey: room) else { continue }
             guard slot < members.count, members[slot].subscription === subscription else {
                 rooms[room] = members
@@ -117,9 +117,9 @@ final class LoopFanout: @unchecked Sendable {
             let last = members.removeLast()
             if slot < members.count {
                 members[slot] = last
-                last.subscription.slots[last.room] = slot
+                last.subscription.places[last.room].slot = slot
             }
-            subscription.slots[index] = -1
+            subscription.places[index].slot = -1
             if !members.isEmpty { rooms[room] = members }
         }
     }
@@ -251,7 +251,7 @@ final class LoopFanout: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         var positions: [RoomName: MessageID] = [:]
         for (room, members) in rooms where include(room) {
-            if let oldest = members.lazy.compactMap({ $0.subscription.floors[$0.room] }).min() {
+            if let oldest = members.lazy.compactMap({ $0.subscription.places[$0.room].floor }).min() {
                 positions[room] = oldest
             }
         }

@@ -47,10 +47,24 @@ public final class Subscription: @unchecked Sendable {
         let message: StoredMessage
     }
 
+    /// Where the stream is in one of its rooms.
+    struct Place {
+        /// Events at or below this id were already sent or queued: dropped, so none is sent twice.
+        var floor: MessageID?
+        /// Index in the fan-out's list of the room's subscribers, or -1 when not in it.
+        var slot = -1
+    }
+
+    /// A stream of several rooms' `id:` lines, boxed: a stream of one room holds a nil pointer,
+    /// not the framing's fields (memory per idle stream).
+    private final class Framing {
+        var value: MultiRoomFraming
+        init(_ value: MultiRoomFraming) { self.value = value }
+    }
+
     // loop-confined
-    /// Per room: events at or below this id were already sent or queued: dropped, so none is
-    /// sent twice.
-    var floors: [MessageID?]
+    /// Per room, in the order of `rooms`.
+    var places: [Place]
     /// False while the opening and replay are being written: events queue in `pending`.
     var live = false
     var pending: [Pending] = []
@@ -58,11 +72,9 @@ public final class Subscription: @unchecked Sendable {
     var lastWrite: UInt64
     /// Events written while the connection was not writable, since it last was.
     var unwritableWrites = 0
-    /// Per room: index in the fan-out's list of the room's subscribers, or -1 when not in it.
-    var slots: [Int]
     var ended = false
     /// With several rooms: writes the `id:` lines.
-    private var framing: MultiRoomFraming?
+    private var framing: Framing?
 
     private struct Ending {
         /// Set once, by the first `close`.
@@ -81,8 +93,7 @@ public final class Subscription: @unchecked Sendable {
     ) {
         precondition(!rooms.isEmpty && rooms.count == floors.count, "a stream has rooms, and a position in each")
         self.rooms = rooms
-        self.floors = floors
-        self.slots = Array(repeating: -1, count: rooms.count)
+        self.places = floors.map { Place(floor: $0) }
         self.capacity = capacity
         self.wantsPresence = wantsPresence
         self.output = output
@@ -110,9 +121,9 @@ public final class Subscription: @unchecked Sendable {
     private func goLive(afterEach replayed: [MessageID], framing: MultiRoomFraming?) {
         output.eventLoop.execute { [self] in
             guard !ended else { return }
-            self.framing = framing
+            self.framing = framing.map(Framing.init)
             for index in rooms.indices {
-                floors[index] = max(floors[index] ?? replayed[index], replayed[index])
+                places[index].floor = max(places[index].floor ?? replayed[index], replayed[index])
             }
             // Queued in id order per room: those the replay did not have are a suffix of each room's.
             let rest = pending.filter { $0.message.id > replayed[$0.room] }
@@ -135,8 +146,8 @@ public final class Subscription: @unchecked Sendable {
 
     /// Writes a batch of one room's events, which this subscriber has not had.
     private func write(_ batch: ArraySlice<StoredMessage>, room index: Int) {
-        if framing != nil {
-            framing!.write(batch, room: index, to: output)
+        if let framing {
+            framing.value.write(batch, room: index, to: output)
         } else {
             output.write(batch)
         }
@@ -154,8 +165,8 @@ public final class Subscription: @unchecked Sendable {
         guard live else {
             var queued = 0
             for message in events {
-                if let floor = floors[index], message.id <= floor { continue }
-                floors[index] = message.id
+                if let floor = places[index].floor, message.id <= floor { continue }
+                places[index].floor = message.id
                 guard pending.count < capacity else { return nil }
                 pending.append(Pending(room: index, message: message))
                 queued += 1
@@ -167,7 +178,7 @@ public final class Subscription: @unchecked Sendable {
         // those above the running floor are written. By index, reading only the ids: iterating
         // would copy (retain and release) every field of every event for every subscriber.
         var start = events.startIndex
-        if let floor = floors[index] {
+        if let floor = places[index].floor {
             while start < events.endIndex, events[start].id <= floor { start += 1 }
         }
         guard start < events.endIndex else { return 0 }
@@ -188,7 +199,7 @@ public final class Subscription: @unchecked Sendable {
             unwritableWrites += taken
             if unwritableWrites > capacity { return nil }
         }
-        floors[index] = batch[batch.endIndex - 1].id
+        places[index].floor = batch[batch.endIndex - 1].id
         write(batch, room: index)
         output.flush()
         lastWrite = now
