@@ -113,6 +113,17 @@ struct ChatPageBrowserTests {
         try await bob.click("#rooms button[data-room='pc']")
         #expect(try await bob.run(Self.shownTexts) as? [String] == ["in pc"])
 
+        // Alice's stream opens again from the position the page makes from its own per-room ids
+        // (as it does after an error or a new room): accepted, and nothing is shown twice.
+        _ = try await alice.run("connect()")
+        #expect(try await alice.wait(until: "return document.getElementById('status').textContent === 'connected'"))
+        try await send(bob, "after the reconnect")
+        #expect(try await shows(alice, "after the reconnect"))
+        #expect(try await alice.run(Self.shownTexts) as? [String] == ["in pc", "after the reconnect"])
+        try await alice.click("#rooms button[data-room='pa']")
+        #expect(try await alice.run(Self.shownTexts) as? [String] == ["in pa"])
+        try await alice.click("#rooms button[data-room='pc']")
+
         // Bob types in pc without sending: alice, with pc open, sees it.
         try await bob.type("#text", "typing something")
         #expect(try await alice.wait(until: "return document.getElementById('typing').textContent === 'bob is typing…'"))
