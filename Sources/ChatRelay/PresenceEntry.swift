@@ -54,11 +54,72 @@ public struct PresenceEntry: Sendable, Equatable {
 
     /// Reads what `json` wrote; nil for anything else.
     public init?(json bytes: [UInt8]) {
+        if let entry = Self.parseWritten(bytes) {
+            self = entry
+            return
+        }
         guard let wire = try? JSONDecoder().decode(Wire.self, from: Data(bytes)), let room = RoomName(wire.room), wire.connections >= 0
         else { return nil }
         self.init(
             node: wire.node, room: room, member: Participant(user: wire.user, name: wire.name, verified: wire.verified),
             since: wire.since, connections: wire.connections)
+    }
+
+    /// The fields in the order and form `json` writes them, when no string holds an escape (a
+    /// name with a quote or a non-ASCII control goes through `JSONDecoder`): every node reads
+    /// every change of the rooms it follows, and `JSONDecoder` was 7 % of a node's CPU when
+    /// 10 000 arrived in one room.
+    static func parseWritten(_ bytes: [UInt8]) -> PresenceEntry? {
+        guard !bytes.contains(UInt8(ascii: "\\")) else { return nil }
+        var index = 0
+        func expect(_ literal: StaticString) -> Bool {
+            let count = literal.utf8CodeUnitCount
+            guard index + count <= bytes.count else { return false }
+            let matches = literal.withUTF8Buffer { bytes[index..<(index + count)].elementsEqual($0) }
+            if matches { index += count }
+            return matches
+        }
+        func string() -> String? {
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\""),
+                let end = bytes[(index + 1)...].firstIndex(of: UInt8(ascii: "\""))
+            else { return nil }
+            defer { index = end + 1 }
+            return String(validating: bytes[(index + 1)..<end], as: UTF8.self)
+        }
+        func number() -> UInt64? {
+            var value: UInt64 = 0
+            let start = index
+            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
+                let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+                let (sum, carry) = times.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
+                guard !overflow, !carry else { return nil }
+                value = sum
+                index += 1
+            }
+            return index > start ? value : nil
+        }
+        guard expect("{\"node\":"), let node = string(), expect(",\"room\":"), let roomName = string(),
+            let room = RoomName(roomName), expect(",\"user\":"), let user = string()
+        else { return nil }
+        var name: String?
+        if expect(",\"name\":") {
+            guard let named = string() else { return nil }
+            name = named
+        }
+        let verified: Bool
+        if expect(",\"verified\":true") {
+            verified = true
+        } else if expect(",\"verified\":false") {
+            verified = false
+        } else {
+            return nil
+        }
+        guard expect(",\"since\":"), let since = number(), expect(",\"connections\":"), let connections = number(),
+            connections <= UInt64(Int.max), expect("}"), index == bytes.count
+        else { return nil }
+        return PresenceEntry(
+            node: node, room: room, member: Participant(user: user, name: name, verified: verified), since: since,
+            connections: Int(connections))
     }
 }
 

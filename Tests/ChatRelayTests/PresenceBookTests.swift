@@ -87,6 +87,24 @@ import Testing
         #expect(snapshot == #"{"room":"r","count":3}"#)
     }
 
+    @Test func theFastReadingAgreesWithJSONDecoder() {
+        let entries = [
+            PresenceEntry(node: "n:1", room: room, member: alice, since: 1_764_000_000_000, connections: 2),
+            PresenceEntry(node: "n:1", room: room, member: bob, since: 0, connections: 0),
+            PresenceEntry(
+                node: "nöde:7", room: room, member: Participant(user: "ünï", name: "Zoë \"Z\"", verified: false), since: 5, connections: 1),
+        ]
+        for entry in entries {
+            let bytes = Array(entry.json.readableBytesView)
+            #expect(PresenceEntry(json: bytes) == entry)
+            // An escaped string goes the slow way; the others the fast one.
+            #expect((PresenceEntry.parseWritten(bytes) == nil) == bytes.contains(UInt8(ascii: "\\")))
+        }
+        for broken in [#"{"node":"n","room":"r","user":"u","verified":true,"since":1,"connections":1}x"#, #"{"node":"n"}"#, ""] {
+            #expect(PresenceEntry.parseWritten(Array(broken.utf8)) == nil)
+        }
+    }
+
     @Test func anEntryReadsBackFromItsJSON() {
         let entry = PresenceEntry(node: "n:1", room: room, member: alice, since: 1_764_000_000_000, connections: 2)
         #expect(PresenceEntry(json: Array(entry.json.readableBytesView)) == entry)
