@@ -82,7 +82,8 @@ public final class Hub: LiveEventSink {
     /// single subscriber (one place in `maxConnections`) that takes part in each room's events.
     /// - Parameter after: per room, in the order of `rooms` (which has no room twice), the id the
     ///   subscriber already has.
-    /// - Parameter presence: the stream gets `event: presence` of its rooms.
+    /// - Parameter presence: the stream gets `event: presence` of its rooms: who is in each as it
+    ///   goes live, then the changes.
     public func subscribe(
         rooms: [RoomName], after: [MessageID?], presence: Bool = false, output: any StreamOutput
     ) throws(SubscribeRefusal) -> Subscription {
@@ -99,7 +100,7 @@ public final class Hub: LiveEventSink {
                 state.fanouts[key] = fanout
             }
             let subscription = Subscription(
-                rooms: rooms, after: after, capacity: subscriberBuffer, wantsPresence: presence, output: output,
+                rooms: rooms, after: after, capacity: subscriberBuffer, presence: presence ? self.presence : nil, output: output,
                 fanout: fanout, now: MonotonicClock.nanoseconds())
             state.subscriptions[ObjectIdentifier(subscription)] = subscription
             for room in rooms {

@@ -38,8 +38,11 @@ public final class Subscription: @unchecked Sendable {
     /// Events that may wait for this subscriber (queued before it goes live, or written while its
     /// connection is above its high-water mark) before it is disconnected as slow.
     let capacity: Int
+    /// The node's presence, when the stream asked for `event: presence`: its first presence event
+    /// of each room is taken as it goes live (see `goLive`).
+    let presence: PresenceBook?
     /// Whether the stream asked for `event: presence`.
-    public let wantsPresence: Bool
+    public var wantsPresence: Bool { presence != nil }
 
     /// An event queued before the stream went live, with the index of its room.
     struct Pending {
@@ -88,14 +91,14 @@ public final class Subscription: @unchecked Sendable {
     /// - Parameter floors: per room, the id the subscriber already has (nothing at or below it
     ///   is written).
     init(
-        rooms: [RoomName], after floors: [MessageID?], capacity: Int, wantsPresence: Bool = false, output: any StreamOutput,
+        rooms: [RoomName], after floors: [MessageID?], capacity: Int, presence: PresenceBook? = nil, output: any StreamOutput,
         fanout: LoopFanout, now: UInt64
     ) {
         precondition(!rooms.isEmpty && rooms.count == floors.count, "a stream has rooms, and a position in each")
         self.rooms = rooms
         self.places = floors.map { Place(floor: $0) }
         self.capacity = capacity
-        self.wantsPresence = wantsPresence
+        self.presence = presence
         self.output = output
         self.fanout = fanout
         self.lastWrite = now
@@ -129,6 +132,15 @@ public final class Subscription: @unchecked Sendable {
             let rest = pending.filter { $0.message.id > replayed[$0.room] }
             pending = []
             live = true
+            if let presence {
+                // Who is in each room, taken here on the loop: a change flushed after this is
+                // delivered to this loop after it, so the stream gets it (now live); one flushed
+                // before is in what this says (the stream may get it too: applied again, a change
+                // changes nothing). Taken before, a change flushed in between would be lost to it.
+                for room in rooms { output.write(presence.snapshot(room).chunk) }
+                lastWrite = MonotonicClock.nanoseconds()
+                if rest.isEmpty { output.flush() }
+            }
             if !rest.isEmpty {
                 var start = rest.startIndex
                 while start < rest.endIndex {

@@ -43,10 +43,10 @@ extension RelayNode {
         }
     }
 
-    /// Follows `room`'s presence until `closed` completes (its view seeded from the broker when it
-    /// is new here) and returns the room's first `event: presence`: who is there, as the room's
-    /// other streams were last told (`PresenceBook.snapshot`).
-    func watchPresence(_ room: RoomName, until closed: EventLoopFuture<Void>) async -> StoredMessage {
+    /// Follows `room`'s presence until `closed` completes, its view seeded from the broker when it
+    /// is new here. The stream's first presence event is taken as it goes live
+    /// (`Subscription.goLive`).
+    func watchPresence(_ room: RoomName, until closed: EventLoopFuture<Void>) async {
         let book = hub.presence
         if book.watch(room) {
             do {
@@ -57,7 +57,6 @@ extension RelayNode {
             }
         }
         closed.whenComplete { _ in book.unwatch(room) }
-        return book.snapshot(room)
     }
 
     /// `GET /rooms/{room}/presence`: the room's members across the cluster, oldest first, at most

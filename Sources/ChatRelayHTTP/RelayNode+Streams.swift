@@ -105,7 +105,7 @@ extension RelayNode {
             liveAfter = replay.messages.last?.id ?? resumeAfter[index]
         }
         if presence.wanted {
-            for room in rooms { opening.writeImmutableBuffer(await watchPresence(room, until: output.channel.closeFuture).frame) }
+            for room in rooms { await watchPresence(room, until: output.channel.closeFuture) }
         }
         if let member { joinPresence(member, rooms: rooms, until: output.channel.closeFuture) }
         return StreamOpening(subscription: subscription, firstBytes: opening, liveAfter: liveAfter, framing: framing, identity: identity)

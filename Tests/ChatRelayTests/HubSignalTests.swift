@@ -53,4 +53,28 @@ import Testing
         try await replaying.settle()
         #expect(replaying.written.isEmpty)
     }
+
+    /// A presence change flushed while a stream is still writing its replay is not lost to it: its
+    /// first presence event is taken as it goes live, so it already says so.
+    @Test func aChangeFlushedDuringTheReplayIsInTheFirstPresenceEvent() async throws {
+        let book = PresenceBook(node: "n:1", cap: 10)
+        let hub = Hub(subscriberBuffer: 16, maxConnections: 10, metrics: .discarding, presence: book)
+        let out = RecordingOutput(eventLoop: Self.group.next())
+        let s = try hub.subscribe(rooms: [room], after: [nil], presence: true, output: out)
+        _ = book.watch(room)
+        let alice = Participant(user: "alice", name: nil, verified: false)
+        book.apply(PresenceEntry(node: "a:1", room: room, member: alice, since: 1, connections: 1))
+        _ = book.watch(room)  // another stream of the room, already live: the flush is for it
+        for event in book.flush() { hub.deliver(event) }
+        try await out.settle()
+        #expect(out.written.isEmpty, "not live yet: nothing written")
+        s.goLive(after: nil)
+        try await out.settle { !out.written.isEmpty }
+        #expect(out.text.contains(#""count":1,"members":[{"user":"alice""#))
+        let bob = Participant(user: "bob", name: nil, verified: false)
+        book.apply(PresenceEntry(node: "a:1", room: room, member: bob, since: 2, connections: 1))
+        for event in book.flush() { hub.deliver(event) }
+        try await out.settle { out.text.contains("joined") }
+        #expect(out.text.contains(#""count":2,"joined":[{"user":"bob""#))
+    }
 }
