@@ -38,7 +38,7 @@ extension RedisBroker {
     /// Reads the presence of each room `owned` accepts that a local stream follows again: the
     /// changes sent while the subscription was down were missed. A failed read leaves the view
     /// as it is (deliveries go on from now).
-    private func resyncPresence(owned: @Sendable (RoomName) -> Bool) async {
+    func resyncPresence(owned: @Sendable (RoomName) -> Bool) async {
         let book = sink.presence
         for room in book.watchedRoomNames where owned(room) {
             book.resyncing(room)

@@ -6,7 +6,9 @@ import Synchronization
 /// member, changed with the room's channel carrying the new entry to every node; and a sorted set
 /// of the nodes that write them (`RedisKeys.presenceNodes`), each scored with the time it stops
 /// being alive unless it refreshes. A node that dies stops refreshing: within `presenceTTL` (and
-/// a third more, the refresh period) every other node sees it gone and its members leave.
+/// a third more, the refresh period) every other node sees it gone and its members leave. Only
+/// entries of nodes marked alive are counted; those of nodes gone for an hour, or forgotten (a
+/// day), are deleted by whoever reads them.
 extension RedisBroker {
     /// How long a room's presence hash outlives its last change (a node stores its entries
     /// again when it finds its mark lost, and every hour).
@@ -15,6 +17,11 @@ extension RedisBroker {
     /// One round trip per hash slot (one in all on a single Redis): per entry, the hash's field set
     /// or deleted, its expiry renewed, and the entry published on the room's channel.
     public func updatePresence(_ entries: [PresenceEntry]) async throws {
+        if !presenceMarked.load(ordering: .relaxed) {
+            // Marked before the first entry: a reader counts only entries of nodes marked alive.
+            _ = try await markAlive()
+            presenceMarked.store(true, ordering: .relaxed)
+        }
         var bySlot: [Int: [RedisCommand]] = [:]
         var slots: [Int] = []
         for entry in entries {
@@ -44,63 +51,120 @@ extension RedisBroker {
     public func presence(room: RoomName) async throws -> [PresenceEntry] {
         let reply = try await call(["HGETALL", RedisArgument(keys.presence(room))], slot: keys.slot(room))
         guard let fields = reply.array else { throw BrokerError.unavailable("unexpected reply to HGETALL: \(reply)") }
-        let gone = presenceNodesGone.withLock { $0 }
-        var entries: [PresenceEntry] = []
-        var stale: [RedisArgument] = []
+        var read: [(field: [UInt8], entry: PresenceEntry)] = []
         var index = 0
         while index + 1 < fields.count {
-            defer { index += 2 }
-            guard let value = fields[index + 1].bytes, let entry = PresenceEntry(json: value) else { continue }
-            if gone.contains(entry.node) {
-                if let field = fields[index].bytes { stale.append(RedisArgument(field)) }
-            } else {
-                entries.append(entry)
+            if let field = fields[index].bytes, let value = fields[index + 1].bytes, let entry = PresenceEntry(json: value) {
+                read.append((field, entry))
+            }
+            index += 2
+        }
+        var marks = presenceMarks.withLock { $0 }
+        if read.contains(where: { marks.state(of: $0.entry.node) == .unknown }) {
+            // A node that started since the last refresh: read the marks again.
+            marks = (try? await readPresenceMarks()) ?? marks
+        }
+        var entries: [PresenceEntry] = []
+        var stale: [RedisArgument] = []
+        for (field, entry) in read {
+            switch marks.state(of: entry.node) {
+            case .alive: entries.append(entry)
+            case .gone: break
+            // Gone for an hour, or forgotten: no node comes back after that with these entries
+            // (one whose mark ran out stores its entries again as soon as it marks itself).
+            case .longGone, .unknown: stale.append(RedisArgument(field))
             }
         }
         if !stale.isEmpty {
-            // The entries of dead nodes go once someone reads them.
             _ = try? await call(["HDEL", RedisArgument(keys.presence(room))] + stale, slot: keys.slot(room))
         }
         return entries
     }
 
-    /// Until cancelled, every third of `presenceTTL`: marks this node alive until a TTL from now,
-    /// reports the nodes whose marks ran out, and stores this node's entries again when its mark
-    /// was gone or had run out (Redis restarted without its data; the node was cut off) and
-    /// every hour.
+    /// Every node's mark in `presence-nodes`, as last read.
+    struct PresenceMarks: Sendable {
+        /// When each node's mark runs out (ms since the epoch).
+        var expiries: [String: UInt64] = [:]
+        /// When they were read (ms since the epoch).
+        var readAt: UInt64 = 0
+
+        enum NodeState { case alive, gone, longGone, unknown }
+
+        func state(of node: String) -> NodeState {
+            guard let expiry = expiries[node] else { return .unknown }
+            if expiry >= readAt { return .alive }
+            return readAt - expiry > 3_600_000 ? .longGone : .gone
+        }
+
+        /// The nodes whose marks had run out when read.
+        var gone: Set<String> { Set(expiries.filter { $0.value < readAt }.keys) }
+    }
+
+    /// Reads every node's mark, and keeps them for `presence(room:)`.
+    @discardableResult
+    func readPresenceMarks() async throws -> PresenceMarks {
+        let key = keys.presenceNodes
+        let reply = try await call(["ZRANGE", RedisArgument(key), "0", "-1", "WITHSCORES"], slot: RedisKeySlot.of(key))
+        var marks = PresenceMarks(readAt: Timestamp.nowMilliseconds())
+        let items = reply.array ?? []
+        var index = 0
+        while index + 1 < items.count {
+            if let node = items[index].bytes, let score = items[index + 1].bytes.flatMap({ Double(String(decoding: $0, as: UTF8.self)) }) {
+                marks.expiries[String(decoding: node, as: UTF8.self)] = UInt64(max(0, score))
+            }
+            index += 2
+        }
+        presenceMarks.withLock { $0 = marks }
+        return marks
+    }
+
+    /// Marks this node alive until a TTL from now; returns whether its mark was missing (Redis
+    /// lost it) or had run out (the others took it for gone): its entries must then be stored again.
+    func markAlive() async throws -> Bool {
+        let key = keys.presenceNodes
+        let now = Timestamp.nowMilliseconds()
+        let replies = try await pipeline(
+            [
+                ["ZSCORE", RedisArgument(key), RedisArgument(sink.presence.node)],
+                [
+                    "ZADD", RedisArgument(key), RedisArgument(String(now + UInt64(presenceTTL.wholeMilliseconds))),
+                    RedisArgument(sink.presence.node),
+                ],
+                // Nodes gone for a day are forgotten.
+                ["ZREMRANGEBYSCORE", RedisArgument(key), "-inf", RedisArgument(String(now - min(now, 86_400_000)))],
+            ], slot: RedisKeySlot.of(key))
+        let score = replies[0].bytes.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
+        return score.map { $0 < Double(now) } ?? true
+    }
+
+    /// Until cancelled, every third of `presenceTTL`: marks this node alive, reads every node's
+    /// mark, reports the nodes whose marks ran out (their members leave every view), reads the
+    /// rooms followed here again when a node taken for gone came back, and stores this node's
+    /// entries again when its own mark was missing or had run out, and every hour.
     func keepPresenceAlive() async {
         let book = sink.presence
-        let key = keys.presenceNodes
-        let slot = RedisKeySlot.of(key)
         let period = presenceTTL / 3
         var marked = false
         var lastStored = ContinuousClock.now
+        var known = Set<String>()
         while !Task.isCancelled {
-            let now = Timestamp.nowMilliseconds()
-            let ttl = UInt64(presenceTTL.wholeMilliseconds)
             do {
-                let replies = try await pipeline(
-                    [
-                        ["ZSCORE", RedisArgument(key), RedisArgument(book.node)],
-                        ["ZADD", RedisArgument(key), RedisArgument(String(now + ttl)), RedisArgument(book.node)],
-                        ["ZRANGEBYSCORE", RedisArgument(key), "-inf", RedisArgument(String(now))],
-                        // Nodes gone for a day are forgotten.
-                        ["ZREMRANGEBYSCORE", RedisArgument(key), "-inf", RedisArgument(String(now - min(now, 86_400_000)))],
-                    ], slot: slot)
-                // The mark was missing (Redis lost it) or had run out (this node was taken for
-                // gone, and its entries may have been dropped): store them again.
-                let score = replies[0].bytes.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
-                let lost = marked && (score.map { $0 < Double(now) } ?? true)
-                let gone = Set((replies[2].array ?? []).compactMap { $0.bytes.map { String(decoding: $0, as: UTF8.self) } })
-                let newlyGone = presenceNodesGone.withLock { known in
-                    defer { known = gone }
-                    return gone.subtracting(known)
-                }
+                let lost = try await markAlive()
+                presenceMarked.store(true, ordering: .relaxed)
+                let gone = try await readPresenceMarks().gone
+                let newlyGone = gone.subtracting(known)
+                let back = known.subtracting(gone)
+                known = gone
                 if !newlyGone.isEmpty {
                     logger.info("presence nodes gone", metadata: ["nodes": "\(newlyGone.sorted())"])
                     book.nodesGone(newlyGone)
                 }
-                if lost || ContinuousClock.now - lastStored > .seconds(3600) {
+                if !back.isEmpty {
+                    // Their members left the views here: read the rooms again.
+                    logger.info("presence nodes back", metadata: ["nodes": "\(back.sorted())"])
+                    await resyncPresence { _ in true }
+                }
+                if (marked && lost) || ContinuousClock.now - lastStored > .seconds(3600) {
                     try await updatePresence(book.localEntries())
                     lastStored = ContinuousClock.now
                 }

@@ -47,8 +47,10 @@ public final class RedisBroker: Broker {
     /// A node that stops refreshing its mark in `presence-nodes` for this long is gone: its
     /// members leave every room (`--presence-ttl`).
     public let presenceTTL: Duration
-    /// The presence nodes last seen gone, so each is reported once.
-    let presenceNodesGone = Mutex<Set<String>>([])
+    /// Every node's presence mark as last read (`readPresenceMarks`).
+    let presenceMarks = Mutex(PresenceMarks())
+    /// Whether this node marked itself alive since it started: it does before it stores entries.
+    let presenceMarked = Atomic<Bool>(false)
     /// The command connections: per event loop, in the group's order.
     private let connections: Connections
     private let nextClient = Atomic<Int>(0)

@@ -128,6 +128,28 @@ import Testing
         #expect((try await Self.presence(cluster.nodes[0]))["count"] as? Int == 1)
     }
 
+    /// A node cut off for longer than the TTL (SIGSTOP) is taken for gone and its member leaves;
+    /// when it comes back its member is back too, in the views and in the answer.
+    @Test func aNodeTakenForGoneThatComesBackBringsItsMembersBack() async throws {
+        let cluster = try await ClusterTests.Cluster.start(nodes: 2, arguments: ["--presence-ttl", "2"])
+        defer {
+            cluster.nodes[1].signal(SIGCONT)
+            cluster.kill()
+        }
+        let watcher = try await SSEClient(cluster.nodes[0].baseURL + "/rooms/p/events?presence=1&user=ann")
+        let bob = try await SSEClient(cluster.nodes[1].baseURL + "/rooms/p/events?user=bob")
+        #expect(bob.status == 200)
+        #expect(await watcher.wait(timeout: .seconds(5)) { Self.seen($0).members == ["ann", "bob"] })
+        cluster.nodes[1].signal(SIGSTOP)
+        #expect(await watcher.wait(timeout: .seconds(8)) { Self.seen($0).members == ["ann"] })
+        cluster.nodes[1].signal(SIGCONT)
+        #expect(await watcher.wait(timeout: .seconds(8)) { Self.seen($0).members == ["ann", "bob"] })
+        #expect(
+            await cluster.nodes[0].wait(timeout: .seconds(5)) {
+                ((try? await Self.presence(cluster.nodes[0]))?["count"] as? Int) == 2
+            })
+    }
+
     @Test func aRoomOverTheCapGetsCountsAndTheAnswerSaysItIsTruncated() async throws {
         let node = try await RelayProcess(arguments: ["--presence-cap", "2"])
         defer { node.kill() }
