@@ -445,13 +445,17 @@ import Testing
         victim.killNow()
         let killedAt = ContinuousClock.now
         replica.thaw()
-        let acknowledgedAtKill = Set(publisher.ids(victimRoom))
 
         // Readiness says the node cannot reach a master while the replica is being promoted.
         let unready = await eventually(timeout: .seconds(5), pause: .milliseconds(50)) {
             (try? await HTTP.get(topology.nodes[0].baseURL + "/health/ready"))?.status == 503
         }
         #expect(unready, "readiness 503 while a master is unreachable")
+        // What was acknowledged by the dead master: taken once the nodes lost it (and its answers
+        // on their way reached the publisher), not at the kill: a 201 the master sent in its last
+        // instant could still be on its way then, and its message is among those it may lose.
+        try await Task.sleep(for: .milliseconds(300))
+        let acknowledgedAtKill = Set(publisher.ids(victimRoom))
         // The replica takes over.
         let promoted = await eventually(timeout: .seconds(20), pause: .milliseconds(100)) {
             guard let master = try? await topology.master(of: victimRoom) else { return false }
