@@ -202,16 +202,10 @@ public final class PresenceBook: Sendable {
             return told
         }
         var json = ByteBuffer()
-        json.writeStaticString("{\"room\":")
-        JSONString.write(room.value, into: &json)
-        json.writeString(",\"count\":\(count)")
+        PresenceMember.writeOpening(room: room, count: count, into: &json)
         if let members {
-            json.writeStaticString(",\"members\":[")
-            for (index, member) in members.enumerated() {
-                if index > 0 { json.writeStaticString(",") }
-                member.writeJSON(into: &json)
-            }
-            json.writeStaticString("]")
+            json.writeStaticString(",\"members\":")
+            PresenceMember.writeJSON(members, into: &json)
         }
         json.writeStaticString("}")
         return StoredMessage(signal: .presence, room: room, json: json)
@@ -235,16 +229,11 @@ public final class PresenceBook: Sendable {
     /// `{"room":…,"count":N,"joined":[…],"left":[…]}`, the lists left out above `cap`.
     private func event(_ change: Change) -> StoredMessage {
         var json = ByteBuffer()
-        json.writeStaticString("{\"room\":")
-        JSONString.write(change.room.value, into: &json)
-        json.writeString(",\"count\":\(change.count)")
+        PresenceMember.writeOpening(room: change.room, count: change.count, into: &json)
         if let joined = change.joined {
-            json.writeStaticString(",\"joined\":[")
-            for (index, member) in joined.enumerated() {
-                if index > 0 { json.writeStaticString(",") }
-                member.writeJSON(into: &json)
-            }
-            json.writeStaticString("],\"left\":[")
+            json.writeStaticString(",\"joined\":")
+            PresenceMember.writeJSON(joined, into: &json)
+            json.writeStaticString(",\"left\":[")
             for (index, user) in change.left.enumerated() {
                 if index > 0 { json.writeStaticString(",") }
                 JSONString.write(user, into: &json)

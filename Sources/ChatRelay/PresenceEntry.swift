@@ -148,6 +148,24 @@ public struct PresenceMember: Sendable, Equatable {
         return byUser.values.sorted { ($0.since, $0.member.user) < ($1.since, $1.member.user) }
     }
 
+    /// Writes `{"room":<room>,"count":<count>`: how every presence event and answer begins; the
+    /// caller writes its lists and the closing brace.
+    public static func writeOpening(room: RoomName, count: Int, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("{\"room\":")
+        JSONString.write(room.value, into: &buffer)
+        buffer.writeString(",\"count\":\(count)")
+    }
+
+    /// Writes `[<member>,…]`.
+    public static func writeJSON(_ members: some Sequence<PresenceMember>, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("[")
+        for (index, member) in members.enumerated() {
+            if index > 0 { buffer.writeStaticString(",") }
+            member.writeJSON(into: &buffer)
+        }
+        buffer.writeStaticString("]")
+    }
+
     /// Writes `{"user":…,"name":…,"verified":…,"since":"<RFC 3339>","connections":…}`.
     public func writeJSON(into buffer: inout ByteBuffer) {
         buffer.writeStaticString("{")

@@ -70,14 +70,10 @@ extension RelayNode {
             throw APIError.unavailable("The room's presence cannot be read now; retry shortly.")
         }
         var json = ByteBuffer()
-        json.writeStaticString("{\"room\":")
-        JSONString.write(room.value, into: &json)
-        json.writeString(",\"count\":\(members.count),\"members\":[")
-        for (index, member) in members.prefix(configuration.presenceCap).enumerated() {
-            if index > 0 { json.writeStaticString(",") }
-            member.writeJSON(into: &json)
-        }
-        json.writeString("],\"truncated\":\(members.count > configuration.presenceCap)}")
+        PresenceMember.writeOpening(room: room, count: members.count, into: &json)
+        json.writeStaticString(",\"members\":")
+        PresenceMember.writeJSON(members.prefix(configuration.presenceCap), into: &json)
+        json.writeString(",\"truncated\":\(members.count > configuration.presenceCap)}")
         return Answer(status: .ok, contentType: Answer.jsonType, body: json, headers: [("Cache-Control", "no-store")])
     }
 }
