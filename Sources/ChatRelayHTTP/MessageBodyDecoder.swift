@@ -62,7 +62,7 @@ public enum MessageBodyDecoder {
     /// The fields of a publish body. A missing field is an empty string (refused by validation).
     /// - Throws: `APIError` `invalid_body` (not JSON / not a form / not UTF-8) or `invalid_field`
     ///   (a field that is not a string).
-    public static func decode(_ body: ByteBuffer, as mediaType: MediaType) throws -> (user: String, text: String) {
+    public static func decode(_ body: ByteBuffer, as mediaType: MediaType) throws(APIError) -> (user: String, text: String) {
         let bytes = body.readableBytesView
         switch mediaType {
         case .json: return try decodeJSON(bytes)
@@ -70,7 +70,7 @@ public enum MessageBodyDecoder {
         }
     }
 
-    private static func decodeJSON(_ bytes: ByteBufferView) throws -> (user: String, text: String) {
+    private static func decodeJSON(_ bytes: ByteBufferView) throws(APIError) -> (user: String, text: String) {
         guard String(validating: bytes, as: UTF8.self) != nil else {
             throw APIError.invalidBody("The body is not valid UTF-8.")
         }
@@ -95,7 +95,7 @@ public enum MessageBodyDecoder {
         let text: String?
     }
 
-    private static func decodeForm(_ bytes: ByteBufferView) throws -> (user: String, text: String) {
+    private static func decodeForm(_ bytes: ByteBufferView) throws(APIError) -> (user: String, text: String) {
         var user = ""
         var text = ""
         for pair in bytes.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
@@ -112,7 +112,7 @@ public enum MessageBodyDecoder {
     }
 
     /// `+` as space and `%XX` as a byte; the result must be UTF-8.
-    static func percentDecoded(_ encoded: some Collection<UInt8>) throws -> String {
+    static func percentDecoded(_ encoded: some Collection<UInt8>) throws(APIError) -> String {
         guard let bytes = PercentDecoding.bytes(encoded, plusAsSpace: true) else {
             throw APIError.invalidBody("The form body has a broken %-escape.")
         }

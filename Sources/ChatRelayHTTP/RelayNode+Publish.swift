@@ -61,14 +61,7 @@ extension RelayNode {
     /// are the token's; a `user` in the body is ignored.
     func publish(_ request: AdmittedPublish, body: ByteBuffer, credentials: Credentials?) async throws(APIError) -> PublishAnswer {
         let identity = try await authorize(credentials, .publish, room: request.room)
-        let fields: (user: String, text: String)
-        do {
-            fields = try MessageBodyDecoder.decode(body, as: request.mediaType)
-        } catch let error as APIError {
-            throw error
-        } catch {
-            throw APIError.invalidBody("The body cannot be read: \(error).")
-        }
+        let fields = try MessageBodyDecoder.decode(body, as: request.mediaType)
         let draft: MessageDraft
         do {
             let submitted =

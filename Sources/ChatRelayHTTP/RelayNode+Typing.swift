@@ -12,14 +12,7 @@ extension RelayNode {
         if let identity {
             who = Participant(user: identity.subject, name: identity.name, verified: true)
         } else {
-            let claimed: String
-            do {
-                claimed = try MessageBodyDecoder.decode(body, as: request.mediaType).user
-            } catch let error as APIError {
-                throw error
-            } catch {
-                throw APIError.invalidBody("The body cannot be read: \(error).")
-            }
+            let claimed = try MessageBodyDecoder.decode(body, as: request.mediaType).user
             do {
                 who = Participant(user: try MessageDraft.validatedUser(claimed), name: nil, verified: false)
             } catch {
