@@ -205,12 +205,7 @@ public final class Subscription: @unchecked Sendable {
         }
         let batch: ArraySlice<StoredMessage> = rising ? events[start...] : Self.aboveRunningFloor(events[start...])
         let taken = batch.count
-        if output.isWritable {
-            unwritableWrites = 0
-        } else {
-            unwritableWrites += taken
-            if unwritableWrites > capacity { return nil }
-        }
+        guard mayWrite(taken) else { return nil }
         places[index].floor = batch[batch.endIndex - 1].id
         write(batch, room: index)
         output.flush()
@@ -218,16 +213,23 @@ public final class Subscription: @unchecked Sendable {
         return taken
     }
 
+    /// Counts `events` about to be written while the connection is above its high-water mark;
+    /// false when that makes more than `capacity` since it last was below: the subscriber is too
+    /// slow.
+    private func mayWrite(_ events: Int) -> Bool {
+        if output.isWritable {
+            unwritableWrites = 0
+            return true
+        }
+        unwritableWrites += events
+        return unwritableWrites <= capacity
+    }
+
     /// Writes a signal (typing, presence) if the stream is live, and presence only if it asked
     /// for it: never queued, never replayed.
     private func offer(signal: StoredMessage, now: UInt64) -> Int? {
         guard live, signal.kind != .presence || wantsPresence else { return 0 }
-        if output.isWritable {
-            unwritableWrites = 0
-        } else {
-            unwritableWrites += 1
-            if unwritableWrites > capacity { return nil }
-        }
+        guard mayWrite(1) else { return nil }
         output.write(signal.chunk)
         output.flush()
         lastWrite = now
