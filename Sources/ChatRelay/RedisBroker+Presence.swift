@@ -50,14 +50,10 @@ extension RedisBroker {
 
     public func presence(room: RoomName) async throws -> [PresenceEntry] {
         let reply = try await call(["HGETALL", RedisArgument(keys.presence(room))], slot: keys.slot(room))
-        guard let fields = reply.array else { throw BrokerError.unavailable("unexpected reply to HGETALL: \(reply)") }
-        var read: [(field: [UInt8], entry: PresenceEntry)] = []
-        var index = 0
-        while index + 1 < fields.count {
-            if let field = fields[index].bytes, let value = fields[index + 1].bytes, let entry = PresenceEntry(json: value) {
-                read.append((field, entry))
-            }
-            index += 2
+        guard let fields = reply.pairs else { throw BrokerError.unavailable("unexpected reply to HGETALL: \(reply)") }
+        let read: [(field: [UInt8], entry: PresenceEntry)] = fields.compactMap { field, value in
+            guard let field = field.bytes, let entry = value.bytes.flatMap(PresenceEntry.init(json:)) else { return nil }
+            return (field, entry)
         }
         var marks = presenceMarks.withLock { $0 }
         if read.contains(where: { marks.state(of: $0.entry.node) == .unknown }) {
@@ -106,13 +102,9 @@ extension RedisBroker {
         let key = keys.presenceNodes
         let reply = try await call(["ZRANGE", RedisArgument(key), "0", "-1", "WITHSCORES"], slot: RedisKeySlot.of(key))
         var marks = PresenceMarks(readAt: Timestamp.nowMilliseconds())
-        let items = reply.array ?? []
-        var index = 0
-        while index + 1 < items.count {
-            if let node = items[index].bytes, let score = items[index + 1].bytes.flatMap({ Double(String(decoding: $0, as: UTF8.self)) }) {
-                marks.expiries[String(decoding: node, as: UTF8.self)] = UInt64(max(0, score))
-            }
-            index += 2
+        for (node, score) in reply.pairs ?? [] {
+            guard let node = node.bytes, let score = score.bytes.flatMap({ Double(String(decoding: $0, as: UTF8.self)) }) else { continue }
+            marks.expiries[String(decoding: node, as: UTF8.self)] = UInt64(max(0, score))
         }
         presenceMarks.withLock { $0 = marks }
         return marks

@@ -29,6 +29,13 @@ public indirect enum RedisReply: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
+    /// An array of alternating fields and values (`HGETALL`, `ZRANGE … WITHSCORES`) as pairs; a
+    /// last field without its value is left out.
+    public var pairs: [(RedisReply, RedisReply)]? {
+        guard let elements = array else { return nil }
+        return stride(from: 0, to: elements.count - 1, by: 2).map { (elements[$0], elements[$0 + 1]) }
+    }
+
     public var bytes: [UInt8]? {
         if case .bulk(let bytes) = self { return bytes }
         return nil

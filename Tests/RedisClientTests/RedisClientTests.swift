@@ -65,6 +65,14 @@ import Testing
         #expect(try await client.command(["PING"]) == .status("PONG"))
     }
 
+    @Test func fieldsAndValuesReadAsPairs() {
+        let reply = RedisReply.array([.bulk(Array("a".utf8)), .bulk(Array("1".utf8)), .bulk(Array("b".utf8)), .bulk(Array("2".utf8))])
+        #expect(reply.pairs?.map { "\($0.0.string ?? "")=\($0.1.string ?? "")" } == ["a=1", "b=2"])
+        #expect(RedisReply.array([.bulk(Array("a".utf8))]).pairs?.isEmpty == true)
+        #expect(RedisReply.array([]).pairs?.isEmpty == true)
+        #expect(RedisReply.integer(1).pairs == nil)
+    }
+
     @Test func pipelinesKeepOrderAcrossConcurrentCallers() async throws {
         let server = try await RedisServer(appendOnly: false)
         defer { server.killNow() }
