@@ -28,11 +28,9 @@ public struct MultiRoomFraming: Sendable {
     /// Moves room `index` to `id` and puts the `id:` line that says so, `id: ~…\n`, in `text`.
     private mutating func advance(room index: Int, to id: MessageID) {
         position.ids[index] = id
-        binary.removeAll(keepingCapacity: true)
-        position.append(to: &binary, check: check)
         text.removeAll(keepingCapacity: true)
-        text.append(contentsOf: "id: ~".utf8)
-        Base64URL.append(binary, to: &text)
+        text.append(contentsOf: "id: ".utf8)
+        position.appendText(to: &text, check: check, binary: &binary)
         text.append(UInt8(ascii: "\n"))
     }
 

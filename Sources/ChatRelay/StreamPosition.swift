@@ -71,10 +71,19 @@ public struct StreamPosition: Equatable, Sendable {
 
     /// The text form, for the rooms `rooms` (the same list, in the same order, as `ids`).
     public func text(rooms: [RoomName]) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(8 + ids.count * 4)
-        append(to: &bytes, check: Self.check(rooms))
-        return "~" + Base64URL.encode(bytes)
+        var binary: [UInt8] = []
+        var text: [UInt8] = []
+        appendText(to: &text, check: Self.check(rooms), binary: &binary)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Appends the text form to `text`, with the rooms' `check`; `binary` is scratch space (its
+    /// contents are replaced), so that a caller writing one position per event allocates nothing.
+    func appendText(to text: inout [UInt8], check: UInt32, binary: inout [UInt8]) {
+        binary.removeAll(keepingCapacity: true)
+        append(to: &binary, check: check)
+        text.append(UInt8(ascii: "~"))
+        Base64URL.append(binary, to: &text)
     }
 
     /// Appends the binary form to `bytes`, with the rooms' `check` (see ``check(_:)``).
