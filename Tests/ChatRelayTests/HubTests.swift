@@ -138,7 +138,10 @@ import Testing
         let fast = try hub.subscribe(room: room, output: fastOutput)
         slow.goLive(after: nil)
         fast.goLive(after: nil)
+        // Both loops have run goLive before the first event: events queued for a stream still
+        // in its replay count against the same buffer, and a busy loop would drop `fast` too.
         try await slowOutput.settle()
+        try await fastOutput.settle()
         slowOutput.isWritable = false
         for ms in 1...4 { hub.deliver(stored(UInt64(ms), room: room)) }
         try await slowOutput.settle { slowOutput.messageIDs.count == 4 }
@@ -286,6 +289,10 @@ import Testing
             if index % 11 == 0 { out.isWritable = false }
             subscriptions.append((s, out))
         }
+        // Every goLive has run before the first event, so those that went live stay (a busy
+        // loop would otherwise queue all four rounds ahead of them and drop them all).
+        try await subscriptions[0].1.settle()
+        try await subscriptions[1].1.settle()
         for round in 1...4 {
             for roomIndex in 0..<7 { hub.deliver(stored(UInt64(round), room: RoomName("room-\(roomIndex)")!)) }
         }
