@@ -46,17 +46,23 @@ extension RelayNode {
         let member = try presence.member(identity: identity, tokensRequired: access.requiresTokens)
         // Every stream has a position in each room, even without Last-Event-ID: the room's newest
         // id, read before registering, so what is published in between is replayed, not lost.
-        var resumeAfter: [MessageID] = []
+        let broker = self.broker
+        let logger = self.logger
+        let resumeAfter: [MessageID]
         if let given {
             resumeAfter = given
         } else {
-            for room in rooms {
-                do {
-                    resumeAfter.append(try await broker.latestID(room: room) ?? .zero)
-                } catch {
-                    logger.warning("cannot open stream", metadata: ["room": "\(room)", "error": "\(error)"])
-                    throw APIError.unavailable("The room cannot be read now; retry shortly.")
+            do {
+                resumeAfter = try await Self.eachRoom(rooms) { _, room in
+                    do {
+                        return try await broker.latestID(room: room) ?? .zero
+                    } catch {
+                        logger.warning("cannot open stream", metadata: ["room": "\(room)", "error": "\(error)"])
+                        throw error
+                    }
                 }
+            } catch {
+                throw APIError.unavailable("The room cannot be read now; retry shortly.")
             }
         }
         let subscription: Subscription
@@ -80,17 +86,24 @@ extension RelayNode {
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
         var framing = rooms.count > 1 ? MultiRoomFraming(rooms: rooms, start: resumeAfter) : nil
         var liveAfter = resumeAfter[0]
-        for (index, room) in rooms.enumerated() {
-            let replay: Replay
-            do {
-                // Live events of the room reach this node from here on; what came before is in the replay.
-                try await broker.listen(room: room)
-                replay = try await broker.replay(room: room, after: resumeAfter[index])
-            } catch {
-                hub.unsubscribe(subscription)
-                logger.warning("cannot replay", metadata: ["room": "\(room)", "error": "\(error)"])
-                throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
+        let replays: [Replay]
+        do {
+            replays = try await Self.eachRoom(rooms) { index, room in
+                do {
+                    // Live events of the room reach this node from here on; what came before is in the replay.
+                    try await broker.listen(room: room)
+                    return try await broker.replay(room: room, after: resumeAfter[index])
+                } catch {
+                    logger.warning("cannot replay", metadata: ["room": "\(room)", "error": "\(error)"])
+                    throw error
+                }
             }
+        } catch {
+            hub.unsubscribe(subscription)
+            throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
+        }
+        for (index, room) in rooms.enumerated() {
+            let replay = replays[index]
             // `0` asks for everything retained: a client that had nothing cannot have missed it.
             if given != nil, resumeAfter[index] > .zero, replay.messagesLost {
                 opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained, room: framing == nil ? nil : room))
@@ -105,10 +118,30 @@ extension RelayNode {
             liveAfter = replay.messages.last?.id ?? resumeAfter[index]
         }
         if presence.wanted {
-            for room in rooms { await watchPresence(room, until: output.channel.closeFuture) }
+            let closed = output.channel.closeFuture
+            _ = try? await Self.eachRoom(rooms) { _, room in await self.watchPresence(room, until: closed) }
         }
         if let member { joinPresence(member, rooms: rooms, until: output.channel.closeFuture) }
         return StreamOpening(subscription: subscription, firstBytes: opening, liveAfter: liveAfter, framing: framing, identity: identity)
+    }
+
+    /// Runs `read` for every room at once and returns the results in the rooms' order: a stream
+    /// of 100 rooms waits for about one round trip to Redis, not 100 in a row (the broker's
+    /// concurrent commands share a connection's round trips). Child tasks keep the request's
+    /// executor (its event loop). A stream of one room runs it inline. The first error is thrown
+    /// and the other reads are cancelled.
+    static func eachRoom<Result: Sendable>(
+        _ rooms: [RoomName], _ read: @escaping @Sendable (Int, RoomName) async throws -> Result
+    ) async throws -> [Result] {
+        if rooms.count == 1 { return [try await read(0, rooms[0])] }
+        return try await withThrowingTaskGroup(of: (Int, Result).self) { group in
+            for (index, room) in rooms.enumerated() {
+                group.addTask { (index, try await read(index, room)) }
+            }
+            var results = [Result?](repeating: nil, count: rooms.count)
+            for try await (index, result) in group { results[index] = result }
+            return results.compactMap { $0 }
+        }
     }
 
     /// The `Last-Event-ID` header, else the `lastEventId` query parameter, as sent.

@@ -139,4 +139,43 @@ import Testing
         try await Task.sleep(for: .milliseconds(100))
         #expect(Self.idsByRoom(twice.events) == ["ma": publisher.ids("ma"), "mb": publisher.ids("mb")])
     }
+
+    /// A stream of 100 rooms reads them all at once: its commands share a few round trips to
+    /// Redis (in a row it would take one per room, or two without Last-Event-ID), and each room
+    /// still replays complete and in order.
+    @Test func aStreamOfAHundredRoomsOpensInAFewRoundTrips() async throws {
+        let cluster = try await ClusterTests.Cluster.start(nodes: 1)
+        defer { cluster.kill() }
+        let node = cluster.nodes[0]
+        let rooms = (0..<100).map { "many-\($0)" }
+        let query = "/events?" + rooms.map { "room=\($0)" }.joined(separator: "&")
+        let publisher = Publisher()
+        await withTaskGroup(of: Void.self) { group in
+            for room in rooms {
+                group.addTask {
+                    for index in 0..<2 { #expect(await publisher.post(node.baseURL, room: room, text: "\(room) \(index)")) }
+                }
+            }
+        }
+        let roundTrips = { try await NodeAbuseTests.metric(node, "chat_relay_redis_round_trips_total") ?? 0 }
+
+        let before = try await roundTrips()
+        let replayed = try await SSEClient(node.baseURL + query, headers: [("Last-Event-ID", "0")])
+        #expect(replayed.status == 200)
+        #expect(await replayed.waitForMessages(200))
+        let opening = try await roundTrips() - before
+        #expect(opening < 30, "\(opening) round trips to open a stream of 100 rooms")
+        #expect(Self.idsByRoom(replayed.events) == Dictionary(uniqueKeysWithValues: rooms.map { ($0, publisher.ids($0)) }))
+
+        // Without Last-Event-ID: each room's newest id, then its (empty) replay.
+        let again = try await roundTrips()
+        let fresh = try await SSEClient(node.baseURL + query)
+        #expect(fresh.status == 200)
+        let freshOpening = try await roundTrips() - again
+        print("a stream of 100 rooms opened in \(Int(opening)) round trips with a replay of 200, \(Int(freshOpening)) at their newest")
+        #expect(freshOpening < 30, "\(freshOpening) round trips to open a stream of 100 rooms at their newest")
+        #expect(await publisher.post(node.baseURL, room: rooms[99], text: "live"))
+        #expect(await fresh.waitForMessages(1))
+        #expect(Self.idsByRoom(fresh.events) == [rooms[99]: [publisher.ids(rooms[99]).last!]])
+    }
 }
