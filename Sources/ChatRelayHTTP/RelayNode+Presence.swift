@@ -61,19 +61,31 @@ extension RelayNode {
 
     /// `GET /rooms/{room}/presence`: the room's members across the cluster, oldest first, at most
     /// `--presence-cap` of them, with the count of all.
+    ///
+    /// Requests for a room at the same time share one read. A room of more than `--presence-cap`
+    /// members (its whole hash is read, and the answer sorts them all) is read at most once per
+    /// presence interval per node, however often it is asked for: its answer is up to that old, as
+    /// its presence events are. Smaller rooms are read afresh for every request.
     func presenceAnswer(room: RoomName) async throws(APIError) -> Answer {
-        let members: [PresenceMember]
-        do {
-            members = PresenceMember.merging(try await broker.presence(room: room))
-        } catch {
-            logger.warning("presence not read", metadata: ["room": "\(room)", "error": "\(error)"])
-            throw APIError.unavailable("The room's presence cannot be read now; retry shortly.")
+        let (broker, logger, cap) = (self.broker, self.logger, configuration.presenceCap)
+        return try await presenceAnswers.value(for: room) {
+            let members: [PresenceMember]
+            do {
+                members = PresenceMember.merging(try await broker.presence(room: room))
+            } catch {
+                logger.warning("presence not read", metadata: ["room": "\(room)", "error": "\(error)"])
+                return (.failure(APIError.unavailable("The room's presence cannot be read now; retry shortly.")), false)
+            }
+            var json = ByteBuffer()
+            PresenceMember.writeOpening(room: room, count: members.count, into: &json)
+            json.writeStaticString(",\"members\":")
+            PresenceMember.writeJSON(members.prefix(cap), into: &json)
+            json.writeString(",\"truncated\":\(members.count > cap)}")
+            let answer = Answer(status: .ok, contentType: Answer.jsonType, body: json, headers: [("Cache-Control", "no-store")])
+            return (.success(answer), members.count > cap)
         }
-        var json = ByteBuffer()
-        PresenceMember.writeOpening(room: room, count: members.count, into: &json)
-        json.writeStaticString(",\"members\":")
-        PresenceMember.writeJSON(members.prefix(configuration.presenceCap), into: &json)
-        json.writeString(",\"truncated\":\(members.count > configuration.presenceCap)}")
-        return Answer(status: .ok, contentType: Answer.jsonType, body: json, headers: [("Cache-Control", "no-store")])
     }
+
+    /// How many rooms' presence answers a node keeps at most.
+    static let keptPresenceAnswers = 1024
 }

@@ -27,6 +27,9 @@ public final class RelayNode: Sendable {
     let startedAt = MonotonicClock.nanoseconds()
     /// This node's presence changes, in order, on their way to the broker (`PresenceService`).
     let presenceUpdates: PresenceUpdates
+    /// Answers of `GET /rooms/{room}/presence`, shared by concurrent requests, and those of rooms
+    /// above `--presence-cap` kept for a presence interval.
+    let presenceAnswers: SharedReads<RoomName, Answer>
 
     /// - Parameter makeBroker: builds the broker around the node's hub (its live-event sink).
     public init(
@@ -50,6 +53,7 @@ public final class RelayNode: Sendable {
         self.page = ByteBuffer(string: ChatPage.html(tokenURL: configuration.access.pageTokenURL))
         self.metrics = metrics
         self.presenceUpdates = PresenceUpdates(dropped: metrics.presenceDropped)
+        self.presenceAnswers = SharedReads(maxAge: configuration.presenceInterval, capacity: Self.keptPresenceAnswers)
         // The node in presence entries: its id and when it started, so that a node restarted
         // under the same id does not take on the entries of the one before.
         let presence = PresenceBook(node: "\(configuration.nodeID):\(Timestamp.nowMilliseconds())", cap: configuration.presenceCap)

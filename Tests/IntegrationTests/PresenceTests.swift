@@ -174,6 +174,35 @@ import Testing
     }
 }
 
+extension PresenceTests {
+    /// `GET …/presence` of a room above the cap reads Redis at most once per presence interval
+    /// however often it is asked, and still shows a newcomer after that interval.
+    @Test func aBigRoomsPresenceIsReadOncePerIntervalHoweverOftenAskedFor() async throws {
+        let cluster = try await ClusterTests.Cluster.start(nodes: 1, arguments: ["--presence-cap", "2"])
+        defer { cluster.kill() }
+        let node = cluster.nodes[0]
+        var members: [SSEClient] = []
+        for user in ["ann", "ben", "cat"] { members.append(try await SSEClient(node.baseURL + "/rooms/p/events?user=\(user)")) }
+        #expect(await node.wait(timeout: .seconds(5)) { ((try? await Self.presence(node))?["count"] as? Int) == 3 })
+        let roundTrips = { try await NodeAbuseTests.metric(node, "chat_relay_redis_round_trips_total") ?? 0 }
+        let before = try await roundTrips()
+        let counts = try await withThrowingTaskGroup(of: [Int].self) { group in
+            for _ in 0..<10 {
+                group.addTask { try await (0..<20).asyncMap { _ in try await Self.presence(node)["count"] as? Int ?? -1 } }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        let reads = try await roundTrips() - before
+        print("200 GETs of a room above the cap: \(Int(reads)) Redis round trips")
+        #expect(counts == Array(repeating: 3, count: 200))
+        // Read for each, they take 40 or more; kept, one per second the run lasts (and the
+        // node's own pings and presence refreshes).
+        #expect(reads < 8, "\(reads) round trips for 200 GETs")
+        members.append(try await SSEClient(node.baseURL + "/rooms/p/events?user=dan"))
+        #expect(await node.wait(timeout: .seconds(5)) { ((try? await Self.presence(node))?["count"] as? Int) == 4 })
+    }
+}
+
 extension Sequence {
     func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
         var results: [T] = []
