@@ -10,15 +10,25 @@ on one Redis (loopback), each printed as Markdown for docs/BENCHMARKS.md:
    from the first opening until 3 s after the last, and per stream the presence events and bytes
    received.
 
-    benchmarks/rooms_and_presence.py --relay .build/release/chat-relay [--rounds 3]
+3. opening: how long a stream of 100 rooms takes to open (until its replay is in), without
+   Last-Event-ID and with `0` (5 messages per room replayed), 30 times each: the rooms are read
+   concurrently, their Redis commands sharing round trips.
+4. presence-get: `GET /rooms/{room}/presence` of a room of 2000 members, asked by 4 clients in a
+   loop for 5 s: answers a second and the CPU of the node and Redis (a room above the cap is
+   read at most once a second per node).
+
+    benchmarks/rooms_and_presence.py --relay .build/release/chat-relay [--rounds 3] [--only …]
 """
 import argparse
 import asyncio
+import http.client
 import json
 import pathlib
 import resource
+import socket
 import statistics
 import sys
+import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -104,6 +114,88 @@ async def presence_round(relay, presence, count, seconds, tail_seconds=3.0):
             "bytes_per_stream": round(statistics.mean(r["bytes"] for r in results), 1)}
 
 
+def opening_round(relay, rooms=100, per_room=5, times=30):
+    """Median, min and max ms to open a stream of `rooms` rooms on the first node, without
+    Last-Event-ID and with `0` (all `per_room` messages of each replayed)."""
+    port = relay.ports[0]
+    names = [f"open-{int(time.time() * 1000)}-{index}" for index in range(rooms)]
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    for name in names:
+        for index in range(per_room):
+            connection.request("POST", f"/rooms/{name}/messages", json.dumps({"user": "u", "text": f"m{index}"}),
+                               {"Content-Type": "application/json"})
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == 201, reply.status
+    query = "&".join(f"room={name}" for name in names)
+
+    def once(resume):
+        with socket.create_connection(("127.0.0.1", port)) as stream:
+            started = time.perf_counter()
+            extra = "&lastEventId=0" if resume else ""
+            stream.sendall(f"GET /events?{query}{extra} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n".encode())
+            received = b""
+            while True:
+                received += stream.recv(1 << 20)
+                if resume and received.count(b"event: message") >= rooms * per_room:
+                    break
+                if not resume and b"\r\n\r\n" in received and received.split(b"\r\n\r\n", 1)[1]:
+                    break
+            return (time.perf_counter() - started) * 1000
+
+    outcome = {}
+    for name, resume in (("newest", False), ("replay", True)):
+        times_ms = [once(resume) for _ in range(times)]
+        outcome[name] = {"median_ms": round(statistics.median(times_ms), 2), "min_ms": round(min(times_ms), 2),
+                         "max_ms": round(max(times_ms), 2)}
+    return outcome
+
+
+def presence_get_round(relay, members=2000, clients=4, seconds=5.0):
+    """Answers a second and CPU of `GET …/presence` of a room of `members`, asked by `clients`
+    in a loop on the first node."""
+    port = relay.ports[0]
+    room = f"big-{int(time.time() * 1000)}"
+    streams = []
+    for index in range(members):
+        stream = socket.create_connection(("127.0.0.1", port))
+        stream.sendall(f"GET /rooms/{room}/events?user=u{index} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        streams.append(stream)
+
+    def count():
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        connection.request("GET", f"/rooms/{room}/presence")
+        return json.loads(connection.getresponse().read())["count"]
+
+    vn.wait_until(lambda: count() == members, 30, f"{members} members in {room}")
+    answered = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(index):
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        while time.monotonic() < stop:
+            connection.request("GET", f"/rooms/{room}/presence")
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == 200, reply.status
+            answered[index] += 1
+
+    node_start = vn.cpu_seconds(relay.all_pids())
+    redis_start = vn.cpu_seconds(relay.redis.pids())
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    servers = vn.cpu_seconds(relay.all_pids()) - node_start
+    redis = vn.cpu_seconds(relay.redis.pids()) - redis_start
+    for stream in streams:
+        stream.close()
+    time.sleep(2)  # the leaves settle
+    return {"members": members, "answers_per_s": round(sum(answered) / seconds), "servers_cpu_s": round(servers, 2),
+            "redis_cpu_s": round(redis, 2), "seconds": seconds}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--relay", default=".build/release/chat-relay")
@@ -113,22 +205,31 @@ def main():
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--arrivals", type=int, default=10000)
     parser.add_argument("--arrival-seconds", type=float, default=10)
-    parser.add_argument("--only", choices=["rooms", "presence"])
+    parser.add_argument("--only", choices=["rooms", "presence", "opening", "presence-get"])
     parser.add_argument("--work", default="/tmp/chat-relay-rooms-and-presence")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     binary = str(pathlib.Path(args.relay).resolve())
     relay = vn.Relay(pathlib.Path(args.work), binary)
-    results = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rooms": [], "presence": []}
+    results = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rooms": [], "presence": [], "opening": [],
+               "presence_get": []}
     relay.start()
     try:
-        if args.only != "presence":
+        if args.only in (None, "rooms"):
             for index in range(args.rounds):
                 run = rooms_round(binary, relay, args.clients, args.rate, args.duration, several_first=index % 2 == 1)
                 results["rooms"].append({mode: summarize(value) for mode, value in run.items()})
                 print(json.dumps(results["rooms"][-1]), file=sys.stderr, flush=True)
-        if args.only != "rooms":
+        if args.only in (None, "opening"):
+            for _ in range(args.rounds):
+                results["opening"].append(opening_round(relay))
+                print(json.dumps(results["opening"][-1]), file=sys.stderr, flush=True)
+        if args.only in (None, "presence-get"):
+            for _ in range(args.rounds):
+                results["presence_get"].append(presence_get_round(relay))
+                print(json.dumps(results["presence_get"][-1]), file=sys.stderr, flush=True)
+        if args.only in (None, "presence"):
             for index in range(args.rounds):
                 for presence in ((True, False) if index % 2 == 0 else (False, True)):
                     outcome = asyncio.run(presence_round(relay, presence, args.arrivals, args.arrival_seconds))
