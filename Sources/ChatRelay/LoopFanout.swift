@@ -228,14 +228,19 @@ final class LoopFanout: @unchecked Sendable {
         }
     }
 
-    /// Writes a heartbeat to every subscriber idle since `idleSince`, on the loop.
+    /// Writes a heartbeat to every subscriber idle since `idleSince`, on the loop, and closes
+    /// those stalled (`Subscription.heartbeatIfIdle`) as slow.
     func heartbeat(idleSince: UInt64, now: UInt64) {
         eventLoop.assertInEventLoop()
+        var stalled: [Subscription] = []
         // A stream of several rooms is met once per room; after the first its last write is now.
         for members in rooms.values {
-            for member in members {
-                member.subscription.heartbeatIfIdle(since: idleSince, now: now)
+            for member in members where !member.subscription.heartbeatIfIdle(since: idleSince, now: now) {
+                stalled.append(member.subscription)
             }
+        }
+        for subscription in stalled where subscription.closeAsSlowOnLoop() {
+            hub.droppedAsSlow(subscription)
         }
     }
 

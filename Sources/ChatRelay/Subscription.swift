@@ -70,6 +70,9 @@ public final class Subscription: @unchecked Sendable {
     var places: [Place]
     /// False while the opening and replay are being written: events queue in `pending`.
     var live = false
+    /// Heartbeats in a row that found the connection above its high-water mark (next to `live`,
+    /// in what would be its padding).
+    var stalledHeartbeats: UInt8 = 0
     var pending: [Pending] = []
     /// Monotonic nanoseconds of the latest write (for heartbeats).
     var lastWrite: UInt64
@@ -245,14 +248,27 @@ public final class Subscription: @unchecked Sendable {
         return kept[...]
     }
 
-    /// Writes a heartbeat if nothing was written since `idleSince`, on the event loop.
-    func heartbeatIfIdle(since idleSince: UInt64, now: UInt64) {
+    /// Writes a heartbeat if nothing was written since `idleSince`, on the event loop. Returns
+    /// false when the stream is stalled: `stalledHeartbeatLimit` heartbeats in a row found its
+    /// connection above its high-water mark, with nothing else written in between. Its client
+    /// stopped reading (or reads too slowly to take even its opening), and the node would hold
+    /// what it was sent for as long as it stays connected: the fan-out closes it as slow, and the
+    /// client resumes from what it got.
+    func heartbeatIfIdle(since idleSince: UInt64, now: UInt64) -> Bool {
         output.eventLoop.assertInEventLoop()
-        guard live, !ended, lastWrite <= idleSince else { return }
+        guard live, !ended, lastWrite <= idleSince else { return true }
+        // Counted once a round: a stream of several rooms is met once per room.
+        lastWrite = now
+        stalledHeartbeats = output.isWritable ? 0 : stalledHeartbeats + 1
+        guard stalledHeartbeats < Self.stalledHeartbeatLimit else { return false }
         output.write(SSE.heartbeatChunk)
         output.flush()
-        lastWrite = now
+        return true
     }
+
+    /// Heartbeats in a row that may find a stream's connection above its high-water mark before
+    /// it is closed as slow: about a minute at the default `--heartbeat` of 15 s.
+    static let stalledHeartbeatLimit: UInt8 = 4
 
     /// Ends the stream, from any thread: a drain's `retry:` is written last, a slow subscriber's
     /// connection is closed, and `closed()` returns. Only the first reason counts.

@@ -77,7 +77,10 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var historyTTL: String?
 
-    @Option(help: "Seconds between heartbeat comments on an idle stream. (env: HEARTBEAT, default: 15)")
+    @Option(
+        help:
+            "Seconds between heartbeat comments on an idle stream; a stream whose connection is still full at 4 in a row (its client stopped reading) is closed. (env: HEARTBEAT, default: 15)"
+    )
     var heartbeat: Double?
 
     @Option(

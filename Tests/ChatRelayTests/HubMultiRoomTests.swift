@@ -84,6 +84,26 @@ import Testing
         #expect(Self.events(out).map(\.position) == [[m(4), .zero, .zero], [m(4), m(7), .zero]])
     }
 
+    /// Met once per room by the heartbeat, a stream of several rooms still counts one stalled
+    /// heartbeat a round.
+    @Test func aStalledStreamOfSeveralRoomsCountsOneHeartbeatARound() async throws {
+        let hub = makeHub()
+        let out = output()
+        let s = try hub.subscribe(rooms: rooms, after: [nil, nil, nil], output: out)
+        s.goLive(with: MultiRoomFraming(rooms: rooms, start: [.zero, .zero, .zero]))
+        try await out.settle()
+        out.isWritable = false
+        let start = MonotonicClock.nanoseconds()
+        for round in 1...UInt64(Subscription.stalledHeartbeatLimit) {
+            #expect(!out.isClosed, "round \(round)")
+            hub.heartbeat(interval: .seconds(15), now: start + round * 16_000_000_000)
+            try await out.settle()
+        }
+        #expect(out.isClosed)
+        #expect(s.closeReason == .slow)
+        #expect(out.written.count == Int(Subscription.stalledHeartbeatLimit) - 1, "a heartbeat a round until the last")
+    }
+
     @Test func itIsOneSubscriberForTheLimitsTheHeartbeatAndTheBookkeeping() async throws {
         let hub = makeHub(maxConnections: 1)
         let out = output()

@@ -228,6 +228,36 @@ import Testing
         #expect(out.written == [SSE.heartbeatChunk])
     }
 
+    /// A stream whose connection stays above its high-water mark from heartbeat to heartbeat,
+    /// with nothing else to write (its client stopped reading), is closed as slow at the limit;
+    /// a heartbeat that finds it writable again starts the count over.
+    @Test func aStreamStalledForSeveralHeartbeatsIsClosedAsSlow() async throws {
+        let hub = makeHub()
+        let out = output()
+        let s = try hub.subscribe(room: room, output: out)
+        s.goLive(after: nil)
+        try await out.settle()
+        let start = MonotonicClock.nanoseconds()
+        var round: UInt64 = 0
+        func beat() async throws {
+            round += 1
+            hub.heartbeat(interval: .seconds(15), now: start + round * 16_000_000_000)
+            try await out.settle()
+        }
+        out.isWritable = false
+        for _ in 1..<Subscription.stalledHeartbeatLimit { try await beat() }
+        out.isWritable = true
+        try await beat()
+        out.isWritable = false
+        for _ in 1..<Subscription.stalledHeartbeatLimit { try await beat() }
+        #expect(!out.isClosed)
+        #expect(hub.connectionCount == 1)
+        try await beat()
+        #expect(out.isClosed)
+        #expect(s.closeReason == .slow)
+        #expect(hub.connectionCount == 0)
+    }
+
     /// A gap fill's messages and the live ones held while it ran can meet in one batch: each is
     /// written once, in id order.
     @Test func overlappingEventsInOneBatchAreWrittenOnce() async throws {

@@ -4,6 +4,38 @@ import Testing
 
 /// Slow subscribers, draining, health, metrics and CORS on a real node.
 @Suite struct NodeLifecycleTests {
+    /// A client that stops reading in a quiet room, with more sent than its connection holds (a
+    /// 6 MB replay: the kernel takes up to 4 MB into the socket's buffer, the node holds the rest), is closed as slow after a few heartbeats that find its connection still
+    /// full, not held with what it was sent for as long as it stays connected.
+    @Test func aStreamWhoseClientStopsReadingInAQuietRoomIsClosedAfterAFewHeartbeats() async throws {
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--heartbeat", "1", "--history", "1500"])
+        defer { node.kill() }
+        let text = String(repeating: "z", count: 4000)
+        await withTaskGroup(of: Void.self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    for index in stride(from: worker, to: 1500, by: 4) {
+                        _ = try? await HTTP.postMessage(node.baseURL + "/rooms/quiet/messages", user: "p", text: "\(index) \(text)")
+                    }
+                }
+            }
+        }
+        let opened = ContinuousClock.now
+        let stalled = try RawSocket(port: node.port, get: "/rooms/quiet/events?lastEventId=0", receiveBuffer: 2048)
+        defer { stalled.close() }
+        let slow = "chat_relay_subscribers_dropped_total{reason=\"slow\"}"
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(try await NodeAbuseTests.metric(node, "chat_relay_open_streams") == 1, "open until the limit")
+        var dropped = false
+        while !dropped, ContinuousClock.now - opened < .seconds(30) {
+            dropped = try await NodeAbuseTests.metric(node, slow) == 1
+            if !dropped { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(dropped, "closed as slow")
+        print("a stalled stream was closed \(ContinuousClock.now - opened) after it opened (--heartbeat 1)")
+        #expect(try await NodeAbuseTests.metric(node, "chat_relay_open_streams") == 0)
+    }
+
     @Test func aSubscriberThatNeverReadsIsDisconnectedAndMemoryStaysBounded() async throws {
         let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--subscriber-buffer", "64"])
         defer { node.kill() }
