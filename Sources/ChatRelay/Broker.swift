@@ -42,8 +42,9 @@ public protocol Broker: Sendable {
     ///   is starting or stopping).
     func listen(room: RoomName) async throws
 
-    /// The retained messages after `id` and whether some were already lost (the `reset` case).
-    func replay(room: RoomName, after id: MessageID) async throws -> Replay
+    /// The retained messages after `id`, at most `limit` of them (the oldest), and whether some
+    /// were already lost (the `reset` case).
+    func replay(room: RoomName, after id: MessageID, limit: Int) async throws -> Replay
 
     /// The newest message id of the room, if it has any: where a new subscriber without
     /// `Last-Event-ID` starts, so that it too has a position to resume from after an outage.

@@ -94,11 +94,11 @@ public final class EmbeddedBroker: Broker {
         }
     }
 
-    public func replay(room: RoomName, after id: MessageID) async throws -> Replay {
+    public func replay(room: RoomName, after id: MessageID, limit: Int) async throws -> Replay {
         state.withLock { state in
             // No such room: it expired, or the node restarted, or it never had a message; a client
             // with an id from it may have missed something.
-            state.rooms[room]?.replay(after: id) ?? Replay(oldestRetained: nil, messagesLost: true, messages: [])
+            state.rooms[room]?.replay(after: id, limit: limit) ?? Replay(oldestRetained: nil, messagesLost: true, messages: [])
         }
     }
 

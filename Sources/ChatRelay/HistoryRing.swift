@@ -49,11 +49,10 @@ public struct HistoryRing: Sendable {
         lostBelow = max(lostBelow ?? .zero, id)
     }
 
-    /// What a client that last saw `id` missed: every retained message after it, oldest first,
-    /// and whether some of what it missed was already evicted (the `reset` case).
-    public func replay(after id: MessageID) -> Replay {
-        let start = firstIndex(after: id)
-        let messages = (start..<storage.count).map { self[$0] }
+    /// What a client that last saw `id` missed: the retained messages after it, oldest first (at
+    /// most `limit`), and whether some of what it missed was already evicted (the `reset` case).
+    public func replay(after id: MessageID, limit: Int = .max) -> Replay {
+        let messages = self.messages(after: id, limit: limit)
         if let lostBelow, id < lostBelow {
             return Replay(oldestRetained: oldest, messagesLost: true, messages: messages)
         }
@@ -63,7 +62,7 @@ public struct HistoryRing: Sendable {
     /// Up to `limit` messages after `id`, oldest first.
     public func messages(after id: MessageID, limit: Int) -> [StoredMessage] {
         let start = firstIndex(after: id)
-        let end = min(storage.count, start + max(0, limit))
+        let end = start + min(max(0, limit), storage.count - start)
         return (start..<end).map { self[$0] }
     }
 
@@ -98,5 +97,22 @@ public struct Replay: Sendable {
         self.oldestRetained = oldestRetained
         self.messagesLost = messagesLost
         self.messages = messages
+    }
+}
+
+extension Replay {
+    /// The most messages a stream's opening replays, whatever its rooms: one more than a room
+    /// retains at most (`history`, and the slack Redis trims the room's stream in), so that a
+    /// single room's replay is never cut. A stream of several rooms replays an equal share of it
+    /// in each room; what a room has beyond its share reaches the client on its next connection,
+    /// resumed from where this one left it. So one stream of 100 rooms does not make the node
+    /// hold 100 rooms' histories at once.
+    public static func streamLimit(history: Int) -> Int {
+        max(1, history) + RedisBroker.trimSlack(max(1, history)) + 1
+    }
+
+    /// Each room's share of `streamLimit` in a stream of `rooms` rooms (at least one message).
+    public static func roomLimit(history: Int, rooms: Int) -> Int {
+        max(1, streamLimit(history: history) / max(1, rooms))
     }
 }

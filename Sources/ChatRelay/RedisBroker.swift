@@ -413,12 +413,12 @@ public final class RedisBroker: Broker {
         return try Self.entries(reply, room: room).last?.id
     }
 
-    public func replay(room: RoomName, after id: MessageID) async throws -> Replay {
+    public func replay(room: RoomName, after id: MessageID, limit: Int) async throws -> Replay {
         let replies = try await pipeline(
             [
                 [
                     "XRANGE", RedisArgument(keys.stream(room)), RedisArgument("(" + id.description), "+", "COUNT",
-                    RedisArgument(historyCapacity + Self.trimSlack(historyCapacity)),
+                    RedisArgument(max(1, limit)),
                 ],
                 ["GET", RedisArgument(keys.trimmed(room))],
                 ["EXISTS", RedisArgument(keys.stream(room))],

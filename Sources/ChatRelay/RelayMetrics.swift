@@ -50,6 +50,9 @@ public struct RelayMetrics: Sendable {
     public let publishLatency: Timer
     /// Messages read from history after a lost subscription came back, to fill the gap.
     public let gapFillMessages: Counter
+    /// Streams that ended after part of their replay (it was longer than `Replay.streamLimit`)
+    /// for their clients to come back for the rest.
+    public let replaysContinued: Counter
     /// Round trips on the Redis command connection, and the callers' requests they carried
     /// (requests / round trips = how many POSTs share a round trip).
     public let redisRoundTrips: Counter
@@ -99,6 +102,7 @@ public struct RelayMetrics: Sendable {
             label: "chat_relay_publish_failures_total", dimensions: [("reason", "unreplicated")], factory: factory)
         brokerReconnects = Counter(label: "chat_relay_broker_reconnects_total", factory: factory)
         gapFillMessages = Counter(label: "chat_relay_gap_fill_messages_total", factory: factory)
+        replaysContinued = Counter(label: "chat_relay_replays_continued_total", factory: factory)
         redisRoundTrips = Counter(label: "chat_relay_redis_round_trips_total", factory: factory)
         redisRequests = Counter(label: "chat_relay_redis_requests_total", factory: factory)
         redisRoomChannels = Meter(label: "chat_relay_redis_room_channels", factory: factory)

@@ -14,10 +14,16 @@ extension RelayNode {
         let framing: MultiRoomFraming?
         /// Who opened it (`--auth jwt`): the stream ends when the token expires.
         let identity: Identity?
+        /// The replay was cut at its limit (`Replay.streamLimit`): the stream ends after
+        /// `firstBytes` (which end with a short `retry:`), and the client resumes for the rest.
+        let continues: Bool
 
-        /// Ends the replay phase: call once `firstBytes` are written.
-        func goLive() {
-            if let framing {
+        /// Ends the replay phase, once `firstBytes` are written: the stream goes live, or ends if
+        /// it `continues` on the client's next connection.
+        func goLive(hub: Hub) {
+            if continues {
+                hub.unsubscribe(subscription)
+            } else if let framing {
                 subscription.goLive(with: framing)
             } else {
                 subscription.goLive(after: liveAfter)
@@ -86,13 +92,14 @@ extension RelayNode {
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
         var framing = rooms.count > 1 ? MultiRoomFraming(rooms: rooms, start: resumeAfter) : nil
         var liveAfter = resumeAfter[0]
+        let limit = Replay.roomLimit(history: configuration.history, rooms: rooms.count)
         let replays: [Replay]
         do {
             replays = try await Self.eachRoom(rooms) { index, room in
                 do {
                     // Live events of the room reach this node from here on; what came before is in the replay.
                     try await broker.listen(room: room)
-                    return try await broker.replay(room: room, after: resumeAfter[index])
+                    return try await broker.replay(room: room, after: resumeAfter[index], limit: limit)
                 } catch {
                     logger.warning("cannot replay", metadata: ["room": "\(room)", "error": "\(error)"])
                     throw error
@@ -117,13 +124,28 @@ extension RelayNode {
             }
             liveAfter = replay.messages.last?.id ?? resumeAfter[index]
         }
+        // A room that filled its share may have more: the stream ends after this opening, with a
+        // short retry, and the client's reconnection (its Last-Event-ID is where this one left
+        // each room) replays the rest. Going live instead would skip what lies between.
+        guard replays.allSatisfy({ $0.messages.count < limit }) else {
+            metrics.replaysContinued.increment()
+            opening.writeImmutableBuffer(SSE.retry(milliseconds: Self.continuationRetryMilliseconds))
+            return StreamOpening(
+                subscription: subscription, firstBytes: opening, liveAfter: liveAfter, framing: framing, identity: identity,
+                continues: true)
+        }
         if presence.wanted {
             let closed = output.channel.closeFuture
             _ = try? await Self.eachRoom(rooms) { _, room in await self.watchPresence(room, until: closed) }
         }
         if let member { joinPresence(member, rooms: rooms, until: output.channel.closeFuture) }
-        return StreamOpening(subscription: subscription, firstBytes: opening, liveAfter: liveAfter, framing: framing, identity: identity)
+        return StreamOpening(
+            subscription: subscription, firstBytes: opening, liveAfter: liveAfter, framing: framing, identity: identity, continues: false)
     }
+
+    /// The `retry:` of a stream that ends after part of its replay: its client comes back at once
+    /// for the rest.
+    static let continuationRetryMilliseconds = 50
 
     /// Runs `read` for every room at once and returns the results in the rooms' order: a stream
     /// of 100 rooms waits for about one round trip to Redis, not 100 in a row (the broker's

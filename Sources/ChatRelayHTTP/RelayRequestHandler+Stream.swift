@@ -60,7 +60,7 @@ extension RelayRequestHandler {
             output?.write(head)
             output?.flush()
             // Runs after this, on this loop.
-            opening.goLive()
+            opening.goLive(hub: node.hub)
             if let identity = opening.identity {
                 endWhenExpired(opening.subscription, identity: identity, context: context)
             }

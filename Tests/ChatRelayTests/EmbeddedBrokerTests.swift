@@ -29,7 +29,7 @@ final class RecordingSink: LiveEventSink {
         #expect(sink.ids == ids)
         let history = try await broker.history(room: .lobby, after: nil, limit: 50)
         #expect(history.map(\.id) == Array(ids.suffix(3)))
-        let replay = try await broker.replay(room: .lobby, after: ids[0])
+        let replay = try await broker.replay(room: .lobby, after: ids[0], limit: 100)
         #expect(replay.messagesLost)
         #expect(replay.messages.map(\.id) == Array(ids.suffix(3)))
     }
@@ -94,22 +94,22 @@ final class RecordingSink: LiveEventSink {
         let room = RoomName("r")!
         let first = try await publish(broker, room)
         let second = try await publish(broker, room)
-        #expect(!(try await broker.replay(room: room, after: first)).messagesLost)
+        #expect(!(try await broker.replay(room: room, after: first, limit: 100)).messagesLost)
         clock.advance(milliseconds: 2000)
         broker.sweepExpired()
         // The room is gone: whatever came after the client's id is gone with it.
-        let gone = try await broker.replay(room: room, after: second)
+        let gone = try await broker.replay(room: room, after: second, limit: 100)
         #expect(gone.messagesLost)
         #expect(gone.messages.isEmpty)
         #expect(gone.oldestRetained == nil)
         // The room starts again: a client from before it gets reset and what is there now.
         let third = try await publish(broker, room)
-        let resumed = try await broker.replay(room: room, after: first)
+        let resumed = try await broker.replay(room: room, after: first, limit: 100)
         #expect(resumed.messagesLost)
         #expect(resumed.messages.map(\.id) == [third])
         #expect(resumed.oldestRetained == third)
         // A client that has the new room's message missed nothing.
-        #expect(!(try await broker.replay(room: room, after: third)).messagesLost)
+        #expect(!(try await broker.replay(room: room, after: third, limit: 100)).messagesLost)
     }
 
     @Test func withoutATTLNothingIsSwept() async throws {

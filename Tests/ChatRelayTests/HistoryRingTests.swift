@@ -33,6 +33,26 @@ func stored(_ ms: UInt64, _ seq: UInt64 = 0, room: RoomName = .lobby, text: Stri
         #expect(ring.replay(after: MessageID(ms: 99, seq: 0)).messages.isEmpty)
     }
 
+    @Test func aReplayIsCutAtItsLimitAndSaysWhatWasLost() {
+        let ring = ring(capacity: 5, filledWith: 1...12)
+        #expect(ring.replay(after: MessageID(ms: 8, seq: 0), limit: 2).messages.map(\.id.ms) == [9, 10])
+        let cut = ring.replay(after: MessageID(ms: 2, seq: 0), limit: 3)
+        #expect(cut.messagesLost && cut.oldestRetained == MessageID(ms: 8, seq: 0))
+        #expect(cut.messages.map(\.id.ms) == [8, 9, 10])
+        #expect(ring.replay(after: .zero, limit: 0).messages.isEmpty)
+    }
+
+    /// A stream replays one more than a room retains (so one room is never cut), shared evenly
+    /// between its rooms, at least one each.
+    @Test func aStreamsReplayLimitIsSharedBetweenItsRooms() {
+        #expect(Replay.streamLimit(history: 1000) == 1101)
+        #expect(Replay.roomLimit(history: 1000, rooms: 1) == 1101)
+        #expect(Replay.roomLimit(history: 1000, rooms: 3) == 367)
+        #expect(Replay.roomLimit(history: 1000, rooms: 100) == 11)
+        #expect(Replay.roomLimit(history: 10, rooms: 3) == 4)
+        #expect(Replay.roomLimit(history: 1, rooms: 100) == 1)
+    }
+
     @Test func resetsWhenTheGapCannotBeFilled() {
         let ring = ring(capacity: 5, filledWith: 1...12)
         // 7 was evicted: a client at 6 missed it.

@@ -21,6 +21,26 @@ import Testing
         return ids
     }
 
+    /// Follows a stream from `lastEventID` across the ends of a replay longer than its share
+    /// (`retry: 50`, then the end): reconnects with the last id it got, as an EventSource does,
+    /// until a connection stays open. Returns each connection's events and the live stream.
+    static func follow(_ url: String, from lastEventID: String, limit: Int = 20) async throws -> (
+        connections: [[SSEParser.Event]], live: SSEClient?
+    ) {
+        var position = lastEventID
+        var connections: [[SSEParser.Event]] = []
+        while connections.count < limit {
+            let stream = try await SSEClient(url, headers: [("Last-Event-ID", position)])
+            #expect(stream.status == 200)
+            let ended = await stream.wait(timeout: .seconds(2)) { $0.ended }
+            connections.append(stream.events)
+            guard ended else { return (connections, stream) }
+            #expect(stream.retry == 50, "a stream cut in its replay asks to be resumed at once")
+            if let last = stream.events.last(where: { $0.type == "message" }) { position = last.lastEventID }
+        }
+        return (connections, nil)
+    }
+
     @Test func everyRoomResumesExactlyOnceOnAnotherNode() async throws {
         let cluster = try await ClusterTests.Cluster.start(nodes: 2)
         defer { cluster.kill() }
@@ -80,14 +100,16 @@ import Testing
         for index in 0..<20 { #expect(await publisher.post(cluster.nodes[0].baseURL, room: "mb", text: "mb more \(index)")) }
         #expect(await publisher.post(cluster.nodes[0].baseURL, room: "ma", text: "ma more"))
 
-        let resumed = try await SSEClient(cluster.nodes[1].baseURL + Self.query, headers: [("Last-Event-ID", position)])
-        #expect(await resumed.waitForMessages(6))
-        try await Task.sleep(for: .milliseconds(100))
-        let resets = resumed.events.filter { $0.type == "reset" }
+        // 7 messages a stream at --history 5, 2 a room: mb's 5 or 6 retained come over three
+        // connections, and a fourth when the last took a whole share.
+        let (connections, live) = try await Self.follow(cluster.nodes[1].baseURL + Self.query, from: position)
+        #expect(live != nil && (3...4).contains(connections.count), "\(connections.count) connections")
+        let events = connections.flatMap { $0 }
+        let resets = events.filter { $0.type == "reset" }
         #expect(resets.count == 1)
         let reset = try JSONSerialization.jsonObject(with: Data((resets.first?.data ?? "{}").utf8)) as? [String: Any]
         #expect(reset?["room"] as? String == "mb")
-        let got = Self.idsByRoom(resumed.events)
+        let got = Self.idsByRoom(events)
         #expect(got["ma"] == [publisher.ids("ma").last!])
         // What the room retains (5, and a little slack: it trims in steps).
         let retained = try await HTTP.get(cluster.nodes[0].baseURL + "/rooms/mb/messages?after=0").json["messages"] as? [[String: Any]]
@@ -177,5 +199,44 @@ import Testing
         #expect(await publisher.post(node.baseURL, room: rooms[99], text: "live"))
         #expect(await fresh.waitForMessages(1))
         #expect(Self.idsByRoom(fresh.events) == [rooms[99]: [publisher.ids(rooms[99]).last!]])
+    }
+
+    /// A stream's opening replays at most what one room retains, shared between its rooms: a
+    /// longer gap ends the stream after its share with a short `retry:`, and each reconnection
+    /// with the last id goes on from there, until the rest fits and the stream goes live. Every
+    /// message comes once, in order; a single-room stream's replay is never cut.
+    @Test(arguments: ["embedded", "redis"])
+    func aLongReplayOfSeveralRoomsComesOverSuccessiveConnections(broker: String) async throws {
+        let redis = broker == "redis" ? try await RedisServer(appendOnly: false) : nil
+        defer { redis?.killNow() }
+        // 10 messages of history (Redis trims in steps of 1): at most 12 a stream, 4 a room of 3.
+        let node = try await RelayProcess(
+            arguments: ["--history", "10", "--rate-limit", "0"] + (redis.map { ["--redis-url", $0.url] } ?? []))
+        defer { node.kill() }
+        let publisher = Publisher()
+        for index in 0..<10 { #expect(await publisher.post(node.baseURL, room: "ma", text: "ma \(index)")) }
+        for index in 0..<3 { #expect(await publisher.post(node.baseURL, room: "mb", text: "mb \(index)")) }
+
+        let (connections, live) = try await Self.follow(node.baseURL + Self.query, from: "0")
+        #expect(connections.count == 3, "4 + 4 + 2 of ma's 10")
+        for events in connections {
+            #expect(Self.idsByRoom(events).values.allSatisfy { $0.count <= 4 }, "a room's share at most")
+        }
+        #expect(Self.idsByRoom(connections.flatMap { $0 }) == ["ma": publisher.ids("ma"), "mb": publisher.ids("mb")])
+        let stream = try #require(live)
+        #expect(await publisher.post(node.baseURL, room: "mc", text: "mc live"))
+        #expect(await stream.wait { Self.idsByRoom($0.events)["mc"] == publisher.ids("mc") })
+        let continued = try await NodeAbuseTests.metric(node, "chat_relay_replays_continued_total")
+        #expect(continued == 2)
+
+        // A single room's whole history comes in one opening, with no end.
+        for index in 0..<5 { #expect(await publisher.post(node.baseURL, room: "ma", text: "ma more \(index)")) }
+        let single = try await SSEClient(node.baseURL + "/rooms/ma/events", headers: [("Last-Event-ID", "0")])
+        let retained = try await HTTP.get(node.baseURL + "/rooms/ma/messages?after=0").json["messages"] as? [[String: Any]]
+        let retainedIDs = (retained ?? []).compactMap { $0["id"] as? String }
+        #expect(retainedIDs.count >= 10)
+        #expect(await single.waitForMessages(retainedIDs.count))
+        #expect(!(await single.wait(timeout: .milliseconds(500)) { $0.ended }))
+        #expect(single.events.filter { $0.type == "message" }.map(\.lastEventID) == retainedIDs)
     }
 }
