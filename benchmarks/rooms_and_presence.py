@@ -16,6 +16,10 @@ on one Redis (loopback), each printed as Markdown for docs/BENCHMARKS.md:
 4. presence-get: `GET /rooms/{room}/presence` of a room of 2000 members, asked by 4 clients in a
    loop for 5 s: answers a second and the CPU of the node and Redis (a room above the cap is
    read at most once a second per node).
+5. replay-memory: 100 rooms of 200 messages of 1000 bytes (`--history 200`, nodes of their own):
+   the first node's resident memory with 10 clients that open a stream of all 100 rooms from `0`
+   and never read, and how long one reading client takes to get all 20 000 messages, following
+   the stream's ends (a replay is at most one more than a room retains, shared between rooms).
 
     benchmarks/rooms_and_presence.py --relay .build/release/chat-relay [--rounds 3] [--only …]
 """
@@ -196,6 +200,79 @@ def presence_get_round(relay, members=2000, clients=4, seconds=5.0):
             "redis_cpu_s": round(redis, 2), "seconds": seconds}
 
 
+def resident_kib(pid):
+    """(VmRSS, VmHWM) of `pid` in KiB."""
+    fields = dict(line.split(":", 1) for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def replay_memory_round(binary, work, rooms=100, per_room=200, size=1000, stalled=10):
+    """See the module's docstring (5)."""
+    relay = vn.Relay(pathlib.Path(work) / "replay-memory", binary, arguments=["--history", str(per_room)])
+    relay.start()
+    try:
+        port = relay.ports[0]
+        names = [f"replay-{index}" for index in range(rooms)]
+        text = "r" * size
+
+        def post(worker):
+            connection = http.client.HTTPConnection("127.0.0.1", port)
+            for index in range(worker, rooms * per_room, 4):
+                connection.request("POST", f"/rooms/{names[index % rooms]}/messages",
+                                   json.dumps({"user": "u", "text": f"{index} {text}"}), {"Content-Type": "application/json"})
+                reply = connection.getresponse()
+                reply.read()
+                assert reply.status == 201, reply.status
+
+        workers = [threading.Thread(target=post, args=(worker,)) for worker in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        query = "&".join(f"room={name}" for name in names)
+        pid = relay.node_pids()[0]
+        before, _ = resident_kib(pid)
+        sockets = []
+        for _ in range(stalled):
+            stream = socket.socket()
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stream.connect(("127.0.0.1", port))
+            stream.sendall(f"GET /events?{query}&lastEventId=0 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sockets.append(stream)
+        time.sleep(3)
+        held, peak = resident_kib(pid)
+        for stream in sockets:
+            stream.close()
+
+        # One client that reads, from 0, as an EventSource does: on each end it comes back with
+        # the last id it got.
+        started = time.monotonic()
+        received, connections, position = 0, 0, "0"
+        while received < rooms * per_room and connections < 1000:
+            connections += 1
+            with socket.create_connection(("127.0.0.1", port)) as stream:
+                stream.sendall(f"GET /events?{query}&lastEventId={position} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                buffered = b""
+                while received < rooms * per_room:
+                    chunk = stream.recv(1 << 20)
+                    if not chunk:
+                        break
+                    *lines, buffered = (buffered + chunk).split(b"\n")
+                    for line in lines:
+                        if line.startswith(b"id: "):
+                            position = line[4:].decode()
+                        elif line == b"event: message":
+                            received += 1
+            if received < rooms * per_room:
+                time.sleep(0.01)  # the stream's retry: 10
+        caught_up = time.monotonic() - started
+        return {"stalled_clients": stalled, "resident_before_mib": round(before / 1024, 1),
+                "resident_with_stalled_mib": round(held / 1024, 1), "peak_mib": round(peak / 1024, 1),
+                "catch_up_s": round(caught_up, 2), "catch_up_connections": connections, "received": received}
+    finally:
+        relay.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--relay", default=".build/release/chat-relay")
@@ -205,7 +282,7 @@ def main():
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--arrivals", type=int, default=10000)
     parser.add_argument("--arrival-seconds", type=float, default=10)
-    parser.add_argument("--only", choices=["rooms", "presence", "opening", "presence-get"])
+    parser.add_argument("--only", choices=["rooms", "presence", "opening", "presence-get", "replay-memory"])
     parser.add_argument("--work", default="/tmp/chat-relay-rooms-and-presence")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -213,7 +290,14 @@ def main():
     binary = str(pathlib.Path(args.relay).resolve())
     relay = vn.Relay(pathlib.Path(args.work), binary)
     results = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rooms": [], "presence": [], "opening": [],
-               "presence_get": []}
+               "presence_get": [], "replay_memory": []}
+    if args.only in (None, "replay-memory"):
+        for _ in range(args.rounds):
+            results["replay_memory"].append(replay_memory_round(binary, args.work))
+            print(json.dumps(results["replay_memory"][-1]), file=sys.stderr, flush=True)
+        if args.only == "replay-memory":
+            print(json.dumps(results, indent=2))
+            return
     relay.start()
     try:
         if args.only in (None, "rooms"):

@@ -103,16 +103,11 @@ public struct Replay: Sendable {
 extension Replay {
     /// The most messages a stream's opening replays, whatever its rooms: one more than a room
     /// retains at most (`history`, and the slack Redis trims the room's stream in), so that a
-    /// single room's replay is never cut. A stream of several rooms replays an equal share of it
-    /// in each room; what a room has beyond its share reaches the client on its next connection,
-    /// resumed from where this one left it. So one stream of 100 rooms does not make the node
-    /// hold 100 rooms' histories at once.
+    /// single room's replay is never cut. A stream of several rooms shares it between its rooms
+    /// (`RelayNode.readReplays`); what a room has beyond its part reaches the client on its next
+    /// connection, resumed from where this one left it. So one stream of 100 rooms does not make
+    /// the node hold 100 rooms' histories at once.
     public static func streamLimit(history: Int) -> Int {
         max(1, history) + RedisBroker.trimSlack(max(1, history)) + 1
-    }
-
-    /// Each room's share of `streamLimit` in a stream of `rooms` rooms (at least one message).
-    public static func roomLimit(history: Int, rooms: Int) -> Int {
-        max(1, streamLimit(history: history) / max(1, rooms))
     }
 }

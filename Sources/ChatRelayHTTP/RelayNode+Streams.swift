@@ -92,42 +92,36 @@ extension RelayNode {
         var opening = SSE.preamble(retryMilliseconds: configuration.retryMilliseconds, node: configuration.nodeID)
         var framing = rooms.count > 1 ? MultiRoomFraming(rooms: rooms, start: resumeAfter) : nil
         var liveAfter = resumeAfter[0]
-        let limit = Replay.roomLimit(history: configuration.history, rooms: rooms.count)
-        let replays: [Replay]
+        let replays: [RoomReplay]
         do {
-            replays = try await Self.eachRoom(rooms) { index, room in
-                do {
-                    // Live events of the room reach this node from here on; what came before is in the replay.
-                    try await broker.listen(room: room)
-                    return try await broker.replay(room: room, after: resumeAfter[index], limit: limit)
-                } catch {
-                    logger.warning("cannot replay", metadata: ["room": "\(room)", "error": "\(error)"])
-                    throw error
-                }
-            }
+            replays = try await readReplays(rooms: rooms, after: resumeAfter)
         } catch {
             hub.unsubscribe(subscription)
             throw APIError.unavailable("The room's history cannot be read now; retry shortly.")
         }
         for (index, room) in rooms.enumerated() {
-            let replay = replays[index]
-            // `0` asks for everything retained: a client that had nothing cannot have missed it.
-            if given != nil, resumeAfter[index] > .zero, replay.messagesLost {
-                opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained, room: framing == nil ? nil : room))
-            }
-            for message in replay.messages {
-                if framing != nil {
-                    framing!.writeFrame(of: message, room: index, into: &opening)
-                } else {
-                    opening.writeImmutableBuffer(message.frame)
+            for (part, replay) in replays[index].parts.enumerated() {
+                // `0` asks for everything retained: a client that had nothing cannot have missed
+                // it. A later part starts after a message this opening has: lost only if the
+                // room was trimmed past it meanwhile.
+                let lost = part == 0 ? given != nil && resumeAfter[index] > .zero && replay.messagesLost : replay.messagesLost
+                if lost {
+                    opening.writeImmutableBuffer(SSE.reset(oldest: replay.oldestRetained, room: framing == nil ? nil : room))
+                }
+                for message in replay.messages {
+                    if framing != nil {
+                        framing!.writeFrame(of: message, room: index, into: &opening)
+                    } else {
+                        opening.writeImmutableBuffer(message.frame)
+                    }
                 }
             }
-            liveAfter = replay.messages.last?.id ?? resumeAfter[index]
+            liveAfter = replays[index].lastID ?? resumeAfter[index]
         }
         // A room that filled its share may have more: the stream ends after this opening, with a
         // short retry, and the client's reconnection (its Last-Event-ID is where this one left
         // each room) replays the rest. Going live instead would skip what lies between.
-        guard replays.allSatisfy({ $0.messages.count < limit }) else {
+        guard !replays.contains(where: \.cut) else {
             metrics.replaysContinued.increment()
             opening.writeImmutableBuffer(SSE.retry(milliseconds: Self.continuationRetryMilliseconds))
             return StreamOpening(
@@ -145,7 +139,7 @@ extension RelayNode {
 
     /// The `retry:` of a stream that ends after part of its replay: its client comes back at once
     /// for the rest.
-    static let continuationRetryMilliseconds = 50
+    static let continuationRetryMilliseconds = 10
 
     /// Runs `read` for every room at once and returns the results in the rooms' order: a stream
     /// of 100 rooms waits for about one round trip to Redis, not 100 in a row (the broker's

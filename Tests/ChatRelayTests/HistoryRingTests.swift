@@ -42,15 +42,11 @@ func stored(_ ms: UInt64, _ seq: UInt64 = 0, room: RoomName = .lobby, text: Stri
         #expect(ring.replay(after: .zero, limit: 0).messages.isEmpty)
     }
 
-    /// A stream replays one more than a room retains (so one room is never cut), shared evenly
-    /// between its rooms, at least one each.
-    @Test func aStreamsReplayLimitIsSharedBetweenItsRooms() {
+    /// A stream replays one more than a room retains: so one room is never cut.
+    @Test func aStreamReplaysOneMoreThanARoomRetains() {
         #expect(Replay.streamLimit(history: 1000) == 1101)
-        #expect(Replay.roomLimit(history: 1000, rooms: 1) == 1101)
-        #expect(Replay.roomLimit(history: 1000, rooms: 3) == 367)
-        #expect(Replay.roomLimit(history: 1000, rooms: 100) == 11)
-        #expect(Replay.roomLimit(history: 10, rooms: 3) == 4)
-        #expect(Replay.roomLimit(history: 1, rooms: 100) == 1)
+        #expect(Replay.streamLimit(history: 10) == 12)
+        #expect(Replay.streamLimit(history: 0) == 3)
     }
 
     @Test func resetsWhenTheGapCannotBeFilled() {
