@@ -37,9 +37,9 @@ extension RelayNode {
                     throw error
                 }
             }
-            for (index, room) in reading.enumerated() {
-                replays[room].parts.append(parts[index])
-                replays[room].cut = parts[index].messages.count >= limit
+            for (index, roomIndex) in reading.enumerated() {
+                replays[roomIndex].parts.append(parts[index])
+                replays[roomIndex].cut = parts[index].messages.count >= limit
                 budget -= parts[index].messages.count
             }
             reading = reading.filter { replays[$0].cut }
