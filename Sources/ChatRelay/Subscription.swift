@@ -222,6 +222,8 @@ public final class Subscription: @unchecked Sendable {
     private func mayWrite(_ events: Int) -> Bool {
         if output.isWritable {
             unwritableWrites = 0
+            // It took what it was sent: stalled heartbeats count from zero again.
+            stalledHeartbeats = 0
             return true
         }
         unwritableWrites += events

@@ -230,7 +230,7 @@ import Testing
 
     /// A stream whose connection stays above its high-water mark from heartbeat to heartbeat,
     /// with nothing else to write (its client stopped reading), is closed as slow at the limit;
-    /// a heartbeat that finds it writable again starts the count over.
+    /// a heartbeat that finds it writable again, or an event written while it is, starts the count over.
     @Test func aStreamStalledForSeveralHeartbeatsIsClosedAsSlow() async throws {
         let hub = makeHub()
         let out = output()
@@ -248,6 +248,12 @@ import Testing
         for _ in 1..<Subscription.stalledHeartbeatLimit { try await beat() }
         out.isWritable = true
         try await beat()
+        out.isWritable = false
+        for _ in 1..<Subscription.stalledHeartbeatLimit { try await beat() }
+        // An event written while it is writable starts the count over too.
+        out.isWritable = true
+        hub.deliver(stored(1, room: room))
+        try await out.settle { out.messageIDs == [1] }
         out.isWritable = false
         for _ in 1..<Subscription.stalledHeartbeatLimit { try await beat() }
         #expect(!out.isClosed)
