@@ -27,7 +27,7 @@ import Testing
 
     @Test func concurrentCallersShareOneRead() async throws {
         let reads = SharedReads<String, Int>(maxAge: .seconds(60), capacity: 10)
-        let source = Source(delay: .milliseconds(500), keep: false)
+        let source = Source(delay: .seconds(2), keep: false)
         let values = try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<20 { group.addTask { try await reads.value(for: "a", read: source.read) } }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -40,14 +40,14 @@ import Testing
     }
 
     @Test func aKeptValueIsServedUntilItIsTooOld() async throws {
-        let reads = SharedReads<String, Int>(maxAge: .seconds(1), capacity: 10)
+        let reads = SharedReads<String, Int>(maxAge: .seconds(2), capacity: 10)
         let source = Source()
         #expect(try await reads.value(for: "a", read: source.read) == 1)
         for _ in 0..<50 { #expect(try await reads.value(for: "a", read: source.read) == 1) }
         #expect(source.calls.load(ordering: .relaxed) == 1)
         // Another key is a read of its own.
         #expect(try await reads.value(for: "b", read: source.read) == 2)
-        try await Task.sleep(for: .milliseconds(1100))
+        try await Task.sleep(for: .milliseconds(2100))
         #expect(try await reads.value(for: "a", read: source.read) == 3)
     }
 
@@ -62,7 +62,7 @@ import Testing
     }
 
     @Test func keptValuesStayWithinTheCapacity() async throws {
-        let reads = SharedReads<String, Int>(maxAge: .seconds(1), capacity: 3)
+        let reads = SharedReads<String, Int>(maxAge: .seconds(3), capacity: 3)
         let source = Source()
         for key in ["a", "b", "c", "d", "e"] { _ = try await reads.value(for: key, read: source.read) }
         #expect(reads.count == 3)
@@ -71,7 +71,7 @@ import Testing
         #expect(try await reads.value(for: "e", read: source.read) == 6)
         #expect(reads.count == 3)
         // Once they are old, a new key sweeps them out and is kept.
-        try await Task.sleep(for: .milliseconds(1100))
+        try await Task.sleep(for: .milliseconds(3100))
         #expect(try await reads.value(for: "f", read: source.read) == 7)
         #expect(reads.count == 1)
         #expect(try await reads.value(for: "f", read: source.read) == 7)

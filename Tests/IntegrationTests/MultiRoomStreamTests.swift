@@ -32,7 +32,7 @@ import Testing
         while connections.count < limit {
             let stream = try await SSEClient(url, headers: [("Last-Event-ID", position)])
             #expect(stream.status == 200)
-            let ended = await stream.wait(timeout: .seconds(2)) { $0.ended }
+            let ended = await stream.wait(timeout: .seconds(4)) { $0.ended }
             connections.append(stream.events)
             guard ended else { return (connections, stream) }
             #expect(stream.retry == 10, "a stream cut in its replay asks to be resumed at once")
