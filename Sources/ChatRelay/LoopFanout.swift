@@ -209,9 +209,7 @@ final class LoopFanout: @unchecked Sendable {
             }
             nextStep += 1
         }
-        for subscription in slow where subscription.closeAsSlowOnLoop() {
-            hub.droppedAsSlow(subscription)
-        }
+        closeAsSlow(slow)
         if delivered > 0 { hub.metrics.eventsDelivered.increment(by: Int64(delivered)) }
         if nextStep < steps.count {
             eventLoop.execute { self.writeTurn() }
@@ -239,7 +237,13 @@ final class LoopFanout: @unchecked Sendable {
                 stalled.append(member.subscription)
             }
         }
-        for subscription in stalled where subscription.closeAsSlowOnLoop() {
+        closeAsSlow(stalled)
+    }
+
+    /// Closes `subscriptions` as too slow, on the loop, and has the hub forget each (once, however
+    /// often it is listed or was closed for another reason first).
+    private func closeAsSlow(_ subscriptions: [Subscription]) {
+        for subscription in subscriptions where subscription.closeAsSlowOnLoop() {
             hub.droppedAsSlow(subscription)
         }
     }
