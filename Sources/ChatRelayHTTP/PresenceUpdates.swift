@@ -44,8 +44,10 @@ final class PresenceUpdates: Sendable {
             return waiting
         }
         guard batch.count > 1 else { return batch }
+        // Each entry's key once (a burst of arrivals is thousands of them).
+        let keys = batch.map { $0.room.value + "\u{1}" + $0.field }
         var last: [String: Int] = [:]
-        for (index, entry) in batch.enumerated() { last[entry.room.value + "\u{1}" + entry.field] = index }
-        return batch.enumerated().filter { last[$0.element.room.value + "\u{1}" + $0.element.field] == $0.offset }.map(\.element)
+        for (index, key) in keys.enumerated() { last[key] = index }
+        return batch.indices.filter { last[keys[$0]] == $0 }.map { batch[$0] }
     }
 }
