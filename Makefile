@@ -29,7 +29,7 @@ KUBERNETES_VALIDATE = .tools/kubernetes-validate/bin/kubernetes-validate
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
-.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop redis-cluster bench-vs-nchan soak format lint
+.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop redis-cluster bench-vs-nchan soak fuzz format lint
 
 run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
@@ -43,6 +43,13 @@ TEST_PARALLELISM ?= 6
 
 test: lint deps-test build-tests release-static $(COMPOSE) $(SCHEMATHESIS) $(KUBERNETES_VALIDATE)
 	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_PARALLELISM) $(SWIFT) test --skip-build
+
+# The protocol fuzzer for longer than `make test` gives it (15 s a broker): FUZZ_SECONDS a broker,
+# FUZZ_SEED to repeat a run. What breaks a node is printed as corpus entries for
+# Tests/IntegrationTests/Corpus/protocol.json.
+FUZZ_SECONDS ?= 600
+fuzz: deps-test build-tests
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(SWIFT) test --skip-build --filter ProtocolFuzzTests
 
 # The code's layout, by swift-format (in the toolchain) and .swift-format: `make format` fixes it,
 # `make lint` (part of `make test`) fails on anything it would change.

@@ -90,6 +90,9 @@ extension RelayRequestHandler {
         // stream reads nothing more, so one is enough.
         try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: 1)
         let pipeline = context.pipeline.syncOperations
+        // In the decoder's place before it leaves: the bytes it still holds (a request pipelined
+        // behind this one) and every later read stop there, never reaching this handler.
+        try? pipeline.addHandler(StreamInboundGuard(), position: .before(self))
         if let timeouts = try? pipeline.context(handlerType: RequestTimeoutHandler.self) {
             pipeline.removeHandler(context: timeouts, promise: nil)
         }

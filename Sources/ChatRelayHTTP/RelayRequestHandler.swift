@@ -88,7 +88,15 @@ final class RelayRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        process(CollectionOfOne(unwrapInboundIn(data)), context: context)
+        switch state {
+        case .streaming, .closed:
+            // Once a stream's codec has left, what its client sends stops at `StreamInboundGuard`;
+            // whatever else comes now (request parts read before a close) has nothing to answer.
+            // Never unwrapped here: after the codec left, it would not be a request part.
+            return
+        case .awaitingHead, .receiving, .answering:
+            process(CollectionOfOne(unwrapInboundIn(data)), context: context)
+        }
     }
 
     /// Takes request parts in order: reads a request, answers it, or keeps what comes while one is
@@ -130,7 +138,8 @@ final class RelayRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 readSince.append(part)
                 state = .answering(readSince: readSince)
             case .streaming, .closed:
-                // Once a stream's codec has left these are raw bytes; its client has nothing to say.
+                // Request parts after an answer that closes the connection, or read before a
+                // stream opened: nothing is answered after either.
                 return
             }
         }

@@ -19,7 +19,9 @@ public final class RawSocket: @unchecked Sendable {
     /// Connects with a small receive buffer, so the server's writes back up quickly.
     /// - Parameter source: a loopback address to connect from (127.0.0.5, …), so a test can play
     ///   clients at different addresses; nil: the kernel's choice (127.0.0.1).
-    public init(port: Int, from source: String? = nil, receiveBuffer: Int32 = 4096) throws {
+    /// - Parameter connectTimeout: give up connecting after this long (a server whose listen
+    ///   queue is full, or that stopped, leaves a connect waiting for minutes); nil: wait.
+    public init(port: Int, from source: String? = nil, receiveBuffer: Int32 = 4096, connectTimeout: Duration? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw RawSocketError.failed("socket") }
         var size = receiveBuffer
@@ -32,11 +34,28 @@ public final class RawSocket: @unchecked Sendable {
             fd = -1
             throw RawSocketError.failed("bind \(source)")
         }
-        guard Self.withAddress("127.0.0.1", port: port, { connect(fd, $0, $1) }) == 0 else {
+        guard connect(port: port, timeout: connectTimeout) else {
             Glibc.close(fd)
             fd = -1
             throw RawSocketError.failed("connect")
         }
+    }
+
+    /// Connects to 127.0.0.1:`port`, within `timeout` if one is given.
+    private func connect(port: Int, timeout: Duration?) -> Bool {
+        guard let timeout else { return Self.withAddress("127.0.0.1", port: port, { Glibc.connect(fd, $0, $1) }) == 0 }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        defer { _ = fcntl(fd, F_SETFL, flags) }
+        if Self.withAddress("127.0.0.1", port: port, { Glibc.connect(fd, $0, $1) }) == 0 { return true }
+        guard errno == EINPROGRESS else { return false }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        guard poll(&descriptor, 1, milliseconds) > 0 else { return false }
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+        return error == 0
     }
 
     /// Calls `body` with the IPv4 socket address of `host` and `port`, and its length.
