@@ -104,7 +104,7 @@ extension RedisBroker {
         var marks = PresenceMarks(readAt: Timestamp.nowMilliseconds())
         for (node, score) in reply.pairs ?? [] {
             guard let node = node.bytes, let score = score.bytes.flatMap({ Double(String(decoding: $0, as: UTF8.self)) }) else { continue }
-            marks.expiries[String(decoding: node, as: UTF8.self)] = UInt64(max(0, score))
+            marks.expiries[String(decoding: node, as: UTF8.self)] = UInt64(clamping: score)
         }
         presenceMarks.withLock { $0 = marks }
         return marks

@@ -9,10 +9,17 @@ extension RedisBroker {
         guard let entries = reply.array else { throw BrokerError.unavailable("unexpected reply: \(reply)") }
         return entries.compactMap { entry in
             guard let parts = entry.array, parts.count == 2, let idText = parts[0].string, let id = MessageID(idText),
-                let fields = parts[1].array, fields.count >= 2, let tail = fields[1].bytes
+                let fields = parts[1].array, fields.count >= 2, let tail = fields[1].bytes, isOneLine(tail)
             else { return nil }
             return StoredMessage(id: id, room: room, json: Message.json(id: idText, tail: tail))
         }
+    }
+
+    /// Whether `json` is one line, as every node writes it (`JSONString` escapes line breaks): a
+    /// line break would end its SSE event early and let the rest pass for fields of another. So
+    /// what someone else wrote into Redis cannot forge events on the streams.
+    static func isOneLine(_ json: some Collection<UInt8>) -> Bool {
+        !json.contains { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }
     }
 
     /// What a room's channel carries.
@@ -42,6 +49,7 @@ extension RedisBroker {
             let secondSpace = payload[(firstSpace + 1)...].firstIndex(of: UInt8(ascii: " "))
         else { return nil }
         let second = payload[(firstSpace + 1)..<secondSpace]
+        guard isOneLine(payload[(secondSpace + 1)...]) else { return nil }
         let json = ByteBuffer(bytes: payload[(secondSpace + 1)...])
         if let id = MessageID(String(decoding: second, as: UTF8.self)) {
             return StoredMessage(id: id, room: room, json: json)

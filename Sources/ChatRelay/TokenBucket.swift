@@ -21,7 +21,7 @@ public struct TokenBucket: Sendable, Equatable {
             return nil
         }
         let secondsToWait = (1 - tokens) / rate
-        return .nanoseconds(Int64((secondsToWait * 1e9).rounded(.up)))
+        return .nanoseconds(Int64(clamping: (secondsToWait * 1e9).rounded(.up)))
     }
 
     /// True when the bucket is full again at `now`: it then carries no state worth keeping.

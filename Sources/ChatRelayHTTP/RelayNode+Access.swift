@@ -111,7 +111,7 @@ extension RelayNode {
     func ticketAnswer(_ credentials: Credentials?) async throws(APIError) -> Answer {
         let identity = try await callerIdentity(credentials, action: "ticket")
         let remaining = identity.expiresAt - Date().timeIntervalSince1970
-        let ttl = min(access.ticketTTL, .milliseconds(Int64(max(1, remaining * 1000))))
+        let ttl = min(access.ticketTTL, .milliseconds(Int64(clamping: max(1, remaining * 1000))))
         let ticket = StreamTicket.make()
         do {
             try await broker.storeTicket(ticket, value: StreamTicket.encode(identity), ttl: ttl)
@@ -135,7 +135,7 @@ extension RelayNode {
                 AuthFailure(.missing, "Send the token to store as Authorization: Bearer."), action: "session", room: nil)
         }
         let identity = try await callerIdentity(credentials, action: "session")
-        let maxAge = max(1, Int(identity.expiresAt - Date().timeIntervalSince1970))
+        let maxAge = max(1, Int(clamping: identity.expiresAt - Date().timeIntervalSince1970))
         let cookie = sessionCookie(value: token, maxAge: maxAge, overTLS: credentials.overTLS)
         return Answer(
             status: .noContent, contentType: nil, body: ByteBuffer(), headers: [("Set-Cookie", cookie), ("Cache-Control", "no-store")])

@@ -39,14 +39,20 @@ extension RelayRequestHandler {
                 return try await node.presenceAnswer(room: room)
             }
         case .publish:
-            // Checked when its head came (`received`).
-            guard let admitted = request.admitted else { preconditionFailure("a publish is checked before its body") }
+            // Checked when its head came (`received`), which sets `admitted` or answers an error.
+            guard let admitted = request.admitted else {
+                answer(Answer(.badRequest), to: request, closing: true, context: context)
+                return
+            }
             let body = body ?? ByteBuffer()
             answerLater(request, context: context) { [node] () async throws(APIError) in
                 try await node.publish(admitted, body: body, credentials: credentials).answer
             }
         case .typing:
-            guard let admitted = request.admitted else { preconditionFailure("a typing POST is checked before its body") }
+            guard let admitted = request.admitted else {
+                answer(Answer(.badRequest), to: request, closing: true, context: context)
+                return
+            }
             let body = body ?? ByteBuffer()
             answerLater(request, context: context) { [node] () async throws(APIError) in
                 try await node.typing(admitted, body: body, credentials: credentials)

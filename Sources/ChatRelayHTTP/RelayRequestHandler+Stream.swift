@@ -76,10 +76,16 @@ extension RelayRequestHandler {
         let remaining = identity.expiresAt - Date().timeIntervalSince1970
         let spread = min(10, max(0, remaining) * 0.05)
         let delay = max(0, remaining - Double.random(in: 0...spread))
+        // A token valid for more than a year: no stream lives that long (a node restarts sooner),
+        // and a timer that far ahead does not fit NIO's nanoseconds.
+        guard delay < Self.longestExpiryTimer else { return }
         expiry = try? context.eventLoop.scheduleCallback(
-            in: .milliseconds(Int64(delay * 1000)),
+            in: .milliseconds(Int64(clamping: delay * 1000)),
             handler: TokenExpiry(subscription: subscription, expired: node.accessMetrics.streamsExpired))
     }
+
+    /// The longest a stream's end is scheduled ahead, in seconds: a year.
+    static let longestExpiryTimer = 366.0 * 86_400
 
     /// Takes NIO's HTTP decoder and encoder out, and the request timeouts with them: a stream
     /// writes its own bytes (no handler between this one and the socket may expect HTTP parts),

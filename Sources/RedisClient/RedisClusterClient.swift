@@ -160,7 +160,9 @@ public final class RedisClusterClient: Sendable {
             pending = stillPending
             if let pause, target == nil { try await Task.sleep(for: pause) }
         }
-        return replies.map { $0! }
+        // Every command got its reply: a pipeline answers each of what it sent, and a command is
+        // pending until it has one. A reply missing all the same is a failed command, not a trap.
+        return replies.map { $0 ?? .error("ERR no reply from the cluster") }
     }
 
     /// One command about keys of `slot`.

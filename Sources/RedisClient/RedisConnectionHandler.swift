@@ -116,8 +116,9 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if failure == nil { failure = .connectionLost("the server closed the connection") }
-        failAll(failure!)
+        let error = failure ?? .connectionLost("the server closed the connection")
+        failure = error
+        failAll(error)
         context.fireChannelInactive()
     }
 

@@ -57,7 +57,8 @@ final class RedisReplyReader {
         case REDIS_REPLY_INTEGER:
             return .integer(Int64(value.integer))
         case REDIS_REPLY_ARRAY:
-            return .array((0..<value.elements).map { convert(value.element[$0]!) })
+            // hiredis sets every element of an array it read; a missing one reads as nil, never a trap.
+            return .array((0..<value.elements).map { value.element[$0].map(convert) ?? .null })
         default:
             return .null
         }

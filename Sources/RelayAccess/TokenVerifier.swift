@@ -52,6 +52,9 @@ public final class TokenVerifier: Sendable {
         guard token.utf8.count <= Self.maxTokenBytes else {
             throw AuthFailure(.malformed, "The token is over \(Self.maxTokenBytes) bytes.")
         }
+        guard Self.isCompactJWS(token) else {
+            throw AuthFailure(.malformed, "The token must be three base64url parts without padding, joined by dots.")
+        }
         let leeway = Double(checks.leeway.components.seconds)
         if let identity = cache.identity(of: token, now: now, leeway: leeway) { return identity }
         let bytes = Array(token.utf8)
@@ -69,6 +72,25 @@ public final class TokenVerifier: Sendable {
         // Not yet valid (nbf) is refused above; such a token is not cached before it is valid.
         cache.store(token, identity)
         return identity
+    }
+
+    /// Whether `token` has the form of a JWS in compact serialization (RFC 7515 §7.1): three
+    /// parts of the base64url alphabet, joined by two dots, without padding (RFC 7515 §2). A
+    /// parser that forgives padding or other bytes would let many spellings of one token pass.
+    static func isCompactJWS(_ token: String) -> Bool {
+        var dots = 0
+        for byte in token.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "_"):
+                continue
+            case UInt8(ascii: "."):
+                dots += 1
+            default:
+                return false
+            }
+        }
+        return dots == 2
     }
 
     private func verifySignature(_ token: [UInt8], algorithm: String, kid: String?) async throws(AuthFailure) -> RelayClaims {

@@ -80,7 +80,9 @@ struct Settings {
         let nodeID = try value(command.nodeID, "NODE_ID", { $0 }) ?? ProcessInfo.processInfo.hostName
         var relay = RelayConfiguration(nodeID: nodeID)
         relay.history = try value(command.history, "HISTORY", Int.init) ?? relay.history
-        if let seconds = try value(command.heartbeat, "HEARTBEAT", Double.init) { relay.heartbeat = .milliseconds(Int64(seconds * 1000)) }
+        if let seconds = try value(command.heartbeat, "HEARTBEAT", Double.init) {
+            relay.heartbeat = try Self.seconds(seconds, flag: "--heartbeat")
+        }
         relay.retryMilliseconds = try value(command.retryMilliseconds, "RETRY_MS", Int.init) ?? relay.retryMilliseconds
         relay.maxConnections = try value(command.maxConnections, "MAX_CONNECTIONS", Int.init) ?? relay.maxConnections
         if let ttl = try value(command.presenceTTL, "PRESENCE_TTL", { $0 }) {
@@ -118,30 +120,44 @@ struct Settings {
         }
         relay.subscriberBuffer = try value(command.subscriberBuffer, "SUBSCRIBER_BUFFER", Int.init) ?? relay.subscriberBuffer
         if let seconds = try value(command.drainTimeout, "DRAIN_TIMEOUT", Double.init) {
-            relay.drainTimeout = .milliseconds(Int64(seconds * 1000))
+            relay.drainTimeout = try Self.seconds(seconds, flag: "--drain-timeout")
         }
         relay.allowOrigins = fallback.list(command.allowOrigin, "ALLOW_ORIGIN")
 
-        guard relay.history >= 1 else { throw ValidationError("--history must be at least 1.") }
+        guard (1...1_000_000).contains(relay.history) else { throw ValidationError("--history must be from 1 to 1000000.") }
         guard relay.heartbeat >= .milliseconds(100) else { throw ValidationError("--heartbeat must be at least 0.1 seconds.") }
-        guard relay.retryMilliseconds >= 0 else { throw ValidationError("--retry-ms must not be negative.") }
-        guard relay.maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1.") }
+        guard (0...86_400_000).contains(relay.retryMilliseconds) else { throw ValidationError("--retry-ms must be from 0 to 86400000.") }
+        // Counts stay far from the integers' limits: the defaults add to them.
+        guard (1...Self.largestCount).contains(relay.maxConnections) else {
+            throw ValidationError("--max-connections must be from 1 to \(Self.largestCount).")
+        }
         guard relay.presenceTTL >= .seconds(1) else { throw ValidationError("--presence-ttl must be at least 1 second.") }
-        guard relay.presenceCap >= 1 else { throw ValidationError("--presence-cap must be at least 1.") }
+        guard (1...Self.largestCount).contains(relay.presenceCap) else {
+            throw ValidationError("--presence-cap must be from 1 to \(Self.largestCount).")
+        }
         guard (1...StreamPosition.maximumRooms).contains(relay.maxStreamRooms) else {
             throw ValidationError("--max-stream-rooms must be from 1 to \(StreamPosition.maximumRooms).")
         }
-        guard relay.openConnectionLimit >= 1 else { throw ValidationError("--max-open-connections must be at least 1.") }
+        guard (1...Self.largestCount).contains(relay.openConnectionLimit) else {
+            throw ValidationError("--max-open-connections must be from 1 to \(Self.largestCount).")
+        }
         guard relay.requestTimeout > .zero, relay.idleTimeout > .zero else {
             throw ValidationError("--request-timeout and --idle-timeout must be more than 0 seconds.")
         }
         if let ttl = relay.historyTTL, ttl < .seconds(1) { throw ValidationError("--history-ttl must be 0 (never) or at least 1 second.") }
-        guard relay.maxBodyBytes >= 64 else { throw ValidationError("--max-body-bytes must be at least 64.") }
-        guard relay.maxMessageBytes >= 1 else { throw ValidationError("--max-message-bytes must be at least 1.") }
+        // A POST's body is read into memory (a buffer of its declared length, up to the limit).
+        guard (64...64 << 20).contains(relay.maxBodyBytes) else {
+            throw ValidationError("--max-body-bytes must be from 64 to 67108864 (64 MiB).")
+        }
+        guard (1...64 << 20).contains(relay.maxMessageBytes) else {
+            throw ValidationError("--max-message-bytes must be from 1 to 67108864 (64 MiB).")
+        }
         guard relay.rateLimit >= 0, relay.rateBurst >= 1 else {
             throw ValidationError("--rate-limit must be 0 or more and --rate-burst at least 1.")
         }
-        guard relay.subscriberBuffer >= 1 else { throw ValidationError("--subscriber-buffer must be at least 1.") }
+        guard (1...Self.largestCount).contains(relay.subscriberBuffer) else {
+            throw ValidationError("--subscriber-buffer must be from 1 to \(Self.largestCount).")
+        }
         guard relay.drainTimeout > .zero else { throw ValidationError("--drain-timeout must be more than 0 seconds.") }
         self.relay = relay
 
@@ -167,12 +183,26 @@ struct Settings {
             scale = unit
             number = number.dropLast()
         }
-        guard let value = Double(number), value >= 0, value.isFinite else {
+        guard let value = Double(number), value >= 0, value * scale <= largestSeconds else {
             throw ValidationError(
-                "\(flag) must be a number of seconds, or a number with s, m, h or d (30, 90s, 5m, 24h, 7d); got \(text.debugDescription).")
+                "\(flag) must be a number of seconds up to 10 years, or a number with s, m, h or d (30, 90s, 5m, 24h, 7d); got \(text.debugDescription)."
+            )
         }
         return .milliseconds(Int64((value * scale * 1000).rounded()))
     }
+
+    /// A flag of seconds (`--heartbeat`, `--drain-timeout`), at most 10 years.
+    static func seconds(_ value: Double, flag: String) throws -> Duration {
+        guard value >= 0, value <= largestSeconds else {
+            throw ValidationError("\(flag) must be from 0 to \(Int(largestSeconds)) seconds.")
+        }
+        return .milliseconds(Int64((value * 1000).rounded()))
+    }
+
+    /// The longest duration a flag takes: 10 years, far from where milliseconds overflow.
+    static let largestSeconds = 10 * 366 * 86_400.0
+    /// The largest count a flag takes (connections, bytes, messages).
+    static let largestCount = 1 << 40
 
     /// Makes the log handler of the chosen format, at the chosen level, on standard error.
     var logHandlerFactory: @Sendable (String, Logger.MetadataProvider?) -> any LogHandler {

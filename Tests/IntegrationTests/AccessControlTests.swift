@@ -151,6 +151,30 @@ import Testing
         }
     }
 
+    /// A correctly signed token whose `exp` is centuries away (or as far as a double goes) once
+    /// trapped an integer conversion: a ticket's lifetime, a cookie's Max-Age, a stream's end.
+    @Test(arguments: [9.3e15, 1e300, Double.greatestFiniteMagnitude / 2])
+    func aTokenThatExpiresCenturiesAheadIsServed(expiresIn: Double) async throws {
+        let node = try await Self.node()
+        defer { node.kill() }
+        let token = try await Self.token(expiresIn: expiresIn)
+        let stream = try await SSEClient(node.baseURL + "/rooms/team-a/events", headers: Self.bearer(token))
+        #expect(stream.status == 200)
+        let ticket = try await HTTP.request("POST", node.baseURL + "/auth/tickets", headers: Self.bearer(token))
+        #expect(ticket.status == 201)
+        #expect(ticket.json["expiresIn"] as? Int == 30)
+        let ticketed = try await SSEClient(node.baseURL + "/rooms/team-a/events?ticket=\(try #require(ticket.json["ticket"] as? String))")
+        #expect(ticketed.status == 200)
+        let session = try await HTTP.request("POST", node.baseURL + "/auth/session", headers: Self.bearer(token))
+        #expect(session.status == 204)
+        #expect(session.header("Set-Cookie")?.contains("Max-Age=") == true)
+        let posted = try await HTTP.postMessage(node.baseURL + "/rooms/team-a/messages", user: "x", text: "hi", headers: Self.bearer(token))
+        #expect(posted.status == 201)
+        #expect(await stream.waitForMessages(1))
+        #expect(await ticketed.waitForMessages(1))
+        #expect(node.isRunning)
+    }
+
     @Test func theMessagesAuthorIsTheTokensSubjectWhateverTheBodySays() async throws {
         let node = try await Self.node()
         defer { node.kill() }

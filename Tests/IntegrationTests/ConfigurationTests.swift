@@ -49,6 +49,28 @@ import Testing
         }
     }
 
+    /// Numbers past what the node can hold are refused at start-up with the flag's name, never a
+    /// trap: each of these once overflowed a conversion or a sum (exit 132 or 133 on a trap).
+    @Test(arguments: [
+        ["--heartbeat", "1e300"], ["--drain-timeout", "1e300"], ["--request-timeout", "1e300"], ["--history-ttl", "9e18d"],
+        ["--max-connections", "\(Int.max)"], ["--retry-ms", "\(Int.max)"], ["--history", "\(Int.max)"],
+        ["--max-body-bytes", "\(Int.max)"], ["--heartbeat", "nan"], ["--idle-timeout", "inf"],
+    ])
+    func anOutOfRangeFlagStopsTheNodeSayingWhich(arguments: [String]) async throws {
+        do {
+            let node = try await RelayProcess(arguments: arguments)
+            node.kill()
+            Issue.record("the node started with \(arguments)")
+        } catch let error as RelayProcessError {
+            guard case .exited(_, let log) = error else {
+                Issue.record("\(error)")
+                return
+            }
+            #expect(!log.contains("Fatal error"), "a usage error, not a trap: \(log)")
+            #expect(log.contains("Error: \(arguments[0])"), "\(log)")
+        }
+    }
+
     /// `chat-relay token` takes its key from JWT_SECRET_FILE when no flag names one.
     @Test func theTokenCommandReadsItsKeyFromTheEnvironment() async throws {
         let secretFile = try AccessControlTests.secretFile()

@@ -152,6 +152,49 @@ import Testing
         #expect(!bare.allows(.subscribe, in: .lobby))
     }
 
+    /// Only the one spelling of a token is taken: base64url parts without padding, two dots.
+    @Test func aTokenWithPaddingOrOtherBytesIsMalformed() async throws {
+        let verifier = try await Self.hmacVerifier()
+        let token = try await Self.hmacToken(Self.claims())
+        #expect(try await verifier.verify(token, now: Self.now).subject == "alice")
+        let parts = token.split(separator: ".").map(String.init)
+        for variant in [
+            token + "=", token + "==", parts[0] + "=." + parts[1] + "." + parts[2], token + " ", " " + token,
+            token.replacingOccurrences(of: "-", with: "+"), token + ".", parts[0] + "." + parts[1], token + "%3D",
+        ] where variant != token {
+            #expect(await Self.failure(verifier, variant) == .malformed, "\(variant)")
+        }
+    }
+
+    /// Signed tokens whose claims take every value a JSON number or string may: each is an
+    /// identity or a refusal with its reason, never a trap (an `exp` of 9.3e15 once trapped a
+    /// conversion further on).
+    @Test func signedTokensWithClaimsOfAnyValueAreReadOrRefused() async throws {
+        let verifier = try await Self.hmacVerifier()
+        let numbers: [Double?] = [
+            nil, 0, -1, -1e300, 1e300, 9.3e15, Self.now, Self.now + 1, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+        ]
+        let texts: [String?] = [nil, "", " ", "a", String(repeating: "é", count: 300), "\u{0}", "eve reason=forged", "\u{202E}"]
+        var random = SystemRandomNumberGenerator()
+        var identities = 0
+        for _ in 0..<300 {
+            var claims = Self.claims(
+                sub: texts.randomElement(using: &random)!, exp: numbers.randomElement(using: &random)!,
+                rooms: [nil, [:], ["subscribe": ["*"]], ["publish": ["", "a*b*"]], ["x": ["y"]]].randomElement(using: &random)!)
+            claims.name = texts.randomElement(using: &random)!
+            claims.nbf = numbers.randomElement(using: &random)!.map { NotBeforeClaim(value: Date(timeIntervalSince1970: $0)) }
+            let token = try await Self.hmacToken(claims)
+            do throws(AuthFailure) {
+                let identity = try await verifier.verify(token, now: Self.now)
+                identities += 1
+                #expect(identity.expiresAt > Self.now - 60)
+            } catch {
+                #expect(!error.detail.isEmpty)
+            }
+        }
+        #expect(identities > 0)
+    }
+
     @Test func shortHMACSecretsAndUnknownPEMAreRefusedAtStart() async {
         var keys = VerificationKeys()
         await #expect(throws: KeyError.self) { try await keys.addSecret(Array("short".utf8), algorithm: "HS256") }
