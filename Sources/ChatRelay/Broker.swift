@@ -18,10 +18,11 @@ public protocol Broker: Sendable {
     /// True when this node can both publish and receive now.
     var isReady: Bool { get }
 
-    /// Stores the message and publishes it live. With an idempotency key already used for the same
-    /// room within ``IdempotencyCache/window``, stores nothing and returns the first message instead.
+    /// Stores the message and publishes it live. With an idempotency key its poster already used
+    /// for the same room within ``IdempotencyCache/window``, stores nothing and returns the first
+    /// message instead, or `keyReused` if `draft` is not what it stored.
     /// - Throws: ``BrokerError/unavailable(_:)`` when the message was not accepted.
-    func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome
+    func publish(_ draft: MessageDraft, idempotency: Idempotency?) async throws -> PublishOutcome
 
     /// Relays a signal (`StoredMessage(signal:…)`: typing, presence) to the streams of its room on
     /// every node, live only: never stored, never replayed, not in the id order of messages.
@@ -71,12 +72,8 @@ public enum PublishOutcome: Sendable {
     case created(StoredMessage)
     /// The idempotency key was used before: nothing stored, `200 OK` with the first message.
     case duplicate(StoredMessage)
-
-    public var message: StoredMessage {
-        switch self {
-        case .created(let message), .duplicate(let message): message
-        }
-    }
+    /// The idempotency key stored another message: nothing stored, `422`.
+    case keyReused
 }
 
 /// Receives the live events of the rooms with subscribers on this node, in order per room (the

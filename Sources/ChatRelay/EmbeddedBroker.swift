@@ -70,11 +70,11 @@ public final class EmbeddedBroker: Broker {
         state.withLock { Array(($0.presence[room] ?? [:]).values) }
     }
 
-    public func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome {
+    public func publish(_ draft: MessageDraft, idempotency: Idempotency?) async throws -> PublishOutcome {
         let now = clock()
         return state.withLock { state in
-            if let idempotencyKey, let first = state.idempotency.lookup(room: draft.room, key: idempotencyKey, now: now) {
-                return .duplicate(first)
+            if let idempotency, let first = state.idempotency.lookup(room: draft.room, key: idempotency.key, now: now) {
+                return first.outcome(for: draft, idempotency)
             }
             let id = state.ids.next(nowMilliseconds: now)
             let stored = StoredMessage(Message(id: id, room: draft.room, user: draft.user, name: draft.name, text: draft.text, timeMs: now))
@@ -85,8 +85,10 @@ public final class EmbeddedBroker: Broker {
                 ring.markLost(below: id)
                 state.rooms[draft.room] = ring
             }
-            if let idempotencyKey {
-                state.idempotency.record(room: draft.room, key: idempotencyKey, message: stored, now: now)
+            if let idempotency {
+                state.idempotency.record(
+                    room: draft.room, key: idempotency.key,
+                    record: IdempotencyRecord(id: id, timeMs: now, fingerprint: idempotency.fingerprint), now: now)
             }
             // Delivered under the lock, so the hub sees each room's messages in id order.
             sink.deliver(stored)

@@ -1,4 +1,6 @@
-/// Remembers which message each `Idempotency-Key` stored, per room, for ``window``.
+/// Remembers which message each `Idempotency-Key` stored, per room, for ``window``: its
+/// `IdempotencyRecord` (id, time, fingerprint), not the message, so a key costs the same whatever
+/// the message's size, and nothing a room's history dropped is kept here.
 ///
 /// Bounded: beyond `maxEntries` the oldest keys are forgotten early (a retry after that is stored
 /// again, which is the lesser harm next to unbounded memory).
@@ -11,7 +13,7 @@ public struct IdempotencyCache: Sendable {
         var key: String
     }
 
-    private var entries: [Key: (message: StoredMessage, expiresAt: UInt64)] = [:]
+    private var entries: [Key: (record: IdempotencyRecord, expiresAt: UInt64)] = [:]
     /// Keys in insertion order, so expiry is a walk from the front.
     private var order: [Key] = []
     private var orderStart = 0
@@ -23,16 +25,16 @@ public struct IdempotencyCache: Sendable {
 
     public var count: Int { entries.count }
 
-    /// The message stored under `key` for `room`, if it is still remembered at `now`.
-    public mutating func lookup(room: RoomName, key: String, now: UInt64) -> StoredMessage? {
+    /// What `key` stored in `room`, if it is still remembered at `now`.
+    public mutating func lookup(room: RoomName, key: String, now: UInt64) -> IdempotencyRecord? {
         expire(now: now)
-        return entries[Key(room: room, key: key)]?.message
+        return entries[Key(room: room, key: key)]?.record
     }
 
-    /// Records that `key` stored `message` at `now`.
-    public mutating func record(room: RoomName, key: String, message: StoredMessage, now: UInt64) {
+    /// Records that `key` stored `record`'s message in `room` at `now`.
+    public mutating func record(room: RoomName, key: String, record: IdempotencyRecord, now: UInt64) {
         let entryKey = Key(room: room, key: key)
-        if entries.updateValue((message, now + Self.window), forKey: entryKey) == nil {
+        if entries.updateValue((record, now + Self.window), forKey: entryKey) == nil {
             order.append(entryKey)
         }
         while entries.count > maxEntries, orderStart < order.count {

@@ -20,8 +20,10 @@ extension RedisBroker {
     /// room's slot, as a cluster requires of a script).
     /// ARGV: maxlen, slack, channel, json tail, room, idempotency TTL (seconds), history TTL
     /// (milliseconds, 0: none), what the JSON holds before the id (`Message.jsonBeforeID`), the
-    /// publish command (`PUBLISH` or `SPUBLISH`).
-    /// Returns `{1, id}` when stored, `{0, "<id> <json>"}` for a repeated idempotency key.
+    /// publish command (`PUBLISH` or `SPUBLISH`), and what the idempotency record holds after the
+    /// id (`IdempotencyRecord.redisTail`: the message's time and fingerprint).
+    /// Returns `{1, id}` when stored, `{0, "<id> <time> <fingerprint>"}` for a repeated
+    /// idempotency key (the node compares the fingerprint and rebuilds the message).
     static let publishScript = """
         local stream, trimmed, idem = KEYS[1], KEYS[2], KEYS[3]
         local maxlen, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -31,7 +33,7 @@ extension RedisBroker {
         end
         local id = redis.call('XADD', stream, '*', 'm', ARGV[4])
         local json = ARGV[8] .. id .. ARGV[4]
-        if idem then redis.call('SET', idem, id .. ' ' .. json, 'EX', ARGV[6]) end
+        if idem then redis.call('SET', idem, id .. ' ' .. ARGV[10], 'EX', ARGV[6]) end
         local length = redis.call('XLEN', stream)
         if length == 1 then
           redis.call('SET', trimmed, id)

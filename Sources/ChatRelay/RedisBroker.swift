@@ -315,18 +315,18 @@ public final class RedisBroker: Broker {
 
     // MARK: Publish
 
-    public func publish(_ draft: MessageDraft, idempotencyKey: String?) async throws -> PublishOutcome {
+    public func publish(_ draft: MessageDraft, idempotency: Idempotency?) async throws -> PublishOutcome {
         var tail = ByteBuffer()
-        Message.writeJSONTail(
-            room: draft.room, user: draft.user, name: draft.name, text: draft.text, timeMs: Timestamp.nowMilliseconds(), into: &tail)
+        let timeMs = Timestamp.nowMilliseconds()
+        Message.writeJSONTail(room: draft.room, user: draft.user, name: draft.name, text: draft.text, timeMs: timeMs, into: &tail)
         let tailBytes = Array(tail.readableBytesView)
         var keysAndArguments: [RedisArgument] = [
-            idempotencyKey == nil ? "2" : "3",
+            idempotency == nil ? "2" : "3",
             RedisArgument(keys.stream(draft.room)),
             RedisArgument(keys.trimmed(draft.room)),
         ]
-        keysAndArguments.reserveCapacity(13)
-        if let idempotencyKey { keysAndArguments.append(RedisArgument(keys.idempotency(draft.room, idempotencyKey))) }
+        keysAndArguments.reserveCapacity(14)
+        if let idempotency { keysAndArguments.append(RedisArgument(keys.idempotency(draft.room, idempotency.key))) }
         keysAndArguments += [
             RedisArgument(historyCapacity),
             RedisArgument(Self.trimSlack(historyCapacity)),
@@ -337,6 +337,7 @@ public final class RedisBroker: Broker {
             historyTTLArgument,
             Self.jsonBeforeIDArgument,
             publishCommandArgument,
+            RedisArgument(IdempotencyRecord.redisTail(timeMs: timeMs, fingerprint: idempotency?.fingerprint ?? 0)),
         ]
         let slot = keys.slot(draft.room)
         var replies = try await runScript(keysAndArguments, slot: slot)
@@ -363,11 +364,10 @@ public final class RedisBroker: Broker {
             }
             return .created(StoredMessage(id: id, room: draft.room, json: Message.json(id: id.description, tail: tailBytes)))
         }
-        // "<id> <json>"
-        guard let space = value.firstIndex(of: UInt8(ascii: " ")),
-            let id = MessageID(String(decoding: value[..<space], as: UTF8.self))
-        else { throw BrokerError.unavailable("malformed idempotency record") }
-        return .duplicate(StoredMessage(id: id, room: draft.room, json: ByteBuffer(bytes: value[(space + 1)...])))
+        guard let idempotency, let record = IdempotencyRecord(redis: value) else {
+            throw BrokerError.unavailable("malformed idempotency record")
+        }
+        return record.outcome(for: draft, idempotency)
     }
 
     /// Publishes `<room> <kind> <json>` on the room's channel, as a message's event goes.

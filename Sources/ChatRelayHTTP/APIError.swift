@@ -75,6 +75,11 @@ extension APIError {
             retryAfter: retryAfter)
     }
 
+    /// `422`: the `Idempotency-Key` stored another message (of this poster, in this room).
+    static let idempotencyKeyReused = APIError(
+        .unprocessableEntity, code: "idempotency_key_reused",
+        message: "This Idempotency-Key was used for another message within 10 minutes; use a new key for a new message.")
+
     static func unavailable(_ message: String, retryAfter: Int = 1) -> APIError {
         APIError(.serviceUnavailable, code: "unavailable", message: message, retryAfter: retryAfter)
     }

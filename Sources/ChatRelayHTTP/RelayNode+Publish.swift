@@ -17,6 +17,9 @@ struct AdmittedPublish: Sendable {
     let room: RoomName
     let mediaType: MessageBodyDecoder.MediaType
     let idempotencyKey: String?
+    /// The client's address (`RelayNode.clientKey`): with `--auth none`, part of who owns its
+    /// idempotency keys.
+    let client: String
 }
 
 /// The answer to an accepted POST: `201` with the new message, or `200` with the first message
@@ -45,7 +48,14 @@ extension RelayNode {
         guard let mediaType = MessageBodyDecoder.MediaType(contentType: request.contentType) else {
             throw APIError.unsupportedMediaType
         }
-        return AdmittedPublish(room: request.room, mediaType: mediaType, idempotencyKey: try Self.idempotencyKey(request.idempotencyKey))
+        return AdmittedPublish(
+            room: request.room, mediaType: mediaType, idempotencyKey: try Self.idempotencyKey(request.idempotencyKey),
+            client: request.clientKey)
+    }
+
+    /// A stored message's `Location`: the room's messages after it.
+    static func location(of message: StoredMessage) -> String {
+        "/rooms/\(message.room)/messages?after=\(message.id)"
     }
 
     /// The POST rate limit (`--rate-limit`) for `clientKey`: `429` with `Retry-After` past it.
@@ -72,10 +82,15 @@ extension RelayNode {
         } catch {
             throw APIError.invalidField(error.description)
         }
+        // A key is its poster's: the token's subject, or (anyone may claim any name) the claimed
+        // user at the client's address.
+        let idempotency = request.idempotencyKey.map { key in
+            Idempotency(key: key, poster: identity.map { "sub \($0.subject)" } ?? "user \(draft.user) \(request.client)", draft: draft)
+        }
         let started = ContinuousClock.now
         let outcome: PublishOutcome
         do {
-            outcome = try await broker.publish(draft, idempotencyKey: request.idempotencyKey)
+            outcome = try await broker.publish(draft, idempotency: idempotency)
         } catch BrokerError.unreplicated(let acknowledged, let required) {
             metrics.publishUnreplicated.increment()
             logger.warning("publish not replicated", metadata: ["room": "\(request.room)", "replicas": "\(acknowledged)/\(required)"])
@@ -88,13 +103,14 @@ extension RelayNode {
             throw APIError.unavailable("The message was not accepted: the broker is unavailable. Retry shortly.")
         }
         metrics.publishLatency.record(duration: ContinuousClock.now - started)
-        let location = "/rooms/\(request.room)/messages?after=\(outcome.message.id)"
         switch outcome {
         case .created(let message):
             metrics.messagesPublished.increment()
-            return PublishAnswer(created: true, location: location, body: message.json)
+            return PublishAnswer(created: true, location: Self.location(of: message), body: message.json)
         case .duplicate(let message):
-            return PublishAnswer(created: false, location: location, body: message.json)
+            return PublishAnswer(created: false, location: Self.location(of: message), body: message.json)
+        case .keyReused:
+            throw APIError.idempotencyKeyReused
         }
     }
 }

@@ -18,7 +18,7 @@ final class RecordingSink: LiveEventSink {
         let broker = EmbeddedBroker(history: 3, sink: sink, clock: { 1000 })
         var ids: [MessageID] = []
         for index in 0..<5 {
-            let outcome = try await broker.publish(MessageDraft(room: .lobby, user: "u", text: "m\(index)"), idempotencyKey: nil)
+            let outcome = try await broker.publish(MessageDraft(room: .lobby, user: "u", text: "m\(index)"), idempotency: nil)
             guard case .created(let message) = outcome else {
                 Issue.record("expected created")
                 return
@@ -34,21 +34,40 @@ final class RecordingSink: LiveEventSink {
         #expect(replay.messages.map(\.id) == Array(ids.suffix(3)))
     }
 
-    @Test func aRepeatedIdempotencyKeyStoresNothing() async throws {
+    @Test func aRepeatedIdempotencyKeyStoresNothingAndAnotherMessageUnderItIsRefused() async throws {
         let sink = RecordingSink()
         let broker = EmbeddedBroker(history: 10, sink: sink)
         let draft = MessageDraft(room: .lobby, user: "u", text: "once")
-        let first = try await broker.publish(draft, idempotencyKey: "key-1")
-        let again = try await broker.publish(MessageDraft(room: .lobby, user: "u", text: "changed"), idempotencyKey: "key-1")
+        let key = Idempotency(key: "key-1", poster: "sub alice", draft: draft)
+        let first = try await broker.publish(draft, idempotency: key)
+        let again = try await broker.publish(draft, idempotency: key)
         guard case .created(let stored) = first, case .duplicate(let duplicate) = again else {
             Issue.record("expected created then duplicate")
             return
         }
         #expect(stored.id == duplicate.id)
-        #expect(String(buffer: duplicate.json).contains("once"))
+        // The answer to the retry is the first message, byte for byte, rebuilt from its record.
+        #expect(String(buffer: duplicate.json) == String(buffer: stored.json))
         #expect(sink.ids.count == 1)
-        // The same key in another room is another message.
-        guard case .created = try await broker.publish(MessageDraft(room: RoomName("x")!, user: "u", text: "t"), idempotencyKey: "key-1")
+        // The same key with another text: refused, nothing stored.
+        let changed = MessageDraft(room: .lobby, user: "u", text: "changed")
+        guard
+            case .keyReused = try await broker.publish(changed, idempotency: Idempotency(key: "key-1", poster: "sub alice", draft: changed))
+        else {
+            Issue.record("a key stands for one message")
+            return
+        }
+        #expect(sink.ids.count == 1)
+        // The same key of another poster, or in another room, is another message.
+        guard case .created = try await broker.publish(draft, idempotency: Idempotency(key: "key-1", poster: "sub bob", draft: draft))
+        else {
+            Issue.record("a key is its poster's")
+            return
+        }
+        let elsewhere = MessageDraft(room: RoomName("x")!, user: "u", text: "t")
+        guard
+            case .created = try await broker.publish(
+                elsewhere, idempotency: Idempotency(key: "key-1", poster: "sub alice", draft: elsewhere))
         else {
             Issue.record("a key is per room")
             return
@@ -66,7 +85,9 @@ final class RecordingSink: LiveEventSink {
     }
 
     func publish(_ broker: EmbeddedBroker, _ room: RoomName, _ text: String = "t") async throws -> MessageID {
-        try await broker.publish(MessageDraft(room: room, user: "u", text: text), idempotencyKey: nil).message.id
+        guard case .created(let message) = try await broker.publish(MessageDraft(room: room, user: "u", text: text), idempotency: nil)
+        else { throw BrokerError.unavailable("not created") }
+        return message.id
     }
 
     @Test func idleRoomsAreSweptAndActiveOnesKept() async throws {

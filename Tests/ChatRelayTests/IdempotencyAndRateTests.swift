@@ -4,8 +4,8 @@ import Testing
 @Suite struct IdempotencyCacheTests {
     @Test func remembersAKeyPerRoomForTenMinutes() {
         var cache = IdempotencyCache()
-        let first = stored(100)
-        cache.record(room: .lobby, key: "k1", message: first, now: 1000)
+        let first = IdempotencyRecord(id: MessageID(ms: 100, seq: 0), timeMs: 100, fingerprint: 7)
+        cache.record(room: .lobby, key: "k1", record: first, now: 1000)
         #expect(cache.lookup(room: .lobby, key: "k1", now: 2000)?.id == first.id)
         #expect(cache.lookup(room: RoomName("other")!, key: "k1", now: 2000) == nil)
         #expect(cache.lookup(room: .lobby, key: "k2", now: 2000) == nil)
@@ -14,10 +14,36 @@ import Testing
         #expect(cache.count == 0)
     }
 
+    @Test func aKeyIsItsPostersAndItsFingerprintIsTheMessage() throws {
+        let draft = MessageDraft(room: .lobby, user: "alice", text: "hi")
+        let key = Idempotency(key: "k", poster: "sub alice", draft: draft)
+        #expect(key == Idempotency(key: "k", poster: "sub alice", draft: draft))
+        #expect(key.key != Idempotency(key: "k", poster: "sub bob", draft: draft).key)
+        // The poster's length keeps the pair unambiguous: ("a b", "c") is not ("a", "b c").
+        #expect(Idempotency(key: "c", poster: "a b", draft: draft).key != Idempotency(key: "b c", poster: "a", draft: draft).key)
+        for other in [
+            MessageDraft(room: .lobby, user: "alice", text: "hi!"), MessageDraft(room: .lobby, user: "alicf", text: "hi"),
+            MessageDraft(room: .lobby, user: "alice", name: "Alice", text: "hi"),
+            MessageDraft(room: .lobby, user: "alice", name: "", text: "hi"),
+            MessageDraft(room: try #require(RoomName("x")), user: "alice", text: "hi"),
+            MessageDraft(room: .lobby, user: "alicehi", text: ""),
+        ] {
+            #expect(Idempotency(key: "k", poster: "p", draft: other).fingerprint != key.fingerprint, "\(other)")
+        }
+        let record = IdempotencyRecord(id: MessageID(ms: 12, seq: 3), timeMs: 11, fingerprint: key.fingerprint)
+        let text = "12-3 " + IdempotencyRecord.redisTail(timeMs: 11, fingerprint: key.fingerprint)
+        #expect(IdempotencyRecord(redis: Array(text.utf8)) == record)
+        for bad in ["", "12-3", "12-3 11", "x 11 ff", "12-3 x ff", "12-3 11 zz", "12-3 11 ff ", "12-3  11 ff"] {
+            #expect(IdempotencyRecord(redis: Array(bad.utf8)) == nil, "\(bad)")
+        }
+    }
+
     @Test func staysWithinItsBound() {
         var cache = IdempotencyCache(maxEntries: 100)
         for index in 0..<5000 {
-            cache.record(room: .lobby, key: "k\(index)", message: stored(UInt64(index)), now: 0)
+            cache.record(
+                room: .lobby, key: "k\(index)",
+                record: IdempotencyRecord(id: MessageID(ms: UInt64(index), seq: 0), timeMs: 0, fingerprint: 0), now: 0)
         }
         #expect(cache.count == 100)
         #expect(cache.lookup(room: .lobby, key: "k4999", now: 1) != nil)
