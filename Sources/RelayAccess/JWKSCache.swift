@@ -23,6 +23,8 @@ public actor JWKSCache {
     private var fetching: Task<Void, Never>?
     /// Fetches made, successful or not (for tests and logs).
     public private(set) var fetches = 0
+    /// The kids of keys skipped and logged already: each is logged once, not at every fetch.
+    private var reported: Set<String> = []
 
     /// The largest JWKS document read.
     static let maxBytes = 1 << 20
@@ -74,27 +76,83 @@ public actor JWKSCache {
             let response = try await client.execute(request, timeout: .seconds(5))
             guard response.status == .ok else { throw KeyError("the JWKS URL answered \(response.status.code)") }
             let body = try await response.body.collect(upTo: Self.maxBytes)
-            let set = try JSONDecoder().decode(JWKS.self, from: Data(body.readableBytesView))
-            let fresh = JWTKeyCollection()
-            var freshKids: [String: Set<String>] = [:]
-            for key in set.keys {
-                guard let kid = key.keyIdentifier?.string else { continue }
-                let allowed = Self.allowedAlgorithms(key)
-                guard !allowed.isEmpty else { continue }
-                do {
-                    try await fresh.add(jwk: key)
-                    freshKids[kid] = allowed
-                } catch {
-                    logger.warning("JWKS key skipped", metadata: ["kid": "\(kid)", "error": "\(error)"])
-                }
+            let set = try await Self.keys(of: Data(body.readableBytesView))
+            for (kid, reason) in set.skipped where reported.insert(kid).inserted {
+                logger.warning("JWKS key skipped", metadata: ["kid": "\(kid)", "reason": "\(reason)"])
             }
-            collection = fresh
-            kids = freshKids
-            logger.info("JWKS fetched", metadata: ["keys": "\(freshKids.count)"])
+            // A set that changes every fetch must not grow this without end.
+            if reported.count > 1024 { reported = [] }
+            collection = set.collection
+            kids = set.kids
+            logger.info("JWKS fetched", metadata: ["keys": "\(set.kids.count)", "skipped": "\(set.skipped.count)"])
         } catch {
             logger.warning(
                 "JWKS fetch failed; keeping the keys cached", metadata: ["error": "\(error)", "cached": "\(kids.count)"])
         }
+    }
+
+    /// The keys of a JWKS document that can verify tokens, read key by key: identity providers
+    /// publish keys of other kinds beside their signing keys (encryption keys, curves jwt-kit does
+    /// not take, types it does not know), and one of those must not cost the node the others.
+    /// - Returns: the collection, the algorithms each kid verifies, and each key skipped (by its
+    ///   kid, or its place in the set) with why.
+    /// - Throws: when the document is not a JSON object with an array of `keys`.
+    static func keys(of document: Data) async throws -> (
+        collection: JWTKeyCollection, kids: [String: Set<String>], skipped: [(kid: String, reason: String)]
+    ) {
+        let set = try JSONDecoder().decode(LenientSet.self, from: document)
+        let collection = JWTKeyCollection()
+        var kids: [String: Set<String>] = [:]
+        var skipped: [(kid: String, reason: String)] = []
+        for (index, entry) in set.keys.enumerated() {
+            guard let key = entry.key else {
+                skipped.append((entry.kid ?? "#\(index)", "not a key this node can read"))
+                continue
+            }
+            guard let kid = key.keyIdentifier?.string else {
+                skipped.append(("#\(index)", "no kid"))
+                continue
+            }
+            if let use = entry.use, use != "sig" {
+                skipped.append((kid, "a key for \(use.prefix(16)), not for signatures"))
+                continue
+            }
+            let allowed = allowedAlgorithms(key)
+            guard !allowed.isEmpty else {
+                skipped.append((kid, "not a signing key of a type and curve this node verifies"))
+                continue
+            }
+            do {
+                try await collection.add(jwk: key)
+                kids[kid] = allowed
+            } catch {
+                skipped.append((kid, "\(error)"))
+            }
+        }
+        return (collection, kids, skipped)
+    }
+
+    /// A JWKS whose keys are decoded one by one: an entry that is not a JWK jwt-kit reads is
+    /// kept as nil (with its kid and use, if it has them), not a failure of the whole set.
+    private struct LenientSet: Decodable {
+        struct Entry: Decodable {
+            let key: JWK?
+            let kid: String?
+            let use: String?
+
+            init(from decoder: any Decoder) {
+                key = try? JWK(from: decoder)
+                let fields = try? decoder.container(keyedBy: Field.self)
+                kid = (try? fields?.decodeIfPresent(String.self, forKey: .kid)).flatMap { $0.map { String($0.prefix(64)) } }
+                use = (try? fields?.decodeIfPresent(String.self, forKey: .use)).flatMap { $0 }
+            }
+
+            enum Field: String, CodingKey {
+                case kid, use
+            }
+        }
+
+        let keys: [Entry]
     }
 
     /// What a JWK may verify: its `alg` if it names one (and the type fits it), else what its

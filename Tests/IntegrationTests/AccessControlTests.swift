@@ -395,10 +395,16 @@ import Testing
         let first = ES256PrivateKey()
         let second = ES256PrivateKey()
         func publish(_ keys: [(String, ES256PrivateKey)]) throws {
-            let set = keys.map { kid, key in
-                let parameters = key.publicKey.parameters!
-                return ["kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid, "x": parameters.x, "y": parameters.y]
-            }
+            // Beside the signing keys, keys providers publish that verify nothing here: an X25519
+            // encryption key and a type from the future. Once, either made the whole set unreadable.
+            let set =
+                keys.map { kid, key in
+                    let parameters = key.publicKey.parameters!
+                    return ["kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid, "x": parameters.x, "y": parameters.y]
+                } + [
+                    ["kty": "OKP", "crv": "X25519", "kid": "enc-1", "use": "enc", "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"],
+                    ["kty": "XYZ", "kid": "future"],
+                ]
             try JSONSerialization.data(withJSONObject: ["keys": set]).write(to: URL(fileURLWithPath: directory + "/jwks.json"))
         }
         func token(_ key: ES256PrivateKey, kid: String) async throws -> String {
@@ -466,5 +472,7 @@ import Testing
             try await HTTP.postMessage(url, user: "u", text: "k2 again", headers: Self.bearer(try await token(second, kid: "k2"))).status
                 == 201)
         #expect(node.log().contains("JWKS fetch failed; keeping the keys cached"))
+        // Each key that verifies nothing was logged once, however many fetches saw it.
+        #expect(node.log().components(separatedBy: "JWKS key skipped").count - 1 == 2, "\(node.log())")
     }
 }
