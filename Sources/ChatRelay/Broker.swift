@@ -103,11 +103,15 @@ public enum BrokerError: Error, Sendable, CustomStringConvertible {
     /// The message was stored, but fewer replicas than required (`--redis-min-replicas-ack`)
     /// confirmed it in time: a retry with the same idempotency key gets it back once they do.
     case unreplicated(acknowledged: Int, required: Int)
+    /// The store refused the write for want of memory (Redis at its `maxmemory`, with the
+    /// `noeviction` policy the deployments set): nothing was stored.
+    case full(String)
 
     public var description: String {
         switch self {
         case .unavailable(let reason): "broker unavailable: \(reason)"
         case .unreplicated(let acknowledged, let required): "stored, but \(acknowledged) of \(required) replicas confirmed it"
+        case .full(let reason): "broker full: \(reason)"
         }
     }
 }

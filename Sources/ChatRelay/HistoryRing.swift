@@ -3,15 +3,37 @@
 /// It remembers below which id messages are gone (the newest it evicted, or where a room that
 /// began after a loss began), so it can tell a resuming client whether the gap since its last id
 /// can still be filled.
+///
+/// Each message is kept as its id and its JSON's bytes, in an array of exactly their size: a
+/// `ByteBuffer` (what a `StoredMessage` is made of) rounds its storage up to a power of two, up to
+/// twice the message, for as long as history keeps it. A replay or history read frames the JSON
+/// again (one buffer a message); live delivery never comes here.
 public struct HistoryRing: Sendable {
+    /// A retained message: enough to make its `StoredMessage` again.
+    struct Entry: Sendable {
+        let id: MessageID
+        let json: [UInt8]
+
+        /// What holding it costs: its bytes, the array's header and the entry itself.
+        var memoryCost: Int { json.count + HistoryRing.entryOverhead }
+    }
+
+    /// An array's header (32 bytes) and its allocation's rounding, and the entry in the ring.
+    static let entryOverhead = 64
+
     public let capacity: Int
-    private var storage: [StoredMessage] = []
+    private var storage: [Entry] = []
     /// Index of the oldest message in `storage` once the ring is full.
     private var head = 0
+    /// The room of the messages (every message of a ring is of one room).
+    private var room = RoomName.lobby
     /// A client whose last id is below this one missed messages that are gone: the newest id
     /// evicted, or the first id of a room marked as beginning after a loss (`markLost(below:)`).
     /// Nil while nothing was lost.
     public private(set) var lostBelow: MessageID?
+    /// What the retained messages cost in memory, in all: their JSON's bytes and a small constant
+    /// each.
+    public private(set) var bytes = 0
 
     public init(capacity: Int) {
         precondition(capacity > 0, "a history ring holds at least one message")
@@ -22,24 +44,48 @@ public struct HistoryRing: Sendable {
     public var isEmpty: Bool { storage.isEmpty }
 
     /// The oldest retained message's id.
-    public var oldest: MessageID? { storage.isEmpty ? nil : self[0].id }
+    public var oldest: MessageID? { storage.isEmpty ? nil : entry(0).id }
     /// The newest retained message's id.
-    public var newest: MessageID? { storage.isEmpty ? nil : self[storage.count - 1].id }
+    public var newest: MessageID? { storage.isEmpty ? nil : entry(storage.count - 1).id }
 
-    /// The message at `offset` from the oldest.
-    public subscript(offset: Int) -> StoredMessage {
+    /// The entry at `offset` from the oldest.
+    private func entry(_ offset: Int) -> Entry {
         storage[(head + offset) % storage.count]
     }
 
+    /// The message at `offset` from the oldest, framed again.
+    public subscript(offset: Int) -> StoredMessage {
+        let entry = entry(offset)
+        return StoredMessage(id: entry.id, room: room, jsonBytes: entry.json)
+    }
+
+    /// What the message at `offset` from the oldest costs.
+    public func memoryCost(at offset: Int) -> Int { entry(offset).memoryCost }
+
     /// Appends a message; ids must arrive in increasing order.
     public mutating func append(_ message: StoredMessage) {
+        room = message.room
+        let entry = Entry(id: message.id, json: Array(message.json.readableBytesView))
+        bytes += entry.memoryCost
         if storage.count < capacity {
-            storage.append(message)
+            storage.append(entry)
         } else {
             lostBelow = max(lostBelow ?? .zero, storage[head].id)
-            storage[head] = message
+            bytes -= storage[head].memoryCost
+            storage[head] = entry
             head = (head + 1) % capacity
         }
+    }
+
+    /// Drops all but the newest `count` messages (at least one stays), as eviction does: a client
+    /// resuming from before them gets `reset`.
+    public mutating func dropOldest(keeping count: Int) {
+        let keep = min(storage.count, max(1, count))
+        guard keep < storage.count else { return }
+        lostBelow = max(lostBelow ?? .zero, entry(storage.count - keep - 1).id)
+        storage = (storage.count - keep..<storage.count).map { entry($0) }
+        head = 0
+        bytes = storage.reduce(0) { $0 + $1.memoryCost }
     }
 
     /// Records that messages before `id` may have existed and are gone: a room that expired, or
@@ -78,7 +124,7 @@ public struct HistoryRing: Sendable {
         var high = storage.count
         while low < high {
             let mid = (low + high) / 2
-            if self[mid].id <= id { low = mid + 1 } else { high = mid }
+            if entry(mid).id <= id { low = mid + 1 } else { high = mid }
         }
         return low
     }

@@ -51,9 +51,17 @@ extension Message {
         buffer.writeStaticString("\"}")
     }
 
+    /// The length of a message's JSON: its fixed parts (the field names, the id, the room, the
+    /// time's 24 characters) and its strings as they are escaped.
+    static func jsonLength(id: MessageID, room: RoomName, user: String, name: String?, text: String) -> Int {
+        // {"id":"","room":"","user":,"text":,"time":""} is 45 bytes; ,"name": is 8 more.
+        45 + id.description.utf8.count + room.value.utf8.count + 24 + JSONString.encodedLength(user)
+            + (name.map { 8 + JSONString.encodedLength($0) } ?? 0) + JSONString.encodedLength(text)
+    }
+
     /// The message as one line of JSON.
     public func json(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 96 + user.utf8.count + (name?.utf8.count ?? 0) + text.utf8.count * 2)
+        var buffer = allocator.buffer(capacity: Self.jsonLength(id: id, room: room, user: user, name: name, text: text))
         writeJSON(into: &buffer)
         return buffer
     }
@@ -70,6 +78,36 @@ public enum JSONString {
         // Native Swift strings are contiguous UTF-8 already; this copies only bridged ones.
         string.withUTF8 { writeEscaped($0, into: &buffer) }
         buffer.writeInteger(UInt8(ascii: "\""))
+    }
+
+    /// The bytes `write(_:into:)` writes for `string`, quotes included: a buffer made for a
+    /// message is made this size, not twice its text (which a stored message then kept).
+    public static func encodedLength(_ string: String) -> Int {
+        var length = 2
+        var string = string
+        string.withUTF8 { bytes in
+            length += bytes.count
+            var index = 0
+            let count = bytes.count
+            while index < count {
+                switch bytes[index] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"):
+                    length += 1
+                case 0xE2 where index + 2 < count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9):
+                    length += 3
+                    index += 2
+                case 0xEF where index + 2 < count && bytes[index + 1] == 0xBB && bytes[index + 2] == 0xBF:
+                    length += 3
+                    index += 2
+                case 0..<0x20, 0x7F:
+                    length += 5
+                default:
+                    break
+                }
+                index += 1
+            }
+        }
+        return length
     }
 
     private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, into buffer: inout ByteBuffer) {

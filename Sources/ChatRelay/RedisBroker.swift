@@ -489,9 +489,10 @@ public final class RedisBroker: Broker {
             throw BrokerError.unavailable("\(error)")
         }
         for reply in replies {
-            if case .error(let message) = reply, !message.hasPrefix("NOSCRIPT") {
-                throw BrokerError.unavailable("Redis refused a command: \(message)")
-            }
+            guard case .error(let message) = reply, !message.hasPrefix("NOSCRIPT") else { continue }
+            // At its maxmemory (with noeviction) Redis refuses every write before making it.
+            if message.hasPrefix("OOM") { throw BrokerError.full(message) }
+            throw BrokerError.unavailable("Redis refused a command: \(message)")
         }
         return replies
     }

@@ -34,6 +34,9 @@ public struct RelayMetrics: Sendable {
     public let connectionLimited: Counter
     /// Connections refused (answered `503`, or closed at once) past `--max-open-connections`.
     public let openConnectionsLimited: Counter
+    /// Requests and connections refused at one client's own bound
+    /// (`chat_relay_requests_refused_total{reason="connections_per_client"}`, …).
+    public let refusedForClient: [ClientBound: Counter]
     /// 1 when the broker connection and subscription are up.
     public let brokerUp: Gauge
     /// 1 while the node answers readiness with `200` (broker up, not draining), as of the scrape.
@@ -44,6 +47,11 @@ public struct RelayMetrics: Sendable {
     /// it without the replica acknowledgements `--redis-min-replicas-ack` asks for (`unreplicated`).
     public let publishUnavailable: Counter
     public let publishUnreplicated: Counter
+    /// `chat_relay_publish_failures_total{reason="full"}`: Redis refused the write (maxmemory).
+    public let publishFull: Counter
+    /// `chat_relay_rooms_evicted_total`: rooms the embedded broker forgot to stay within
+    /// `--history-memory`.
+    public let roomsEvicted: Counter
     /// Broker reconnections after a loss.
     public let brokerReconnects: Counter
     /// Time from POST accepted to broker confirmation.
@@ -94,12 +102,20 @@ public struct RelayMetrics: Sendable {
             label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_connections")], factory: factory)
         openConnectionsLimited = Counter(
             label: "chat_relay_requests_refused_total", dimensions: [("reason", "max_open_connections")], factory: factory)
+        var refusedForClient: [ClientBound: Counter] = [:]
+        for bound in ClientBound.allCases {
+            refusedForClient[bound] = Counter(
+                label: "chat_relay_requests_refused_total", dimensions: [("reason", bound.rawValue)], factory: factory)
+        }
+        self.refusedForClient = refusedForClient
         brokerUp = Gauge(label: "chat_relay_broker_up", factory: factory)
         ready = Gauge(label: "chat_relay_ready", factory: factory)
         maxStreams = Gauge(label: "chat_relay_max_streams", factory: factory)
         publishUnavailable = Counter(label: "chat_relay_publish_failures_total", dimensions: [("reason", "unavailable")], factory: factory)
         publishUnreplicated = Counter(
             label: "chat_relay_publish_failures_total", dimensions: [("reason", "unreplicated")], factory: factory)
+        publishFull = Counter(label: "chat_relay_publish_failures_total", dimensions: [("reason", "full")], factory: factory)
+        roomsEvicted = Counter(label: "chat_relay_rooms_evicted_total", factory: factory)
         brokerReconnects = Counter(label: "chat_relay_broker_reconnects_total", factory: factory)
         gapFillMessages = Counter(label: "chat_relay_gap_fill_messages_total", factory: factory)
         replaysContinued = Counter(label: "chat_relay_replays_continued_total", factory: factory)
@@ -115,4 +131,13 @@ public struct RelayMetrics: Sendable {
 
     /// Metrics that go nowhere, for tests that do not look at them.
     public static var discarding: RelayMetrics { RelayMetrics(factory: NOOPMetricsHandler.instance) }
+}
+
+/// A bound on what one client may hold or ask of a node, as its refusals are counted.
+public enum ClientBound: String, CaseIterable, Sendable {
+    case connections = "connections_per_client"
+    case streams = "streams_per_client"
+    case userStreams = "streams_per_user"
+    case tickets = "tickets_per_user"
+    case requests = "request_rate"
 }

@@ -11,8 +11,9 @@ public enum SSE {
     /// `heartbeat` as an HTTP/1.1 chunk, for writing below the HTTP encoder.
     public static let heartbeatChunk = chunk(heartbeat)
 
-    /// Bytes kept free before a frame for its chunk header: up to 6 hex digits (16 MiB) and CR LF.
-    static let chunkHeaderSpace = 8
+    /// Bytes kept free before a frame for its chunk header: up to 8 hex digits (any length a
+    /// ByteBuffer holds, so no frame from Redis is too long for it) and CR LF.
+    static let chunkHeaderSpace = 10
 
     /// `bytes` in HTTP/1.1 chunked transfer coding: `<hex length>\r\n<bytes>\r\n`.
     ///
@@ -39,9 +40,9 @@ public enum SSE {
     /// `chunkHeaderSpace` bytes before them and CR LF after them.
     static func frameAsChunk(_ buffer: inout ByteBuffer) {
         let length = buffer.readableBytes
-        precondition(
-            length > 0 && length < 1 << 24 && buffer.readerIndex >= chunkHeaderSpace,
-            "a chunk needs 1 byte to 16 MiB and room for its header")
+        // Every caller frames a non-empty frame in a buffer from `bufferForChunk`; a ByteBuffer's
+        // length fits 8 hex digits.
+        precondition(length > 0 && buffer.readerIndex >= chunkHeaderSpace, "a chunk needs a byte and room for its header")
         var digits = 1
         while length >> (4 * digits) > 0 { digits += 1 }
         let start = buffer.readerIndex - digits - 2

@@ -47,13 +47,22 @@ public struct StoredMessage: Sendable {
         self.init(id: id, room: room, framed: buffer, idLength: idText.utf8.count, jsonLength: json.readableBytes)
     }
 
+    /// The message whose JSON is `jsonBytes`, framed (as history keeps it: `HistoryRing`).
+    init(id: MessageID, room: RoomName, jsonBytes: [UInt8], allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        let idText = id.description
+        var buffer = SSE.bufferForChunk(capacity: jsonBytes.count + 28 + idText.utf8.count, allocator: allocator)
+        SSE.writeMessageFrame(id: idText, json: jsonBytes, into: &buffer)
+        self.init(id: id, room: room, framed: buffer, idLength: idText.utf8.count, jsonLength: jsonBytes.count)
+    }
+
     /// Encodes `message` once: the JSON inside its SSE frame.
     public init(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         let idText = message.id.description
-        var buffer = SSE.bufferForChunk(
-            capacity: 142 + message.user.utf8.count + (message.name?.utf8.count ?? 0) + message.text.utf8.count * 2, allocator: allocator)
-        let jsonLength = SSE.writeMessageFrame(id: idText, into: &buffer) { message.writeJSON(into: &$0) }
-        self.init(id: message.id, room: message.room, framed: buffer, idLength: idText.utf8.count, jsonLength: jsonLength)
+        // The frame: "id: <id>\nevent: message\ndata: " (26 bytes and the id), the JSON, "\n\n".
+        let jsonLength = Message.jsonLength(id: message.id, room: message.room, user: message.user, name: message.name, text: message.text)
+        var buffer = SSE.bufferForChunk(capacity: 28 + message.id.description.utf8.count + jsonLength, allocator: allocator)
+        let written = SSE.writeMessageFrame(id: idText, into: &buffer) { message.writeJSON(into: &$0) }
+        self.init(id: message.id, room: message.room, framed: buffer, idLength: idText.utf8.count, jsonLength: written)
     }
 
     /// `buffer` holds the frame from its reader index, with `SSE.chunkHeaderSpace` free bytes before it.

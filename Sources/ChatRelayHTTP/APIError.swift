@@ -80,6 +80,11 @@ extension APIError {
         .unprocessableEntity, code: "idempotency_key_reused",
         message: "This Idempotency-Key was used for another message within 10 minutes; use a new key for a new message.")
 
+    /// `429` at one of a client's own bounds (`ClientLimits`): what it holds or asks of the node.
+    static func clientLimit(_ code: String, _ message: String, retryAfter: Int = 5) -> APIError {
+        APIError(.tooManyRequests, code: code, message: message, retryAfter: retryAfter)
+    }
+
     static func unavailable(_ message: String, retryAfter: Int = 1) -> APIError {
         APIError(.serviceUnavailable, code: "unavailable", message: message, retryAfter: retryAfter)
     }

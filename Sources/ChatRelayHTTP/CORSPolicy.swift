@@ -2,6 +2,10 @@
 /// origin needs, on every answer, and the answer to its preflight. Without `--allow-origin` the
 /// node has none and sends no CORS header at all.
 ///
+/// Every answer of a node with a policy says `Vary: Origin` (`RelayNode.responseHead`), whatever
+/// the request's origin: the CORS headers differ by it, so a cache must never serve one origin's
+/// answer (or the answer to no origin) to another.
+///
 /// With `--auth jwt`, an origin named in `--allow-origin` may also send credentials (the session
 /// cookie: `Access-Control-Allow-Credentials`) and the `Authorization` header; `*` allows the
 /// header but never cookies, as browsers require.
@@ -38,7 +42,6 @@ struct CORSPolicy: Sendable {
             ("Access-Control-Allow-Origin", allowed), ("Access-Control-Expose-Headers", "X-Relay-Node, Retry-After, WWW-Authenticate"),
         ]
         if allowsCredentials(from: origin) { headers.append(("Access-Control-Allow-Credentials", "true")) }
-        if allowed != "*" { headers.append(("Vary", "Origin")) }
         return headers
     }
 
@@ -53,7 +56,6 @@ struct CORSPolicy: Sendable {
             ("Access-Control-Max-Age", "600"),
         ]
         if allowsCredentials(from: origin) { headers.append(("Access-Control-Allow-Credentials", "true")) }
-        if allowed != "*" { headers.append(("Vary", "Origin")) }
         return headers
     }
 }

@@ -22,11 +22,14 @@ struct Credentials: Sendable {
     /// The request came over TLS (a trusted proxy's `X-Forwarded-Proto: https`): the session
     /// cookie is set `Secure`.
     let overTLS: Bool
+    /// The request's client (`RelayNode.clientKey`): a refusal takes from its request bucket.
+    let client: String
 
     /// Reads the credentials of `head`. `ticket` is the query's ticket, taken only where a
     /// stream is opened.
-    init(head: HTTPRequestHead, ticket: String?, cookieName: String, overTLS: Bool) {
+    init(head: HTTPRequestHead, ticket: String?, cookieName: String, overTLS: Bool, client: String = "") {
         let headers = head.headers
+        self.client = client
         origin = headers.first(name: "origin")
         host = headers.first(name: "host")
         self.overTLS = overTLS

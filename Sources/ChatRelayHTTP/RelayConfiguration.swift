@@ -7,6 +7,9 @@ public struct RelayConfiguration: Sendable {
     public var nodeID: String
     /// Messages retained per room by the embedded broker.
     public var history: Int = 1000
+    /// The most bytes all rooms' history may hold on the embedded broker (0: no bound); past it
+    /// the least recently used rooms are forgotten. (On Redis, Redis's own `maxmemory` bounds it.)
+    public var historyMemory: Int = 256 << 20
     /// A room's history expires this long after its last message (nil: never).
     public var historyTTL: Duration? = .seconds(24 * 3600)
     /// How often an idle stream gets a heartbeat comment.
@@ -41,6 +44,8 @@ public struct RelayConfiguration: Sendable {
     /// POSTs per second per client (0: no limit) and the burst it may take at once.
     public var rateLimit: Double = 20
     public var rateBurst: Double = 40
+    /// What one client (an address, a token's `sub`) may hold or ask of the node.
+    public var clientLimits = ClientLimits()
     /// The proxies whose `X-Forwarded-For` is believed: the rate limit counts the rightmost
     /// address in it that is not one of them. Empty: the connection's own address.
     public var trustedProxies = TrustedProxies()

@@ -9,14 +9,18 @@ import RelayAccess
 extension RelayNode {
     /// The credentials a request presents, read from its head; nil with `--auth none` (nothing
     /// is read then). `ticket`: where a ticket may stand for a token (a stream).
-    func credentials(head: HTTPRequestHead, target: RequestTarget, ticketAllowed: Bool, peer: SocketAddress?) -> Credentials? {
+    /// `client`: the request's client (`clientKey`), whose request bucket a refusal takes from.
+    func credentials(head: HTTPRequestHead, target: RequestTarget, ticketAllowed: Bool, peer: SocketAddress?, client: String)
+        -> Credentials?
+    {
         guard access.requiresTokens else { return nil }
         let overTLS =
             configuration.trustedProxies.isTrusted(peer: peer)
             && head.headers["x-forwarded-proto"].last?.split(separator: ",").last?.trimmingCharacters(in: .whitespaces).lowercased()
                 == "https"
         return Credentials(
-            head: head, ticket: ticketAllowed ? target.value(of: "ticket") : nil, cookieName: access.cookie.name, overTLS: overTLS)
+            head: head, ticket: ticketAllowed ? target.value(of: "ticket") : nil, cookieName: access.cookie.name, overTLS: overTLS,
+            client: client)
     }
 
     /// Who may do `action` in `room`: the identity `credentials` carry if it has the grant (or the
@@ -48,13 +52,16 @@ extension RelayNode {
             }
             return identity
         } catch {
-            throw refused(error, action: action.rawValue, room: checked)
+            throw refused(error, action: action.rawValue, room: checked, client: credentials.client)
         }
     }
 
     /// The identity `credentials` carry, verified; nil when they present nothing.
     /// - Parameter changesState: a cookie must come from an origin that may use it (`--allow-origin`
-    ///   or the node's own), so another site cannot act for a logged-in user.
+    ///   or the node's own), so another site cannot act for a logged-in user. A request that only
+    ///   reads (a stream, history) may come without an `Origin` (a browser sends none on a
+    ///   same-origin GET), but one that names another origin is refused too: a foreign page's
+    ///   EventSource would put its visitor in a room's presence, and read as them.
     func identify(_ credentials: Credentials, changesState: Bool) async throws(AuthFailure) -> Identity? {
         guard let verifier = access.verifier else { return nil }
         switch credentials.presented {
@@ -65,7 +72,7 @@ extension RelayNode {
         case .bearer(let token):
             return try await verifier.verify(token)
         case .cookie(let token):
-            if changesState, !credentials.originMayUseCookie(cors: cors) {
+            if changesState || credentials.origin != nil, !credentials.originMayUseCookie(cors: cors) {
                 throw AuthFailure(
                     .origin, "A request authenticated by the session cookie must come from an origin this node allows (--allow-origin).")
             }
@@ -94,9 +101,11 @@ extension RelayNode {
     }
 
     /// Counts and logs a refusal, and turns it into its answer. The log line has the reason and
-    /// `sub`, never the token.
-    func refused(_ failure: AuthFailure, action: String, room: RoomName?) -> APIError {
+    /// `sub`, never the token. A refused token takes from its client's request bucket
+    /// (`--request-rate-limit`): a client that sprays tokens is soon refused before any is checked.
+    func refused(_ failure: AuthFailure, action: String, room: RoomName?, client: String?) -> APIError {
         if failure.checkUnavailable { return .unavailable(failure.detail) }
+        if let client, failure.reason != .missing { _ = requestLimiter.admit(client) }
         accessMetrics.failures[failure.reason]?.increment()
         var metadata: Logger.Metadata = ["reason": "\(failure.reason.rawValue)", "action": "\(action)"]
         if let subject = failure.subject { metadata["sub"] = "\(subject)" }
@@ -112,6 +121,13 @@ extension RelayNode {
         let identity = try await callerIdentity(credentials, action: "ticket")
         let remaining = identity.expiresAt - Date().timeIntervalSince1970
         let ttl = min(access.ticketTTL, .milliseconds(Int64(clamping: max(1, remaining * 1000))))
+        if let wait = ticketQuota.issue(for: identity.subject, ttl: ttl) {
+            metrics.refusedForClient[.tickets]?.increment()
+            throw APIError.clientLimit(
+                "too_many_tickets",
+                "This user has \(ticketQuota.limit) tickets waiting to be used on this node, its limit; use them, or retry in \(wait.wholeSecondsRoundedUp) s.",
+                retryAfter: wait.wholeSecondsRoundedUp)
+        }
         let ticket = StreamTicket.make()
         do {
             try await broker.storeTicket(ticket, value: StreamTicket.encode(identity), ttl: ttl)
@@ -132,7 +148,8 @@ extension RelayNode {
         guard access.requiresTokens else { throw Self.accessOff }
         guard let credentials, case .bearer(let token) = credentials.presented else {
             throw refused(
-                AuthFailure(.missing, "Send the token to store as Authorization: Bearer."), action: "session", room: nil)
+                AuthFailure(.missing, "Send the token to store as Authorization: Bearer."), action: "session", room: nil,
+                client: credentials?.client)
         }
         let identity = try await callerIdentity(credentials, action: "session")
         let maxAge = max(1, Int(clamping: identity.expiresAt - Date().timeIntervalSince1970))
@@ -170,7 +187,7 @@ extension RelayNode {
             }
             return identity
         } catch {
-            throw refused(error, action: action, room: nil)
+            throw refused(error, action: action, room: nil, client: credentials.client)
         }
     }
 }

@@ -63,11 +63,16 @@ extension RelayNode {
         return head
     }
 
-    /// `X-Relay-Node`, CORS for `origin`, `Date`.
+    /// `X-Relay-Node`, `X-Content-Type-Options: nosniff` (no answer is to be read as another type
+    /// than it says), CORS for `origin` with `Vary: Origin` whatever the origin, `Date`.
     private func addCommonHeaders(to headers: inout HTTPHeaders, origin: String?) {
         headers.add(name: "X-Relay-Node", value: configuration.nodeID)
-        if let origin, let cors {
-            for (name, value) in cors.responseHeaders(origin: origin) { headers.add(name: name, value: value) }
+        headers.add(name: "X-Content-Type-Options", value: "nosniff")
+        if let cors {
+            if let origin {
+                for (name, value) in cors.responseHeaders(origin: origin) { headers.add(name: name, value: value) }
+            }
+            headers.add(name: "Vary", value: "Origin")
         }
         headers.add(name: "Date", value: HTTPDate.now())
     }

@@ -7,14 +7,21 @@ extension RelayNode {
     /// then NIO's HTTP/1 codec, the request timeouts (`RequestTimeoutHandler`) and the node's
     /// `RelayRequestHandler`, which serves every request on it.
     func configureConnection(_ channel: any Channel) -> EventLoopFuture<Void> {
-        let admission = connections.admit()
+        // Counted by the peer's own address: a trusted proxy's connections carry many clients.
+        let peer = channel.remoteAddress
+        let address = configuration.trustedProxies.isTrusted(peer: peer) ? nil : peer?.ipAddress
+        let admission = connections.admit(address: address)
         metrics.openConnections.increment()
         channel.closeFuture.whenComplete { [self] _ in
-            connections.release()
+            connections.release(address: address)
             metrics.openConnections.decrement()
         }
-        if admission != .served { metrics.openConnectionsLimited.increment() }
-        guard admission != .dropped else {
+        switch admission {
+        case .served: break
+        case .refusedForClient, .droppedForClient: metrics.refusedForClient[.connections]?.increment()
+        case .refused, .dropped: metrics.openConnectionsLimited.increment()
+        }
+        guard !admission.isDropped else {
             channel.close(promise: nil)
             return channel.eventLoop.makeSucceededVoidFuture()
         }
@@ -30,12 +37,18 @@ extension RelayNode {
             let timeouts = RequestTimeoutHandler(node: self)
             try pipeline.addHandler(RequestTimeoutHandler.InboundBytes(timeouts), position: .first)
             try pipeline.addHandler(timeouts)
-            let refusal =
-                admission == .refused
-                ? APIError.unavailable(
-                    "This node is at its limit of \(connections.limit) open connections; retry shortly or use another node.",
-                    retryAfter: 2)
-                : nil
+            let refusal: APIError? =
+                switch admission {
+                case .refused:
+                    APIError.unavailable(
+                        "This node is at its limit of \(connections.limit) open connections; retry shortly or use another node.",
+                        retryAfter: 2)
+                case .refusedForClient:
+                    APIError.clientLimit(
+                        "too_many_connections",
+                        "This address has \(connections.perClient) connections open to this node, its limit; close some first.")
+                case .served, .dropped, .droppedForClient: nil
+                }
             try pipeline.addHandler(RelayRequestHandler(node: self, eventLoop: channel.eventLoop, refusal: refusal, logger: logger))
         }
     }

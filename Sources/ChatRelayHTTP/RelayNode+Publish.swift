@@ -58,6 +58,17 @@ extension RelayNode {
         "/rooms/\(message.room)/messages?after=\(message.id)"
     }
 
+    /// The request bucket (`--request-rate-limit`) for `client`: `429` with `Retry-After` past it.
+    func checkRequestRate(_ client: String) throws(APIError) {
+        if let wait = requestLimiter.admit(client) {
+            metrics.refusedForClient[.requests]?.increment()
+            throw APIError.clientLimit(
+                "rate_limited",
+                "Too many requests from this client (streams, history, presence, tickets, sessions); retry in \(wait.wholeSecondsRoundedUp) s.",
+                retryAfter: wait.wholeSecondsRoundedUp)
+        }
+    }
+
     /// The POST rate limit (`--rate-limit`) for `clientKey`: `429` with `Retry-After` past it.
     func checkRate(_ clientKey: String) throws(APIError) {
         if let wait = rateLimiter.admit(clientKey) {
@@ -97,6 +108,12 @@ extension RelayNode {
             throw APIError.unavailable(
                 "The message was stored, but \(acknowledged) of the \(required) replicas it needs confirmed it in time. Retry it with the same Idempotency-Key: you get the message back once they do."
             )
+        } catch BrokerError.full(let reason) {
+            metrics.publishFull.increment()
+            logger.error("publish refused: Redis is full", metadata: ["room": "\(request.room)", "error": "\(reason)"])
+            throw APIError.unavailable(
+                "The message was not accepted: the relay's store is full (Redis at its maxmemory); nothing was stored. Retry later.",
+                retryAfter: 10)
         } catch {
             metrics.publishUnavailable.increment()
             logger.warning("publish refused", metadata: ["room": "\(request.room)", "error": "\(error)"])

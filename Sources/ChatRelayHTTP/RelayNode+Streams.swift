@@ -43,13 +43,63 @@ extension RelayNode {
     /// With `presence`, the stream gets `event: presence` of its rooms: first who is there, then
     /// who came and went. Its opener is a member of each room while it is open: the token's
     /// identity, or (`--auth none`) the `user` the client claims.
+    ///
+    /// A stream counts against its client's and its user's bounds (`--max-streams-per-client`,
+    /// `--max-streams-per-user`) from before it registers until its connection closes.
     func openStream(
-        rooms: [RoomName], lastEventID: String?, presence: StreamPresence, credentials: Credentials?, output: ChannelStreamOutput
+        rooms: [RoomName], lastEventID: String?, presence: StreamPresence, credentials: Credentials?, client: String,
+        output: ChannelStreamOutput
     ) async throws(APIError) -> StreamOpening {
         guard !hub.isDraining else { throw APIError.draining }
         let given = try Self.streamPosition(lastEventID, rooms: rooms)
         let identity = try await authorize(credentials, .subscribe, rooms: rooms)
         let member = try presence.member(identity: identity, tokensRequired: access.requiresTokens)
+        let slots = try holdStreamSlots(client: client, user: identity?.subject)
+        do throws(APIError) {
+            let opening = try await openStream(
+                rooms: rooms, given: given, identity: identity, member: member, presence: presence, output: output)
+            output.channel.closeFuture.whenComplete { _ in slots.release() }
+            return opening
+        } catch {
+            slots.release()
+            throw error
+        }
+    }
+
+    /// A stream's places in its client's and its user's counts, held until `release`d.
+    struct StreamSlots: Sendable {
+        let client: String
+        let user: String?
+        let node: RelayNode
+
+        func release() {
+            node.streamsPerClient.release(client)
+            if let user { node.streamsPerUser.release(user) }
+        }
+    }
+
+    /// Takes a place for a new stream in `client`'s count and `user`'s, or `429` past either.
+    private func holdStreamSlots(client: String, user: String?) throws(APIError) -> StreamSlots {
+        guard streamsPerClient.acquire(client) else {
+            metrics.refusedForClient[.streams]?.increment()
+            throw APIError.clientLimit(
+                "too_many_streams", "This client has \(streamsPerClient.limit) streams open on this node, its limit; close one first.")
+        }
+        if let user, !streamsPerUser.acquire(user) {
+            streamsPerClient.release(client)
+            metrics.refusedForClient[.userStreams]?.increment()
+            throw APIError.clientLimit(
+                "too_many_streams", "This user has \(streamsPerUser.limit) streams open on this node, its limit; close one first.")
+        }
+        return StreamSlots(client: client, user: user, node: self)
+    }
+
+    /// Registers the stream with the hub, reads its replay and returns its opening (the work of
+    /// `openStream` once the stream's access and places are settled).
+    private func openStream(
+        rooms: [RoomName], given: [MessageID]?, identity: Identity?, member: Participant?, presence: StreamPresence,
+        output: ChannelStreamOutput
+    ) async throws(APIError) -> StreamOpening {
         // Every stream has a position in each room, even without Last-Event-ID: the room's newest
         // id, read before registering, so what is published in between is replayed, not lost.
         let broker = self.broker

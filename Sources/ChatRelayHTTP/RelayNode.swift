@@ -14,8 +14,18 @@ public final class RelayNode: Sendable {
     public let metrics: RelayMetrics
     public let registry: PrometheusCollectorRegistry
     public let rateLimiter: RateLimiter
-    /// Open connections of every kind, against `--max-open-connections`.
+    /// The bucket of each client's stream opens, history and presence reads, tickets, sessions
+    /// and refused tokens (`--request-rate-limit`).
+    let requestLimiter: RateLimiter
+    /// Open connections of every kind, against `--max-open-connections` and
+    /// `--max-connections-per-client`.
     let connections: ConnectionLimiter
+    /// Open streams per client address (`--max-streams-per-client`) and per token `sub`
+    /// (`--max-streams-per-user`).
+    let streamsPerClient: ClientCounts
+    let streamsPerUser: ClientCounts
+    /// Tickets issued per user and still alive (`--max-tickets-per-user`).
+    let ticketQuota: TicketQuota
     /// The CORS policy of `--allow-origin`, or nil without it.
     let cors: CORSPolicy?
     /// `configuration.access`.
@@ -23,6 +33,8 @@ public final class RelayNode: Sendable {
     let accessMetrics: AccessMetrics
     /// The page (`GET /`), made once: it names `--page-token-url`.
     let page: ByteBuffer
+    /// The page's own headers (`pageHeaders(tokenURL:)`).
+    let pageHeaders: [(String, String)]
     let logger: Logger
     let startedAt = MonotonicClock.nanoseconds()
     /// This node's presence changes, in order, on their way to the broker (`PresenceService`).
@@ -51,6 +63,7 @@ public final class RelayNode: Sendable {
         self.access = configuration.access
         self.accessMetrics = AccessMetrics(factory: factory)
         self.page = ByteBuffer(string: ChatPage.html(tokenURL: configuration.access.pageTokenURL))
+        self.pageHeaders = Self.pageHeaders(tokenURL: configuration.access.pageTokenURL)
         self.metrics = metrics
         self.presenceUpdates = PresenceUpdates(dropped: metrics.presenceDropped)
         self.presenceAnswers = SharedReads(maxAge: configuration.presenceInterval, capacity: Self.keptPresenceAnswers)
@@ -63,7 +76,12 @@ public final class RelayNode: Sendable {
         self.hub = hub
         self.broker = makeBroker(hub, metrics)
         self.rateLimiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
-        self.connections = ConnectionLimiter(limit: configuration.openConnectionLimit)
+        let limits = configuration.clientLimits
+        self.requestLimiter = RateLimiter(rate: limits.requestRate, burst: limits.requestBurst)
+        self.connections = ConnectionLimiter(limit: configuration.openConnectionLimit, perClient: limits.connectionsPerClient)
+        self.streamsPerClient = ClientCounts(limit: limits.streamsPerClient)
+        self.streamsPerUser = ClientCounts(limit: limits.streamsPerUser)
+        self.ticketQuota = TicketQuota(limit: limits.ticketsPerUser)
         self.cors =
             configuration.allowOrigins.isEmpty
             ? nil : CORSPolicy(allowOrigins: configuration.allowOrigins, credentials: configuration.access.requiresTokens)
@@ -74,8 +92,10 @@ public final class RelayNode: Sendable {
 
     /// The node with the embedded in-process broker.
     public convenience init(configuration: RelayConfiguration, logger: Logger) {
-        self.init(configuration: configuration, logger: logger) { hub, _ in
-            EmbeddedBroker(history: configuration.history, historyTTL: configuration.historyTTL, sink: hub)
+        self.init(configuration: configuration, logger: logger) { hub, metrics in
+            EmbeddedBroker(
+                history: configuration.history, historyTTL: configuration.historyTTL, historyMemory: configuration.historyMemory, sink: hub,
+                metrics: metrics)
         }
     }
 

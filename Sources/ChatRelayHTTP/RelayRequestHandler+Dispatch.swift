@@ -12,10 +12,19 @@ extension RelayRequestHandler {
             answer(Answer(error), to: request, context: context)
             return
         }
+        let peer = context.channel.remoteAddress
+        let client = node.clientKey(forwardedFor: request.head.headers["x-forwarded-for"], address: peer)
+        if route.costsReads {
+            do throws(APIError) {
+                try node.checkRequestRate(client)
+            } catch {
+                answer(Answer(error), to: request, context: context)
+                return
+            }
+        }
         let credentials =
             route.takesCredentials
-            ? node.credentials(
-                head: request.head, target: request.target, ticketAllowed: route.opensStream, peer: context.channel.remoteAddress)
+            ? node.credentials(head: request.head, target: request.target, ticketAllowed: route.opensStream, peer: peer, client: client)
             : nil
         switch route {
         case .live:
@@ -26,15 +35,18 @@ extension RelayRequestHandler {
             answer(node.metricsAnswer(), to: request, context: context)
         case .page:
             answer(node.pageAnswer(), to: request, context: context)
+        case .pageAsset(let asset):
+            answer(node.pageAssetAnswer(asset), to: request, context: context)
         case .options(let allow):
             answer(options(allow: allow, request: request), to: request, context: context)
         case .history(let room):
-            answerLater(request, context: context) { [node, target = request.target] () async throws(APIError) in
+            answerLater(request, privately: credentials != nil, context: context) {
+                [node, target = request.target] () async throws(APIError) in
                 _ = try await node.authorize(credentials, .subscribe, room: room)
                 return try await node.historyAnswer(room: room, target: target)
             }
         case .presence(let room):
-            answerLater(request, context: context) { [node] () async throws(APIError) in
+            answerLater(request, privately: credentials != nil, context: context) { [node] () async throws(APIError) in
                 _ = try await node.authorize(credentials, .subscribe, room: room)
                 return try await node.presenceAnswer(room: room)
             }
@@ -45,7 +57,7 @@ extension RelayRequestHandler {
                 return
             }
             let body = body ?? ByteBuffer()
-            answerLater(request, context: context) { [node] () async throws(APIError) in
+            answerLater(request, privately: credentials != nil, context: context) { [node] () async throws(APIError) in
                 try await node.publish(admitted, body: body, credentials: credentials).answer
             }
         case .typing:
@@ -54,32 +66,24 @@ extension RelayRequestHandler {
                 return
             }
             let body = body ?? ByteBuffer()
-            answerLater(request, context: context) { [node] () async throws(APIError) in
+            answerLater(request, privately: credentials != nil, context: context) { [node] () async throws(APIError) in
                 try await node.typing(admitted, body: body, credentials: credentials)
             }
         case .stream(let room):
-            openStream(rooms: [room], request: request, credentials: credentials, context: context)
+            openStream(rooms: [room], request: request, credentials: credentials, client: client, context: context)
         case .roomsStream:
             do throws(APIError) {
                 let rooms = try node.streamRooms(request.target)
-                openStream(rooms: rooms, request: request, credentials: credentials, context: context)
+                openStream(rooms: rooms, request: request, credentials: credentials, client: client, context: context)
             } catch {
                 answer(Answer(error), to: request, context: context)
             }
         case .ticket:
-            // A ticket is cheap to ask for and the broker keeps it: the POST rate limit applies.
-            do throws(APIError) {
-                try node.checkRate(
-                    node.clientKey(forwardedFor: request.head.headers["x-forwarded-for"], address: context.channel.remoteAddress))
-            } catch {
-                answer(Answer(error), to: request, context: context)
-                return
-            }
-            answerLater(request, context: context) { [node] () async throws(APIError) in
+            answerLater(request, privately: credentials != nil, context: context) { [node] () async throws(APIError) in
                 try await node.ticketAnswer(credentials)
             }
         case .startSession:
-            answerLater(request, context: context) { [node] () async throws(APIError) in
+            answerLater(request, privately: credentials != nil, context: context) { [node] () async throws(APIError) in
                 try await node.sessionAnswer(credentials)
             }
         case .endSession:
@@ -89,18 +93,26 @@ extension RelayRequestHandler {
 
     /// Answers `request` with what `work` returns (or throws), once it is done; meanwhile reads are
     /// held and requests pipelined behind wait.
+    /// - Parameter privately: the answer depends on who asked (`--auth jwt`): `Cache-Control:
+    ///   no-store`, so no cache keeps one user's history or presence for another.
     private func answerLater(
-        _ request: Request, context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws(APIError) -> Answer
+        _ request: Request, privately: Bool, context: ChannelHandlerContext,
+        _ work: @escaping @Sendable () async throws(APIError) -> Answer
     ) {
         state = .answering(readSince: [])
         run(
             work, context: context,
             then: { handler, result, context in
                 guard case .answering = handler.state else { return }  // closed meanwhile
+                var answer: Answer
                 switch result {
-                case .success(let answer): handler.answer(answer, to: request, context: context)
-                case .failure(let error): handler.answer(Answer(error), to: request, context: context)
+                case .success(let answered): answer = answered
+                case .failure(let error): answer = Answer(error)
                 }
+                if privately, !answer.headers.contains(where: { $0.0 == "Cache-Control" }) {
+                    answer.headers.append(("Cache-Control", "no-store"))
+                }
+                handler.answer(answer, to: request, context: context)
             })
     }
 

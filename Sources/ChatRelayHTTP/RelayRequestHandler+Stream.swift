@@ -9,7 +9,7 @@ extension RelayRequestHandler {
     /// Opens a stream on this connection once the node has its opening (hub registration and
     /// replay); reads are held meanwhile. Wherever the stream comes on the connection, the
     /// answers before it were written in full: the codec can leave.
-    func openStream(rooms: [RoomName], request: Request, credentials: Credentials?, context: ChannelHandlerContext) {
+    func openStream(rooms: [RoomName], request: Request, credentials: Credentials?, client: String, context: ChannelHandlerContext) {
         let lastEventID: String?
         let presence = StreamPresence(target: request.target)
         do throws(APIError) {
@@ -29,7 +29,8 @@ extension RelayRequestHandler {
         run(
             { [node] () async throws(APIError) in
                 try await node.openStream(
-                    rooms: rooms, lastEventID: lastEventID, presence: presence, credentials: credentials, output: output)
+                    rooms: rooms, lastEventID: lastEventID, presence: presence, credentials: credentials, client: client,
+                    output: output)
             }, context: context,
             then: { handler, result, context in
                 handler.opened(result, request: request, context: context)

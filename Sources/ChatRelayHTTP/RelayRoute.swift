@@ -2,6 +2,12 @@ import ChatRelay
 import NIOHTTP1
 import RedisClient
 
+/// A file of the page other than the page itself.
+enum PageAsset: Equatable, Sendable {
+    case script
+    case style
+}
+
 /// What a request asks the node for: the one route table of the HTTP API (docs/API.md), for
 /// every request whatever its position on its connection.
 enum RelayRoute: Equatable, Sendable {
@@ -18,6 +24,8 @@ enum RelayRoute: Equatable, Sendable {
     case ready
     case metrics
     case page
+    /// `GET /app.js`, `GET /app.css`: the page's script and style.
+    case pageAsset(PageAsset)
     /// `POST /auth/tickets`: a stream ticket for the caller's token.
     case ticket
     /// `POST /auth/session`: the session cookie set to the caller's token.
@@ -40,7 +48,18 @@ enum RelayRoute: Equatable, Sendable {
     var takesCredentials: Bool {
         switch self {
         case .publish, .typing, .stream, .roomsStream, .history, .presence, .ticket, .startSession, .endSession: true
-        case .live, .ready, .metrics, .page, .options: false
+        case .live, .ready, .metrics, .page, .pageAsset, .options: false
+        }
+    }
+
+    /// Whether the request costs the node reads or work a client could repeat to wear it down
+    /// (a stream's registration and replay, history, presence, a ticket kept by the broker, a
+    /// token verified for a cookie): each takes from the client's request bucket
+    /// (`--request-rate-limit`). POSTs of messages and typing have the POST rate limit.
+    var costsReads: Bool {
+        switch self {
+        case .stream, .roomsStream, .history, .presence, .ticket, .startSession: true
+        case .publish, .typing, .live, .ready, .metrics, .page, .pageAsset, .options, .endSession: false
         }
     }
 
@@ -75,6 +94,8 @@ enum RelayRoute: Equatable, Sendable {
         guard allowed.contains(method) else { return .failure(.methodNotAllowed(method.rawValue, allow: Self.allow(allowed))) }
         switch resource {
         case .page: return .success(.page)
+        case .script: return .success(.pageAsset(.script))
+        case .style: return .success(.pageAsset(.style))
         case .live: return .success(.live)
         case .ready: return .success(.ready)
         case .metrics: return .success(.metrics)
@@ -99,7 +120,7 @@ enum RelayRoute: Equatable, Sendable {
 
     /// The paths the node serves.
     private enum Resource {
-        case page, live, ready, metrics, lobbyEvents, lobbyMessages, tickets, session
+        case page, script, style, live, ready, metrics, lobbyEvents, lobbyMessages, tickets, session
         case roomEvents(Substring)
         case roomMessages(Substring)
         case roomTyping(Substring)
@@ -134,14 +155,15 @@ enum RelayRoute: Equatable, Sendable {
 
         /// The paths without a room.
         private static let fixed: [(path: String, resource: Resource)] = [
-            ("/", .page), ("/health/live", .live), ("/health/ready", .ready), ("/health", .ready), ("/metrics", .metrics),
+            ("/", .page), ("/app.js", .script), ("/app.css", .style), ("/health/live", .live), ("/health/ready", .ready),
+            ("/health", .ready), ("/metrics", .metrics),
             ("/events", .lobbyEvents), ("/messages", .lobbyMessages), ("/auth/tickets", .tickets), ("/auth/session", .session),
         ]
 
         /// `HEAD` wherever `GET` is but for streams: a stream has no end, so no `HEAD` either.
         var methods: [HTTPMethod] {
             switch self {
-            case .page, .live, .ready, .metrics, .roomPresence: Self.readable
+            case .page, .script, .style, .live, .ready, .metrics, .roomPresence: Self.readable
             case .lobbyEvents, .roomEvents: Self.getOnly
             case .lobbyMessages, .tickets, .roomTyping: Self.postOnly
             case .roomMessages: Self.messages

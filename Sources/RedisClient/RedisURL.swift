@@ -16,7 +16,9 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses the URL; percent-escapes in the user and password are decoded.
     public init(_ text: String) throws(RedisError) {
-        guard text.hasPrefix("redis://") else { throw .invalidURL("it must start with redis:// (got \(text.debugDescription))") }
+        guard text.hasPrefix("redis://") else {
+            throw .invalidURL("it must start with redis:// (got \(Self.redacted(text).debugDescription))")
+        }
         var rest = Substring(text.dropFirst("redis://".count))
         if let at = rest.lastIndex(of: "@") {
             let credentials = rest[..<at]
@@ -52,19 +54,19 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             let address = String(host[host.index(after: host.startIndex)..<close])
             if after.hasPrefix(":") {
                 guard let p = Int(after.dropFirst()), (1...65535).contains(p) else {
-                    throw .invalidURL("bad port in \(text.debugDescription)")
+                    throw .invalidURL("bad port in \(Self.redacted(text).debugDescription)")
                 }
                 port = p
             }
             host = address
         } else if let colon = host.lastIndex(of: ":") {
             guard let p = Int(host[host.index(after: colon)...]), (1...65535).contains(p) else {
-                throw .invalidURL("bad port in \(text.debugDescription)")
+                throw .invalidURL("bad port in \(Self.redacted(text).debugDescription)")
             }
             port = p
             host = String(host[..<colon])
         }
-        guard !host.isEmpty else { throw .invalidURL("no host in \(text.debugDescription)") }
+        guard !host.isEmpty else { throw .invalidURL("no host in \(Self.redacted(text).debugDescription)") }
         self.host = host
         self.port = port
     }
@@ -73,6 +75,18 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         let credentials = password == nil ? "" : "\(user ?? ""):***@"
         return "redis://\(credentials)\(host.contains(":") ? "[\(host)]" : host):\(port)/\(database)"
+    }
+
+    /// `text` with whatever stands before its last `@` after the scheme (a user and password)
+    /// as `***`: what an error may quote of a URL. A password never reaches a log or a terminal.
+    public static func redacted(_ text: String) -> String {
+        guard let at = text.lastIndex(of: "@") else { return text }
+        var start = text.startIndex
+        if let colon = text.firstIndex(of: ":"), text[colon...].hasPrefix("://") {
+            start = text.index(colon, offsetBy: 3)
+        }
+        guard start <= at else { return "***" + text[at...] }
+        return text[..<start] + "***" + text[at...]
     }
 
     private static func percentDecoded(_ text: String) throws(RedisError) -> String {

@@ -34,11 +34,11 @@ struct JSONLogHandler: LogHandler {
         JSONString.write(label, into: &line)
         line.writeStaticString(",\"message\":")
         JSONString.write(event.message.description, into: &line)
-        for key in merged.keys.sorted() {
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
             line.writeStaticString(",")
             JSONString.write(key, into: &line)
             line.writeStaticString(":")
-            JSONString.write(merged[key]!.description, into: &line)
+            JSONString.write(value.description, into: &line)
         }
         line.writeStaticString("}\n")
         // One write(2) per record, so lines from different threads never interleave mid-line.

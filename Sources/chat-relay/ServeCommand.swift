@@ -84,6 +84,13 @@ struct ServeCommand: AsyncParsableCommand {
     var heartbeat: Double?
 
     @Option(
+        name: .customLong("history-memory"),
+        help:
+            "Most memory all rooms' history may take on the embedded broker (no Redis): bytes, or with KiB, MiB, GiB (or K, M, G); past it the least recently used rooms are forgotten (a client resuming there gets reset). 0: no bound. On Redis, set Redis's maxmemory. (env: HISTORY_MEMORY, default: 256MiB)"
+    )
+    var historyMemory: String?
+
+    @Option(
         name: .customLong("retry-ms"),
         help: "The retry: (ms) every stream opens with: how soon a client reconnects. (env: RETRY_MS, default: 2000)")
     var retryMilliseconds: Int?
@@ -154,6 +161,51 @@ struct ServeCommand: AsyncParsableCommand {
         name: .customLong("rate-burst"), help: "POSTs a client may send at once before --rate-limit applies. (env: RATE_BURST, default: 40)"
     )
     var rateBurst: Double?
+
+    @Option(
+        name: .customLong("max-streams-per-client"),
+        help:
+            "Most open streams of one client address (behind --trusted-proxies, the forwarded one); beyond it 429. 0: no limit. (env: MAX_STREAMS_PER_CLIENT, default: 100, at most a quarter of --max-connections)"
+    )
+    var maxStreamsPerClient: Int?
+
+    @Option(
+        name: .customLong("max-streams-per-user"),
+        help: "Most open streams of one token sub (--auth jwt); beyond it 429. 0: no limit. (env: MAX_STREAMS_PER_USER, default: 20)")
+    var maxStreamsPerUser: Int?
+
+    @Option(
+        name: .customLong("max-connections-per-client"),
+        help:
+            "Most open connections of any kind from one address (trusted proxies are not counted); beyond it a new connection's request gets 429 and the connection closes. 0: no limit. (env: MAX_CONNECTIONS_PER_CLIENT, default: 200, at most a quarter of --max-open-connections)"
+    )
+    var maxConnectionsPerClient: Int?
+
+    @Option(
+        name: .customLong("max-tickets-per-user"),
+        help:
+            "Most stream tickets one token sub may have waiting (issued within --ticket-ttl); beyond it 429. 0: no limit. (env: MAX_TICKETS_PER_USER, default: 30)"
+    )
+    var maxTicketsPerUser: Int?
+
+    @Option(
+        name: .customLong("request-rate-limit"),
+        help:
+            "Stream opens, history and presence reads, tickets and sessions per second per client, a token bucket (a refused token takes from it too); 0 turns it off. Beyond it 429 with Retry-After. (env: REQUEST_RATE_LIMIT, default: 20)"
+    )
+    var requestRateLimit: Double?
+
+    @Option(
+        name: .customLong("request-rate-burst"),
+        help: "Such requests a client may send at once before --request-rate-limit applies. (env: REQUEST_RATE_BURST, default: 100)")
+    var requestRateBurst: Double?
+
+    @Flag(
+        name: .customLong("no-client-limits"),
+        help:
+            "Turn off every per-client bound above (streams, connections, tickets, the request rate): for load tests, where one address plays thousands of clients."
+    )
+    var noClientLimits = false
 
     @Option(
         name: .customLong("trusted-proxies"),

@@ -80,6 +80,9 @@ struct Settings {
         let nodeID = try value(command.nodeID, "NODE_ID", { $0 }) ?? ProcessInfo.processInfo.hostName
         var relay = RelayConfiguration(nodeID: nodeID)
         relay.history = try value(command.history, "HISTORY", Int.init) ?? relay.history
+        if let text = try value(command.historyMemory, "HISTORY_MEMORY", { $0 }) {
+            relay.historyMemory = try Self.bytes(text, flag: "--history-memory")
+        }
         if let seconds = try value(command.heartbeat, "HEARTBEAT", Double.init) {
             relay.heartbeat = try Self.seconds(seconds, flag: "--heartbeat")
         }
@@ -149,8 +152,8 @@ struct Settings {
         guard (64...64 << 20).contains(relay.maxBodyBytes) else {
             throw ValidationError("--max-body-bytes must be from 64 to 67108864 (64 MiB).")
         }
-        guard (1...64 << 20).contains(relay.maxMessageBytes) else {
-            throw ValidationError("--max-message-bytes must be from 1 to 67108864 (64 MiB).")
+        guard (1...1 << 20).contains(relay.maxMessageBytes) else {
+            throw ValidationError("--max-message-bytes must be from 1 to 1048576 (1 MiB).")
         }
         guard relay.rateLimit >= 0, relay.rateBurst >= 1 else {
             throw ValidationError("--rate-limit must be 0 or more and --rate-burst at least 1.")
@@ -159,6 +162,29 @@ struct Settings {
             throw ValidationError("--subscriber-buffer must be from 1 to \(Self.largestCount).")
         }
         guard relay.drainTimeout > .zero else { throw ValidationError("--drain-timeout must be more than 0 seconds.") }
+        var limits = relay.clientLimits
+        // By default one client takes at most a quarter of the node's streams and connections,
+        // however few the node allows: never every one.
+        limits.streamsPerClient =
+            try value(command.maxStreamsPerClient, "MAX_STREAMS_PER_CLIENT", Int.init)
+            ?? min(limits.streamsPerClient, max(1, relay.maxConnections / 4))
+        limits.streamsPerUser = try value(command.maxStreamsPerUser, "MAX_STREAMS_PER_USER", Int.init) ?? limits.streamsPerUser
+        limits.connectionsPerClient =
+            try value(command.maxConnectionsPerClient, "MAX_CONNECTIONS_PER_CLIENT", Int.init)
+            ?? min(limits.connectionsPerClient, max(1, relay.openConnectionLimit / 4))
+        limits.ticketsPerUser = try value(command.maxTicketsPerUser, "MAX_TICKETS_PER_USER", Int.init) ?? limits.ticketsPerUser
+        limits.requestRate = try value(command.requestRateLimit, "REQUEST_RATE_LIMIT", Double.init) ?? limits.requestRate
+        limits.requestBurst = try value(command.requestRateBurst, "REQUEST_RATE_BURST", Double.init) ?? limits.requestBurst
+        for (flag, count) in [
+            ("--max-streams-per-client", limits.streamsPerClient), ("--max-streams-per-user", limits.streamsPerUser),
+            ("--max-connections-per-client", limits.connectionsPerClient), ("--max-tickets-per-user", limits.ticketsPerUser),
+        ] where !(0...Self.largestCount).contains(count) {
+            throw ValidationError("\(flag) must be from 0 (no limit) to \(Self.largestCount).")
+        }
+        guard limits.requestRate >= 0, limits.requestBurst >= 1 else {
+            throw ValidationError("--request-rate-limit must be 0 or more and --request-rate-burst at least 1.")
+        }
+        relay.clientLimits = command.noClientLimits ? .none : limits
         self.relay = relay
 
         let levelText = try value(command.logLevel, "LOG_LEVEL", { $0 }) ?? "info"
@@ -191,6 +217,26 @@ struct Settings {
         return .milliseconds(Int64((value * scale * 1000).rounded()))
     }
 
+    /// A size flag: bytes (`1048576`), or a number with KiB, MiB, GiB (or K, M, G: the same
+    /// powers of 1024), at most 1 TiB.
+    static func bytes(_ text: String, flag: String) throws -> Int {
+        let units: [(String, Double)] = [
+            ("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("K", 1024), ("M", 1_048_576), ("G", 1_073_741_824),
+        ]
+        var number = text.trimmingCharacters(in: .whitespaces)
+        var scale = 1.0
+        for (unit, size) in units where number.hasSuffix(unit) {
+            scale = size
+            number = String(number.dropLast(unit.count)).trimmingCharacters(in: .whitespaces)
+            break
+        }
+        guard let value = Double(number), value >= 0, value * scale <= 1_099_511_627_776 else {
+            throw ValidationError(
+                "\(flag) must be a number of bytes up to 1 TiB, or with KiB, MiB or GiB (512MiB, 2GiB); got \(text.debugDescription).")
+        }
+        return Int(value * scale)
+    }
+
     /// A flag of seconds (`--heartbeat`, `--drain-timeout`), at most 10 years.
     static func seconds(_ value: Double, flag: String) throws -> Duration {
         guard value >= 0, value <= largestSeconds else {
@@ -211,7 +257,7 @@ struct Settings {
         return { label, provider in
             var handler: any LogHandler
             switch format {
-            case .text: handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+            case .text: handler = TextLogHandler(label: label, metadataProvider: provider)
             case .json: handler = JSONLogHandler(label: label, metadataProvider: provider)
             }
             handler.logLevel = level

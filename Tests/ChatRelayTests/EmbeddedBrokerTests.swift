@@ -1,7 +1,8 @@
-import ChatRelay
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import ChatRelay
 
 final class RecordingSink: LiveEventSink {
     let received = Mutex<[StoredMessage]>([])
@@ -140,5 +141,90 @@ final class RecordingSink: LiveEventSink {
         clock.advance(milliseconds: 365 * 86_400_000)
         #expect(broker.sweepExpired() == 0)
         #expect(broker.roomCount == 1)
+    }
+}
+
+/// `--history-memory` on the embedded broker: the rooms' history stays within its budget by
+/// forgetting the least recently used rooms, a client resuming in one gets `reset`, and the room
+/// being written to keeps the message it was just given.
+@Suite struct EmbeddedBrokerMemoryTests {
+    static func publish(_ broker: EmbeddedBroker, _ room: String, _ text: String) async throws -> MessageID {
+        guard
+            case .created(let message) = try await broker.publish(
+                MessageDraft(room: RoomName(room)!, user: "u", text: text), idempotency: nil)
+        else { throw BrokerError.unavailable("not created") }
+        return message.id
+    }
+
+    /// What a message of `text` in `room` costs in history.
+    static func cost(_ text: String, room: String) -> Int {
+        var ring = HistoryRing(capacity: 1)
+        ring.append(
+            StoredMessage(Message(id: MessageID(ms: 1_000_000, seq: 0), room: RoomName(room)!, user: "u", text: text, timeMs: 1_000_000)))
+        return ring.bytes
+    }
+
+    @Test func aStoredMessageCostsItsBytesAndASmallConstant() {
+        var random = SystemRandomNumberGenerator()
+        let pieces = ["a", "é", "\"", "\\", "\n", "\t", "\u{1}", "\u{2028}", "\u{FEFF}", "😀", " "]
+        for _ in 0..<2000 {
+            let text = (0..<Int.random(in: 1...300, using: &random)).map { _ in pieces.randomElement(using: &random)! }.joined()
+            let message = Message(
+                id: MessageID(ms: 1_764_000_000_000, seq: 7), room: .lobby, user: "ü\"ser", name: "N\tame", text: text,
+                timeMs: 1_764_000_000_000)
+            let stored = StoredMessage(message)
+            // The buffer was asked for the size it needed: the JSON's length is known before it is written.
+            #expect(
+                stored.json.readableBytes
+                    == Message.jsonLength(id: message.id, room: message.room, user: message.user, name: message.name, text: text))
+            // History keeps the JSON's bytes and a constant, and gives the same message back.
+            var ring = HistoryRing(capacity: 2)
+            ring.append(stored)
+            #expect(ring.bytes == stored.json.readableBytes + 64)
+            #expect(String(buffer: ring[0].chunk) == String(buffer: stored.chunk))
+        }
+        // A stored 4 KB message costs 4 KB and a little, not twice it.
+        let cost = Self.cost(String(repeating: "x", count: 4096), room: "lobby")
+        #expect(cost < 4096 + 200, "a 4 KB message costs \(cost) bytes")
+    }
+
+    @Test func theLeastRecentlyUsedRoomsGoFirstAndTheirClientsAreToldSo() async throws {
+        let text = String(repeating: "x", count: 1000)
+        let cost = Self.cost(text, room: "room-0000")
+        // Room for ten rooms of two messages each.
+        let broker = EmbeddedBroker(history: 10, historyMemory: 20 * cost + cost / 2, sink: RecordingSink(), clock: { 1_000_000 })
+        var first: [MessageID] = []
+        for index in 0..<10 {
+            first.append(try await Self.publish(broker, "room-\(index)", text))
+            _ = try await Self.publish(broker, "room-\(index)", text)
+        }
+        #expect(broker.roomCount == 10)
+        // room-0 is read: room-1 is now the least recently used.
+        _ = try await broker.history(room: RoomName("room-0")!, after: nil, limit: 10)
+        _ = try await Self.publish(broker, "room-10", text)
+        #expect(broker.roomCount == 10)
+        #expect(try await broker.history(room: RoomName("room-1")!, after: nil, limit: 10).isEmpty)
+        #expect(try await broker.history(room: RoomName("room-0")!, after: nil, limit: 10).count == 2)
+        #expect(broker.historyBytes <= 20 * cost + cost / 2)
+        // A client that was in the forgotten room is told it missed something.
+        let replay = try await broker.replay(room: RoomName("room-1")!, after: first[1], limit: 100)
+        #expect(replay.messagesLost)
+        // Many rooms later, the bound holds and so does the recency queue's.
+        for index in 11..<3000 { _ = try await Self.publish(broker, "room-\(index)", text) }
+        #expect(broker.historyBytes <= 20 * cost + cost / 2)
+        #expect(broker.roomCount <= 21)
+    }
+
+    @Test func aRoomLargerThanTheBudgetKeepsItsNewestMessages() async throws {
+        let text = String(repeating: "y", count: 1000)
+        let cost = Self.cost(text, room: "big")
+        // (A little over five: these ids are longer than the one the cost was taken with.)
+        let broker = EmbeddedBroker(history: 100, historyMemory: 5 * cost + 100, sink: RecordingSink(), clock: { 1_000_000 })
+        var ids: [MessageID] = []
+        for _ in 0..<20 { ids.append(try await Self.publish(broker, "big", text)) }
+        let kept = try await broker.history(room: RoomName("big")!, after: nil, limit: 100).map(\.id)
+        #expect(kept == Array(ids.suffix(5)))
+        #expect(try await broker.replay(room: RoomName("big")!, after: ids[0], limit: 100).messagesLost)
+        #expect(try await !broker.replay(room: RoomName("big")!, after: ids[15], limit: 100).messagesLost)
     }
 }

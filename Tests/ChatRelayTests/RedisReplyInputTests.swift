@@ -29,8 +29,10 @@ import Testing
         let room = try #require(RoomName("r"))
         let node = RedisSlotMap.Node(host: "127.0.0.1", port: 6379)
         var read = 0
-        for _ in 0..<20_000 {
-            let reply = Self.reply(&random)
+        // A well-formed entry now and then, among the random replies and mutated into them.
+        let entry = RedisReply.array([.bulk(Array("5-1".utf8)), .array([.bulk(Array("m".utf8)), .bulk(Array("\",\"room\":\"r\"}".utf8))])])
+        for round in 0..<20_000 {
+            let reply = round % 10 == 0 ? .array([entry, Self.reply(&random)]) : Self.reply(&random)
             if let messages = try? RedisBroker.entries(reply, room: room) { read += messages.count }
             _ = try? RedisSlotMap(clusterSlots: reply, answeredBy: node)
             _ = RedisRedirect(reply)

@@ -175,6 +175,21 @@ import Testing
         #expect(node.isRunning)
     }
 
+    /// A `sub` that looks like more fields stays one value in the text log (logfmt: quoted), so it
+    /// cannot forge the reason of its own refusal.
+    @Test func aSubjectCannotForgeFieldsOfTheLog() async throws {
+        let node = try await Self.node()
+        defer { node.kill() }
+        let token = try await Self.token("eve reason=forged \"x\"", subscribe: [], publish: [])
+        let reply = try await HTTP.postMessage(node.baseURL + "/rooms/team-a/messages", user: "u", text: "hi", headers: Self.bearer(token))
+        #expect(reply.status == 403)
+        let line = try #require(node.log().split(separator: "\n").first { $0.contains("access refused") })
+        #expect(line.contains(#"sub="eve reason=forged \"x\"""#), "\(line)")
+        // Outside the quoted value, one reason: the true one.
+        let unquoted = line.replacingOccurrences(of: #"sub="eve reason=forged \"x\"""#, with: "sub=…")
+        #expect(unquoted.contains(" reason=forbidden ") && !unquoted.contains("reason=forged"), "\(line)")
+    }
+
     @Test func theMessagesAuthorIsTheTokensSubjectWhateverTheBodySays() async throws {
         let node = try await Self.node()
         defer { node.kill() }
@@ -326,7 +341,20 @@ import Testing
         #expect(try await HTTP.postMessage(url, user: "u", text: "no origin", headers: sent).status == 403)
         // The page the node serves itself posts from the node's own origin.
         #expect(try await HTTP.postMessage(url, user: "u", text: "own", headers: sent + [("Origin", node.baseURL)]).status == 201)
-        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"origin\"}") == 2)
+        // A stream by cookie from a foreign page (its EventSource names its origin): refused, and
+        // its visitor is not put in the room's presence. Without an Origin (a same-origin GET) it
+        // opens. History by cookie is kept from caches.
+        let foreign = try await HTTP.get(
+            node.baseURL + "/rooms/team-a/events?presence=1", headers: sent + [("Origin", "https://evil.example")])
+        #expect(foreign.status == 403)
+        let sameOrigin = try await SSEClient(node.baseURL + "/rooms/team-b/events", headers: sent)
+        #expect(sameOrigin.status == 200)
+        let history = try await HTTP.get(url, headers: sent)
+        #expect(history.status == 200 && history.header("Cache-Control") == "no-store")
+        let presence = try await HTTP.get(node.baseURL + "/rooms/team-a/presence", headers: Self.bearer(token))
+        #expect(presence.header("Cache-Control") == "no-store")
+        #expect((presence.json["members"] as? [Any])?.count == 1, "only the allowed stream's member: \(presence.body)")
+        #expect(try await Self.counter(node, "chat_relay_auth_failures_total{reason=\"origin\"}") == 3)
 
         let preflight = try await HTTP.request(
             "OPTIONS", url, headers: [("Origin", "https://chat.example"), ("Access-Control-Request-Method", "POST")])

@@ -189,6 +189,22 @@ struct ChatPageBrowserTests {
         let right = try await driver.newSession()
         try await left.open("\(first.baseURL)/?room=team-page#token=\(hana)")
         try await right.open("\(second.baseURL)/?room=team-page#token=\(ivan)")
+        // A token by link is shown, whose it is, and used only once the user says so.
+        #expect(
+            try await left.wait(until: "return document.getElementById('link-who').textContent.includes('Hana (hana)')"))
+        #expect(try await left.run("return document.getElementById('status').textContent") as? String != "connected")
+        #expect(try await left.run("return document.getElementById('token').value") as? String == "")
+        for page in [left, right] { try await page.click("#link-accept") }
+        // Ignored, a link's token is not used at all.
+        let wary = try await driver.newSession()
+        try await wary.open("\(first.baseURL)/?room=team-page#token=\(ivan)")
+        #expect(try await wary.wait(until: "return document.getElementById('link-who').textContent.includes('ivan')"))
+        try await wary.click("#link-ignore")
+        #expect(try await wary.wait(until: "return document.getElementById('error').textContent !== ''"))
+        #expect(
+            try await wary.run("return document.getElementById('token').value + document.getElementById('who').textContent") as? String
+                == "")
+        await wary.close()
         for page in [left, right] {
             #expect(try await page.wait(until: "return document.getElementById('status').textContent === 'connected'"))
             #expect(try await page.run("return location.hash") as? String == "", "the token leaves the address bar")

@@ -108,7 +108,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(5)), arguments: ["embedded", "redis"])
     func tenThousandClosedStreamsGiveBackTheirMemory(broker: String) async throws {
-        let (node, redis) = try await Self.node(on: broker, ["--rate-limit", "0"])
+        let (node, redis) = try await Self.node(on: broker, ["--rate-limit", "0", "--no-client-limits"])
         defer {
             node.kill()
             redis?.killNow()
@@ -133,7 +133,9 @@ import Testing
 
     @Test(.timeLimit(.minutes(2)))
     func halfSentRequestsAndIdleConnectionsAreClosedAndStreamsAreNot() async throws {
-        let node = try await RelayProcess(arguments: ["--request-timeout", "1", "--idle-timeout", "2", "--heartbeat", "30"])
+        let node = try await RelayProcess(arguments: [
+            "--request-timeout", "1", "--idle-timeout", "2", "--heartbeat", "30", "--max-connections-per-client", "0",
+        ])
         defer { node.kill() }
         // A stream as a connection's first request, and one after another request.
         let direct = try RawSocket(port: node.port, get: "/rooms/t/events", receiveBuffer: 65536)
@@ -197,7 +199,9 @@ import Testing
         // A request timeout long enough that none of the 256 waiting connections below times out
         // (freeing a place) before the 257th is tried, however busy the machine: with 3 s it
         // happened once under the full suite, and the 257th got an answer.
-        let node = try await RelayProcess(arguments: ["--max-open-connections", "20", "--request-timeout", "8", "--idle-timeout", "30"])
+        let node = try await RelayProcess(arguments: [
+            "--max-open-connections", "20", "--max-connections-per-client", "0", "--request-timeout", "8", "--idle-timeout", "30",
+        ])
         defer { node.kill() }
         // Served connections, each proven admitted by an answer, until one is refused. The test's
         // HTTP client may hold one kept-alive connection of its own from the start-up check.

@@ -159,6 +159,11 @@ import Testing
         #expect(allowed.header("Access-Control-Allow-Origin") == "http://chat.example.test")
         let other = try await HTTP.get(open.baseURL + "/rooms/r/messages", headers: [("Origin", "http://evil.example.test")])
         #expect(other.header("Access-Control-Allow-Origin") == nil)
+        // The answer differs by Origin whatever the origin, or none: a cache must know.
+        let plain = try await HTTP.get(open.baseURL + "/rooms/r/messages")
+        for reply in [preflight, allowed, other, plain] {
+            #expect(reply.headers[canonicalForm: "vary"].contains("Origin"), "\(reply.headers)")
+        }
 
         let closed = try await RelayProcess()
         defer { closed.kill() }
@@ -172,7 +177,27 @@ import Testing
         let page = try await HTTP.get(node.baseURL + "/")
         #expect(page.status == 200)
         #expect(page.header("Content-Type")?.hasPrefix("text/html") == true)
-        #expect(page.body.contains("EventSource"))
-        #expect(!page.body.contains("innerHTML"), "user text is never parsed as HTML")
+        // Nothing inline: the policy runs the node's own script and style only, and no other site
+        // may frame the page.
+        #expect(!page.body.contains("<script>") && !page.body.contains("<style>") && page.body.contains("<script src=\"app.js\">"))
+        let policy = try #require(page.header("Content-Security-Policy"))
+        for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+            #expect(policy.contains(directive), "\(policy)")
+        }
+        #expect(!policy.contains("unsafe-inline"))
+        #expect(page.header("Referrer-Policy") == "no-referrer")
+        #expect(page.header("X-Content-Type-Options") == "nosniff")
+        let script = try await HTTP.get(node.baseURL + "/app.js")
+        #expect(script.status == 200 && script.header("Content-Type") == "text/javascript; charset=utf-8")
+        #expect(script.body.contains("EventSource"))
+        #expect(!script.body.contains("innerHTML"), "user text is never parsed as HTML")
+        let style = try await HTTP.get(node.baseURL + "/app.css")
+        #expect(style.status == 200 && style.header("Content-Type") == "text/css; charset=utf-8")
+        #expect(try await HTTP.get(node.baseURL + "/rooms/r/messages").header("X-Content-Type-Options") == "nosniff")
+        // The operator's token endpoint elsewhere may be fetched, and nothing more.
+        let withTokenURL = try await AccessControlTests.node(["--page-token-url", "https://app.example.test:8443/token"])
+        defer { withTokenURL.kill() }
+        let other = try #require(try await HTTP.get(withTokenURL.baseURL + "/").header("Content-Security-Policy"))
+        #expect(other.contains("connect-src 'self' https://app.example.test:8443;"), "\(other)")
     }
 }

@@ -93,7 +93,8 @@ import Testing
     /// What one more stream costs a fresh node, in KiB: `count` streams opened on it (after a
     /// history request on their connection when `afterRequest`), after a warm-up of the same kind.
     static func kibibytesPerStream(afterRequest: Bool, count: Int) async throws -> Double {
-        let node = try await RelayProcess(arguments: ["--rate-limit", "0"])
+        // One address opens every stream: the per-client bounds are lifted.
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--no-client-limits"])
         defer { node.kill() }
         _ = try await HTTP.postMessage(node.baseURL + "/rooms/mem/messages", user: "u", text: "one")
         // Warm-up: the allocator's pools and the node's tables reach their working size.
@@ -172,7 +173,7 @@ import Testing
     }
 
     @Test func requestsTheNodeCannotServeGetTheSpecsAnswers() async throws {
-        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--max-connections", "1"])
+        let node = try await RelayProcess(arguments: ["--rate-limit", "0", "--max-connections", "1", "--max-streams-per-client", "0"])
         defer { node.kill() }
         // Not HTTP at all.
         let garbage = RawExchange(try RawSocket(port: node.port))
