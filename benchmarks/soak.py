@@ -340,7 +340,7 @@ def main():
     for index in range(3):
         port = vs_nchan.free_port()
         nodes.append(vs_nchan.Process([args.relay, "serve", "--host", "127.0.0.1", "--port", str(port), "--node-id", f"soak-{index + 1}",
-                                    "--redis-url", f"redis://127.0.0.1:{redis_port}", "--rate-limit", "0",
+                                    "--redis-url", f"redis://127.0.0.1:{redis_port}", "--rate-limit", "0", "--no-client-limits",
                                     "--history-ttl", args.history_ttl, "--request-timeout", "5s", "--idle-timeout", "20s",
                                     "--max-connections", "20000"], work / f"node-{index + 1}.log"))
         ports.append(port)

@@ -115,7 +115,7 @@ def measure(relay, mode, streams, warmup, work):
         token = subprocess.run([relay, "token", "--jwt-secret-file", str(secret), "--sub", "memory", "--subscribe", "*",
                                 "--ttl", "1h"], check=True, capture_output=True, text=True).stdout.strip()
     node = vs_nchan.Process([relay, "serve", "--host", "127.0.0.1", "--port", str(port), "--node-id", "memory",
-                             "--rate-limit", "0", "--max-connections", str(streams + warmup + 100),
+                             "--rate-limit", "0", "--no-client-limits", "--max-connections", str(streams + warmup + 100),
                              "--log-level", "warning"] + auth, work / f"node-{mode}.log")
     proxy = None
     try:

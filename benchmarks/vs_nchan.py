@@ -283,7 +283,7 @@ class Relay(System):
     def start_node(self, index, port, redis):
         return Process([self.binary, "serve", "--host", "127.0.0.1", "--port", str(port),
                         "--redis-url", self.redis_url(redis), "--node-id", f"relay-{index + 1}",
-                        "--rate-limit", "0", "--max-connections", "20000", "--log-level", "warning"] + self.arguments,
+                        "--rate-limit", "0", "--no-client-limits", "--max-connections", "20000", "--log-level", "warning"] + self.arguments,
                        self.work / f"relay-{index + 1}.log")
 
     @staticmethod

@@ -18,7 +18,11 @@ What it checks, failing with a message naming the object:
   are ports those pods name;
 - every probe's named port exists, and the relay's probes ask /health/ready and /health/live;
 - the PodDisruptionBudget and the HorizontalPodAutoscaler point at the relay's Deployment;
-- the Ingress's backend is a Service and port that exist;
+- the Ingress's backend is a Service and port that exist, and it routes no path to /metrics
+  (Prometheus scrapes each pod; the metrics are not the public's);
+- every NetworkPolicy selects the pods of a workload, and names ports those pods name; Redis's
+  admits the relay's pods only;
+- Redis asks for a password, and the relay's REDIS_URL carries the same Secret's;
 - every image named in `images` is used by a container;
 - with --prometheus-job, that the Kubernetes scrape job keeps the relay's pods: its label regex
   matches their app.kubernetes.io/name, they carry the prometheus.io annotations it reads, and
@@ -166,6 +170,60 @@ def check(objects):
                 numbers = {p["port"] for p in service["spec"]["ports"]}
                 if ("name" in port and port["name"] not in names) or ("number" in port and port["number"] not in numbers):
                     raise BuildError(f"Ingress/{name}: Service/{backend['name']} has no port {port}")
+                routed = path.get("path", "/")
+                if path.get("pathType") == "Prefix" and "/metrics".startswith(routed.rstrip("/") + "/") or routed == "/metrics":
+                    raise BuildError(f"Ingress/{name}: path {routed} routes /metrics to the relays")
+    check_network(objects, by_kind)
+
+
+def check_network(objects, by_kind):
+    templates = list(pod_templates(objects))
+
+    def selected(selector):
+        labels = selector.get("matchLabels", {})
+        return [t for _, t in templates if labels.items() <= t["metadata"].get("labels", {}).items()]
+
+    for name, policy in by_kind.get("NetworkPolicy", {}).items():
+        matching = selected(policy["spec"]["podSelector"])
+        if not matching:
+            raise BuildError(f"NetworkPolicy/{name} selects no pod template")
+        ports = {port["name"] for t in matching for c in t["spec"]["containers"] for port in c.get("ports", []) if "name" in port}
+        for rule in policy["spec"].get("ingress", []):
+            for port in rule.get("ports", []):
+                if isinstance(port.get("port"), str) and port["port"] not in ports:
+                    raise BuildError(f"NetworkPolicy/{name}: port {port['port']!r} is named by none of its pods")
+    redis = by_kind.get("StatefulSet", {}).get("redis")
+    if redis is None:
+        return
+    redis_labels = redis["spec"]["template"]["metadata"]["labels"]
+    guards = [p for p in by_kind.get("NetworkPolicy", {}).values()
+              if p["spec"]["podSelector"].get("matchLabels", {}).items() <= redis_labels.items()]
+    relay_labels = by_kind["Deployment"]["chat-relay"]["spec"]["template"]["metadata"]["labels"]
+    for policy in guards:
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", [{}]):
+                if peer.get("podSelector", {}).get("matchLabels", {}).items() > relay_labels.items() or "podSelector" not in peer:
+                    raise BuildError(f"NetworkPolicy/{policy['metadata']['name']} lets more than the relay's pods reach Redis")
+    if not guards:
+        raise BuildError("no NetworkPolicy keeps Redis to the relay's pods")
+
+    def secret_of(container, variable):
+        for item in container.get("env", []):
+            if item["name"] == variable:
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                return (ref["name"], ref["key"]) if ref else None
+        return None
+
+    redis_container = redis["spec"]["template"]["spec"]["containers"][0]
+    if "--requirepass" not in redis_container.get("args", []):
+        raise BuildError("Redis must ask for a password (--requirepass)")
+    relay_container = by_kind["Deployment"]["chat-relay"]["spec"]["template"]["spec"]["containers"][0]
+    password = secret_of(redis_container, "REDIS_PASSWORD")
+    if password is None or secret_of(relay_container, "REDIS_PASSWORD") != password:
+        raise BuildError("Redis's password and the relay's must come from one Secret's key")
+    url = next((item.get("value", "") for item in relay_container.get("env", []) if item["name"] == "REDIS_URL"), "")
+    if "$(REDIS_PASSWORD)@" not in url:
+        raise BuildError("the relay's REDIS_URL must carry $(REDIS_PASSWORD)")
 
 
 def check_prometheus_job(path, objects):

@@ -36,12 +36,12 @@ import Testing
         // What the build did: the namespace and the image set, the selectors left alone.
         #expect(built.output.contains("namespace: chat-relay"))
         #expect(built.output.contains("image: registry.example.com/chat-relay:latest"))
-        #expect(built.output.components(separatedBy: "\nkind: ").count - 1 == 8, "8 objects:\n\(built.output.prefix(400))")
+        #expect(built.output.components(separatedBy: "\nkind: ").count - 1 == 10, "10 objects:\n\(built.output.prefix(400))")
 
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter {
             $0.hasSuffix(".yaml") && $0 != "kustomization.yaml"
         }
-        #expect(files.count == 7)
+        #expect(files.count == 8)
         let validated = try await Self.python(
             [Self.kubernetesValidate, "--kubernetes-version", Self.kubernetesVersion, "--strict", output]
                 + files.map { directory + "/" + $0 })
@@ -59,6 +59,15 @@ import Testing
             ("relay-deployment.yaml", "port: http", "port: web", "is not named"),
             ("kustomization.yaml", "namespace: chat-relay", "namespace: chat-relay\npatches: []", "does not know"),
             ("relay-deployment.yaml", "prometheus.io/port: \"8080\"", "prometheus.io/port: \"9090\"", "not a port"),
+            // The security of the deployment: Redis kept to the relays, with a password; no
+            // public path to /metrics.
+            (
+                "network-policy.yaml", "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: chat-relay",
+                "        - namespaceSelector: {}", "more than the relay's pods"
+            ),
+            ("redis.yaml", "- --requirepass", "- --protected-mode", "a password"),
+            ("relay-deployment.yaml", "redis://:$(REDIS_PASSWORD)@redis-0", "redis://redis-0", "carry $(REDIS_PASSWORD)"),
+            ("ingress.yaml", "- path: /rooms\n", "- path: /\n", "routes /metrics"),
         ] {
             let copy = NSTemporaryDirectory() + "chat-relay-k8s-\(UUID().uuidString)"
             try FileManager.default.copyItem(atPath: source, toPath: copy)

@@ -326,4 +326,49 @@ import Testing
         #expect(await Self.post(topology.proxy, from: alice, forwardedFor: nil) == 201)
         #expect(await Self.post(topology.proxy, from: alice, forwardedFor: nil) == 429)
     }
+
+    /// `method path` through `proxy` from `source` on a connection of its own: the whole answer.
+    static func request(_ proxy: ProxyServer, _ method: String, _ path: String, from source: String, headers: String = "") async
+        -> String
+    {
+        guard let socket = try? RawSocket(port: proxy.port, from: source, receiveBuffer: 65536),
+            (try? socket.send("\(method) \(path) HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\(headers)Connection: close\r\n\r\n")) != nil
+        else { return "" }
+        defer { socket.close() }
+        return await socket.receive(until: { _ in false }, timeout: .seconds(10))
+    }
+
+    /// The shipped proxies keep /metrics to the operator, set X-Forwarded-Proto themselves (the
+    /// relays mark the session cookie Secure on its word), and turn away one address's flood of
+    /// costly requests (stream opens, history, presence, /auth/) before it reaches the relays.
+    @Test(arguments: ProxyServer.Kind.allCases)
+    func theProxiesKeepMetricsInsideSetTheSchemeAndBoundEachClient(kind: ProxyServer.Kind) async throws {
+        let topology = try await Topology.start(
+            kind, replicas: 1,
+            arguments: ["--auth", "jwt", "--jwt-secret-file", try AccessControlTests.secretFile(), "--public-rooms", "open"])
+        defer { topology.kill() }
+        try await topology.waitForEveryReplica()
+        let metrics = await Self.request(topology.proxy, "GET", "/metrics", from: "127.0.0.7")
+        #expect(metrics.hasPrefix("HTTP/1.1 404"), "\(metrics)")
+        #expect(!metrics.contains("chat_relay_"))
+
+        // A client that says it came over TLS did not: the cookie is not Secure.
+        let token = try await AccessControlTests.token("alice")
+        let session = await Self.request(
+            topology.proxy, "POST", "/auth/session", from: "127.0.0.7",
+            headers: "Authorization: Bearer \(token)\r\nX-Forwarded-Proto: https\r\n")
+        #expect(session.hasPrefix("HTTP/1.1 204"), "\(session)")
+        // HAProxy writes header names in lower case.
+        #expect(session.lowercased().contains("set-cookie: chat_relay_token=") && !session.contains("Secure"), "\(session)")
+
+        // 150 history reads at once from one address: the proxy answers 429 itself (no relay
+        // named) to some; another address is served meanwhile.
+        var byProxy = 0
+        for _ in 0..<150 {
+            let answer = await Self.request(topology.proxy, "GET", "/rooms/open/messages", from: "127.0.0.8")
+            if answer.hasPrefix("HTTP/1.1 429"), !answer.lowercased().contains("x-relay-node:") { byProxy += 1 }
+        }
+        #expect(byProxy > 0, "refused by \(kind) itself")
+        #expect(await Self.request(topology.proxy, "GET", "/rooms/open/messages", from: "127.0.0.9").hasPrefix("HTTP/1.1 200"))
+    }
 }
