@@ -22,7 +22,8 @@ What it checks, failing with a message naming the object:
   (Prometheus scrapes each pod; the metrics are not the public's);
 - every NetworkPolicy selects the pods of a workload, and names ports those pods name; Redis's
   admits the relay's pods only;
-- Redis asks for a password, and the relay's REDIS_URL carries the same Secret's;
+- Redis asks for a password, and the relay's REDIS_URL carries the same Secret's; it runs with a
+  --maxmemory and the noeviction policy;
 - every image named in `images` is used by a container;
 - with --prometheus-job, that the Kubernetes scrape job keeps the relay's pods: its label regex
   matches their app.kubernetes.io/name, they carry the prometheus.io annotations it reads, and
@@ -215,8 +216,13 @@ def check_network(objects, by_kind):
         return None
 
     redis_container = redis["spec"]["template"]["spec"]["containers"][0]
-    if "--requirepass" not in redis_container.get("args", []):
+    args = redis_container.get("args", [])
+    if "--requirepass" not in args:
         raise BuildError("Redis must ask for a password (--requirepass)")
+    # A Redis without a bound is killed at its container's limit; one that evicts drops history
+    # (and the markers that say what was dropped) without a word.
+    if "--maxmemory" not in args or args[args.index("--maxmemory-policy") + 1 if "--maxmemory-policy" in args else 0] != "noeviction":
+        raise BuildError("Redis must run with --maxmemory and --maxmemory-policy noeviction")
     relay_container = by_kind["Deployment"]["chat-relay"]["spec"]["template"]["spec"]["containers"][0]
     password = secret_of(redis_container, "REDIS_PASSWORD")
     if password is None or secret_of(relay_container, "REDIS_PASSWORD") != password:

@@ -1,5 +1,4 @@
 import ChatRelay
-import Foundation
 import Logging
 import NIOCore
 
@@ -10,7 +9,7 @@ import NIOCore
 /// and `\` escaped and control characters written as escapes: a value a client chose (a token's
 /// `sub`, a room) can never pass for another field or another line. (swift-log's stream handler
 /// writes values bare.)
-struct TextLogHandler: LogHandler {
+struct TextLogHandler: LineLogHandler {
     let label: String
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
@@ -21,33 +20,22 @@ struct TextLogHandler: LogHandler {
         self.metadataProvider = metadataProvider
     }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var merged = metadataProvider?.get() ?? [:]
-        merged.merge(metadata) { $1 }
-        if let extra = event.metadata { merged.merge(extra) { $1 } }
+    func line(level: Logger.Level, message: String, fields: [(key: String, value: Logger.Metadata.Value)]) -> ByteBuffer {
         var line = ByteBuffer()
         Timestamp.writeRFC3339(milliseconds: Timestamp.nowMilliseconds(), into: &line)
-        line.writeString(" \(event.level.rawValue) ")
+        line.writeString(" \(level.rawValue) ")
         Self.write(label, quoting: true, into: &line)
         line.writeStaticString(":")
-        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+        for (key, value) in fields {
             line.writeStaticString(" ")
             Self.write(key, quoting: true, into: &line)
             line.writeStaticString("=")
             Self.write(value.description, quoting: true, into: &line)
         }
         line.writeStaticString(" ")
-        Self.write(event.message.description, quoting: false, into: &line)
+        Self.write(message, quoting: false, into: &line)
         line.writeStaticString("\n")
-        // One write(2) per record, so lines from different threads never interleave mid-line.
-        line.withUnsafeReadableBytes { bytes in
-            _ = Glibc.write(STDERR_FILENO, bytes.baseAddress, bytes.count)
-        }
+        return line
     }
 
     /// Writes `text`: quoted if it needs to be (`quoting`) and holds a space, `=` or `"`; with

@@ -6,17 +6,6 @@ import Testing
 /// user re-sending someone's key gets a message of their own, never the other's; a key squatted
 /// first does not swallow its owner's message; the same key with another body is `422`.
 @Suite struct IdempotencyTests {
-    /// A node on `broker` ("embedded", or "redis": a redis-server of its own), with `arguments`.
-    static func node(on broker: String, _ arguments: [String]) async throws -> (RelayProcess, RedisServer?) {
-        let redis = broker == "redis" ? try await RedisServer(appendOnly: false) : nil
-        do {
-            return (try await RelayProcess(arguments: arguments + (redis.map { ["--redis-url", $0.url] } ?? [])), redis)
-        } catch {
-            redis?.killNow()
-            throw error
-        }
-    }
-
     static func post(_ node: RelayProcess, room: String, token: String? = nil, user: String = "u", text: String, key: String) async throws
         -> HTTP.Reply
     {
@@ -27,7 +16,7 @@ import Testing
 
     @Test(arguments: ["embedded", "redis"])
     func anotherUsersKeyNeitherReadsNorSwallowsTheirMessage(broker: String) async throws {
-        let (node, redis) = try await Self.node(
+        let (node, redis) = try await NodeAbuseTests.node(
             on: broker, ["--auth", "jwt", "--jwt-secret-file", try AccessControlTests.secretFile(), "--rate-limit", "0"])
         defer {
             node.kill()
@@ -61,7 +50,7 @@ import Testing
 
     @Test(arguments: ["embedded", "redis"])
     func theSameKeyWithAnotherBodyIs422AndStoresNothing(broker: String) async throws {
-        let (node, redis) = try await Self.node(on: broker, ["--rate-limit", "0"])
+        let (node, redis) = try await NodeAbuseTests.node(on: broker, ["--rate-limit", "0"])
         defer {
             node.kill()
             redis?.killNow()

@@ -66,6 +66,7 @@ import Testing
                 "        - namespaceSelector: {}", "more than the relay's pods"
             ),
             ("redis.yaml", "- --requirepass", "- --protected-mode", "a password"),
+            ("redis.yaml", "- noeviction", "- allkeys-lru", "noeviction"),
             ("relay-deployment.yaml", "redis://:$(REDIS_PASSWORD)@redis-0", "redis://redis-0", "carry $(REDIS_PASSWORD)"),
             ("ingress.yaml", "- path: /rooms\n", "- path: /\n", "routes /metrics"),
         ] {

@@ -13,14 +13,7 @@ import Testing
 
     /// A node for the fuzzer, with a Redis of its own on "redis".
     static func node(on broker: String) async throws -> (RelayProcess, RedisServer?) {
-        let redis = broker == "redis" ? try await RedisServer(appendOnly: false) : nil
-        do {
-            let arguments = ["--history", "50", "--rate-burst", "500"] + (redis.map { ["--redis-url", $0.url] } ?? [])
-            return (try await RelayProcess(arguments: arguments), redis)
-        } catch {
-            redis?.killNow()
-            throw error
-        }
+        try await NodeAbuseTests.node(on: broker, ["--history", "50", "--rate-burst", "500"])
     }
 
     /// Records the report's failures, with the cases in flight as corpus entries to keep.

@@ -136,17 +136,11 @@ public final class ProtocolFuzzer: Sendable {
         switch fuzzCase.stage {
         case .requestHead:
             write(bytes, splits: fuzzCase.splits, to: socket)
-        case .requestBody:
-            _ = socket.sendWithoutWaiting(
-                Array(
-                    "POST /rooms/fuzz/messages HTTP/1.1\r\nHost: f\r\nContent-Type: application/json\r\nContent-Length: \(bytes.count)\r\n\r\n"
-                        .utf8))
-            write(bytes, splits: fuzzCase.splits, to: socket)
-        case .chunkedBody:
-            _ = socket.sendWithoutWaiting(
-                Array(
-                    "POST /rooms/fuzz/messages HTTP/1.1\r\nHost: f\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        .utf8))
+        case .requestBody, .chunkedBody:
+            // A JSON POST's head, whose body the case is: of its length, or chunked.
+            let framing = fuzzCase.stage == .requestBody ? "Content-Length: \(bytes.count)" : "Transfer-Encoding: chunked"
+            let head = "POST /rooms/fuzz/messages HTTP/1.1\r\nHost: f\r\nContent-Type: application/json\r\n\(framing)\r\n\r\n"
+            _ = socket.sendWithoutWaiting(Array(head.utf8))
             write(bytes, splits: fuzzCase.splits, to: socket)
         case .afterAnswer:
             _ = socket.sendWithoutWaiting(Array("GET /health/live HTTP/1.1\r\nHost: f\r\n\r\n".utf8))
