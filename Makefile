@@ -29,7 +29,7 @@ KUBERNETES_VALIDATE = .tools/kubernetes-validate/bin/kubernetes-validate
 
 CLUSTER_PACKAGES = $(BUILD_PACKAGES) redis-server nginx python3 curl
 
-.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop redis-cluster bench-vs-nchan soak fuzz format lint
+.PHONY: run test build build-tests deps deps-test release release-static clean cluster cluster-stop redis-cluster bench-vs-nchan soak fuzz unit format lint
 
 run: deps build
 	@echo "chat-relay on http://localhost:$(PORT) (embedded broker; set REDIS_URL for cluster mode)"
@@ -43,6 +43,11 @@ TEST_PARALLELISM ?= 6
 
 test: lint deps-test build-tests release-static $(COMPOSE) $(SCHEMATHESIS) $(KUBERNETES_VALIDATE)
 	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_PARALLELISM) $(SWIFT) test --skip-build
+
+# The tests that need no server (no Redis, relay process, proxy or browser): seconds, not minutes.
+UNIT_TESTS = ChatRelayTests|ChatRelayHTTPTests|RelayAccessTests|RelayBenchTests|RedisURLTests
+unit: build-tests
+	$(SWIFT) test --skip-build --filter '$(UNIT_TESTS)'
 
 # The protocol fuzzer for longer than `make test` gives it (15 s a broker): FUZZ_SECONDS a broker,
 # FUZZ_SEED to repeat a run. What breaks a node is printed as corpus entries for
