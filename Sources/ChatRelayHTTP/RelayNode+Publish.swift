@@ -8,8 +8,11 @@ struct PublishRequest: Sendable {
     let contentLength: Int?
     /// The `Idempotency-Key` header, unchecked.
     let idempotencyKey: String?
-    /// Who the rate limiter counts the message against (`RelayNode.clientKey`).
+    /// Who the rate limiter counts the message against: the client, in a bucket of its own for
+    /// typing signals.
     let clientKey: String
+    /// The client (`RelayNode.clientKey`).
+    let client: String
 }
 
 /// A POST that passed the checks made before its body is read.
@@ -50,7 +53,7 @@ extension RelayNode {
         }
         return AdmittedPublish(
             room: request.room, mediaType: mediaType, idempotencyKey: try Self.idempotencyKey(request.idempotencyKey),
-            client: request.clientKey)
+            client: request.client)
     }
 
     /// A stored message's `Location`: the room's messages after it.

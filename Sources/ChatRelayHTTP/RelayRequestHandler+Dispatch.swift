@@ -13,7 +13,12 @@ extension RelayRequestHandler {
             return
         }
         let peer = context.channel.remoteAddress
-        let client = node.clientKey(forwardedFor: request.head.headers["x-forwarded-for"], address: peer)
+        // Who the client is, where that counts (its request bucket, a refusal's charge, its
+        // streams): a POST's was read with its head; health checks and the page need none.
+        let client =
+            request.admitted?.client
+            ?? (route.costsReads || (route.takesCredentials && node.access.requiresTokens)
+                ? node.clientKey(forwardedFor: request.head.headers["x-forwarded-for"], address: peer) : "")
         if route.costsReads {
             do throws(APIError) {
                 try node.checkRequestRate(client)
@@ -136,6 +141,6 @@ extension RelayRequestHandler {
             contentType: headers.first(name: "content-type"),
             contentLength: headers.first(name: "content-length").flatMap(Int.init),
             idempotencyKey: headers.first(name: "idempotency-key"),
-            clientKey: typing ? "typing " + client : client)
+            clientKey: typing ? "typing " + client : client, client: client)
     }
 }
