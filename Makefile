@@ -1,7 +1,7 @@
 # chat-relay: `make run` serves one node on http://localhost:8080, `make test` runs every test.
 # Both install what is missing first (Debian packages via apt-get; you need root or sudo).
 
-# Swift lives in /opt/swift on these machines; keep it on PATH for non-login shells (CI).
+# A Swift toolchain installed in /opt/swift goes on PATH, for non-login shells (CI) too.
 export PATH := /opt/swift/usr/bin:$(PATH)
 
 SWIFT      ?= swift

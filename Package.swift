@@ -12,7 +12,7 @@ let package = Package(
         .executable(name: "chat-relay", targets: ["chat-relay"])
     ],
     dependencies: [
-        // Only versions present in the machine's local package copies (see the env skill).
+        // The lowest versions the project is built and tested with.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
